@@ -1,0 +1,1 @@
+"""Command-line client for running multi-node MPI jobs on the stack's AWS Batch queue."""

@@ -1,0 +1,97 @@
+"""Argument parsing, dispatch, and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from jobs.client import BatchJobs
+from jobs.commands import cancel, listing, logs, scale, status, submit, watch
+from jobs.context import Context
+from jobs.errors import EXIT_BAD_INPUT, EXIT_FAILURE, JobsError
+from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
+
+COMMANDS = (submit, status, watch, logs, cancel, listing, scale)
+PROG = "python -m jobs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Submit and follow multi-node MPI jobs on the stack's AWS Batch queue. "
+        "Region and credentials come from the usual AWS_REGION / AWS_PROFILE / "
+        "AWS_ENDPOINT_URL.",
+        epilog="Exit codes: 0 ok (for --wait/watch: the job SUCCEEDED), 1 AWS error or job "
+        "not successful, 2 bad input (nothing was sent).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--outputs-file", metavar="FILE",
+        help=f"stack outputs JSON from `cdktf deploy --outputs-file` (env {OUTPUTS_FILE_ENV}; "
+        "default: `terraform output -json` in the synthesized stack)",
+    )
+    parser.add_argument("--stack", help=f"stack name when there are several (env {STACK_ENV})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command_parser = sub.add_parser(
+            command.NAME, help=command.HELP, description=command.HELP
+        )
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(execute=command.execute,
+                                    takes_command=getattr(command, "TAKES_COMMAND", False))
+    return parser
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Everything after the first `--` is the job's command, not ours to parse."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, None
+
+
+def run(argv: Sequence[str], api_factory: Callable[[], BatchJobs] | None = None) -> int:
+    """Parse and execute; raises JobsError for reportable failures."""
+    ours, command = _split_command(list(argv))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(ours)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return int(exc.code or 0)
+    problem = ""
+    if command is not None and not args.takes_command:
+        problem = "'-- COMMAND' is only accepted by submit and scale-test"
+    elif command is not None and not command:
+        problem = "nothing after '--': give the job's command or drop the '--'"
+    if problem:
+        print(f"{PROG} {args.command}: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args.job_command = command or []
+    context = Context(Settings(args.outputs_file, args.stack), api_factory=api_factory)
+    return int(args.execute(args, context))
+
+
+def main(argv: Sequence[str] | None = None,
+         api_factory: Callable[[], BatchJobs] | None = None) -> int:
+    """Run, turning errors into one stderr line and the CONTRACTS.md exit codes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in _split_command(argv)[0]
+    try:
+        return run(argv, api_factory)
+    except JobsError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc.line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted (the job, if submitted, keeps running)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,175 @@
+"""One thin wrapper around the Batch, CloudWatch Logs and ECR clients; all AWS calls go here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs.errors import NotFound, translate
+
+# Standard mode retries throttling and transient errors with backoff; AWS_MAX_ATTEMPTS still
+# applies because max_attempts is not pinned here.
+BOTO_CONFIG = Config(retries={"mode": "standard"}, user_agent_extra="mnp-batch-jobs")
+DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
+_ECR_IMAGE_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([^:@]+)")
+
+
+class BatchJobs:
+    """Batch and Logs calls the CLI needs, with errors translated in one place."""
+
+    def __init__(
+        self,
+        batch: Any = None,
+        logs: Any = None,
+        ecr: Any = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self._given = {"batch": batch, "logs": logs, "ecr": ecr}
+        self._session = session
+
+    def _client(self, service: str) -> Any:
+        if self._given[service] is None:
+            try:
+                session = self._session or boto3.session.Session()
+                self._given[service] = session.client(service, config=BOTO_CONFIG)
+            except BotoCoreError as exc:
+                raise translate(exc) from exc
+        return self._given[service]
+
+    @cached_property
+    def batch(self) -> Any:
+        """The Batch client."""
+        return self._client("batch")
+
+    @cached_property
+    def logs(self) -> Any:
+        """The CloudWatch Logs client."""
+        return self._client("logs")
+
+    @cached_property
+    def ecr(self) -> Any:
+        """The ECR client."""
+        return self._client("ecr")
+
+    @staticmethod
+    def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc) from exc
+
+    def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+        """SubmitJob; returns jobId, jobName, jobArn."""
+        return self._call(self.batch.submit_job, **request)
+
+    def describe(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """DescribeJobs for any number of ids, keyed by job id (missing ids are absent)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(job_ids), DESCRIBE_CHUNK):
+            chunk = job_ids[start : start + DESCRIBE_CHUNK]
+            for job in self._call(self.batch.describe_jobs, jobs=chunk).get("jobs", []):
+                found[job["jobId"]] = job
+        return found
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job, or NotFound."""
+        job = self.describe([job_id]).get(job_id)
+        if job is None:
+            region = self.batch.meta.region_name
+            raise NotFound(
+                f"no job {job_id} in {region}",
+                hint="check the id and AWS_REGION (Batch forgets jobs about 7 days after they end)",
+            )
+        return job
+
+    def nodes(self, job: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """The node jobs `<id>#i` of a multi-node job (None where Batch has none yet)."""
+        count = int(job.get("nodeProperties", {}).get("numNodes") or 0)
+        if count == 0 or "#" in job["jobId"]:
+            return []
+        ids = [f"{job['jobId']}#{i}" for i in range(count)]
+        found = self.describe(ids)
+        return [found.get(i) for i in ids]
+
+    def terminate(self, job_id: str, reason: str) -> None:
+        """TerminateJob: cancels a queued job and stops a running one."""
+        self._call(self.batch.terminate_job, jobId=job_id, reason=reason)
+
+    def list_jobs(self, queue: str, statuses: list[str]) -> list[dict[str, Any]]:
+        """Job summaries in one queue for the given statuses, all pages."""
+        paginator = self.batch.get_paginator("list_jobs")
+        summaries: list[dict[str, Any]] = []
+        for status in statuses:
+            pages = paginator.paginate(jobQueue=queue, jobStatus=status)
+            for page in self._call(lambda p=pages: list(p)):
+                summaries.extend(page.get("jobSummaryList", []))
+        return summaries
+
+    def latest_definition(self, name: str) -> dict[str, Any]:
+        """The newest ACTIVE revision of a job definition (name, name:rev or ARN)."""
+        if ":" in name:
+            kwargs: dict[str, Any] = {"jobDefinitions": [name]}
+        else:
+            kwargs = {"jobDefinitionName": name, "status": "ACTIVE"}
+        paginator = self.batch.get_paginator("describe_job_definitions")
+        pages = self._call(lambda: list(paginator.paginate(**kwargs)))
+        found = [d for page in pages for d in page.get("jobDefinitions", [])]
+        found = [d for d in found if d.get("status", "ACTIVE") == "ACTIVE"]
+        if not found:
+            raise NotFound(
+                f"no active job definition {name}",
+                hint="check --job-definition / JOB_DEFINITION_NAME and AWS_REGION",
+            )
+        return max(found, key=lambda d: d.get("revision", 0))
+
+    def register(self, request: dict[str, Any]) -> dict[str, Any]:
+        """RegisterJobDefinition; returns jobDefinitionArn and revision."""
+        return self._call(self.batch.register_job_definition, **request)
+
+    def check_image(self, image: str) -> None:
+        """For an ECR image, make sure the tag was pushed (else nodes fail to pull it)."""
+        match = _ECR_IMAGE_RE.match(image)
+        if not match or ":" not in image.rsplit("/", 1)[-1]:
+            return
+        tag = image.rsplit(":", 1)[1]
+        try:
+            self.ecr.describe_images(
+                registryId=match.group(1),
+                repositoryName=match.group(3),
+                imageIds=[{"imageTag": tag}],
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("ImageNotFoundException",
+                                                 "RepositoryNotFoundException"):
+                raise NotFound(
+                    f"image {image} is not in ECR",
+                    hint="build and push that tag first; ECR tags are immutable",
+                    code=exc.response["Error"]["Code"],
+                ) from exc
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    def log_events(
+        self, group: str, stream: str, token: str | None = None
+    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """Pages of a log stream from the start (or token) until no new events arrive."""
+        while True:
+            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream}
+            if token:
+                kwargs["nextToken"] = token
+            else:
+                kwargs["startFromHead"] = True
+            page = self._call(self.logs.get_log_events, **kwargs)
+            new_token = page["nextForwardToken"]
+            yield page.get("events", []), new_token
+            # GetLogEvents returns the same token once the end of the stream is reached.
+            if new_token == token or not page.get("events"):
+                return
+            token = new_token

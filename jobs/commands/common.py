@@ -1,0 +1,140 @@
+"""Arguments and steps shared by submit and scale-test."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from jobs import validate
+from jobs.context import Context
+from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
+
+
+def add_queue_arguments(parser: argparse.ArgumentParser, definition: bool = True) -> None:
+    """--job-queue (and --job-definition): flag, else env, else stack output."""
+    parser.add_argument(
+        "--job-queue", metavar="NAME",
+        help="Batch job queue (default: $JOB_QUEUE_NAME, else the stack's job_queue_name)",
+    )
+    if definition:
+        parser.add_argument(
+            "--job-definition", metavar="NAME",
+            help="job definition name, name:revision or ARN (default: $JOB_DEFINITION_NAME, "
+            "else the stack's job_definition_name)",
+        )
+
+
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
+    """--interval and --max-wait for anything that polls."""
+    parser.add_argument("--interval", type=validate.positive_seconds, default=10.0,
+                        metavar="S", help="seconds between polls (default 10)")
+    parser.add_argument("--max-wait", type=validate.positive_seconds, default=86400.0,
+                        metavar="S", help="stop watching after S seconds, exit 1 "
+                        "(default 86400; the job keeps running)")
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str], Any],
+                      nodes_help: str) -> None:
+    """The resource, path, retry and tag flags of a job."""
+    parser.add_argument("--nodes", type=nodes_type, required=True, help=nodes_help)
+    parser.add_argument("--vcpus", type=validate.vcpus, required=True,
+                        help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE)")
+    parser.add_argument("--memory", type=validate.memory, required=True, metavar="MIB",
+                        help=f"memory per node in MiB (at least {validate.MIN_MEMORY_MIB}, "
+                        "Batch's minimum)")
+    parser.add_argument("--input-path", type=validate.absolute_path, metavar="DIR",
+                        help="input directory on the EFS mount (sets INPUT_PATH)")
+    parser.add_argument("--output-path", type=validate.absolute_path, metavar="DIR",
+                        help="output parent directory on the EFS mount; a run writes "
+                        "DIR/<job id>/ (sets OUTPUT_PATH)")
+    parser.add_argument("--image-tag", type=validate.image_tag, metavar="TAG",
+                        help="register a job definition revision using this image tag of the "
+                        "same repository, then submit against it")
+    parser.add_argument("--timeout", type=validate.timeout, metavar="S",
+                        help=f"per-attempt time limit in seconds (at least "
+                        f"{validate.MIN_TIMEOUT_S})")
+    parser.add_argument("--attempts", type=validate.attempts, metavar="N",
+                        help=f"attempts 1..{validate.MAX_ATTEMPTS}, with the retry rules of "
+                        "the exit-code contract (retry 3, 4, 143 and host failures)")
+    parser.add_argument("--tag", type=validate.tag, action="append", default=[],
+                        metavar="KEY=VALUE", help="job tag, repeatable (propagated to tasks)")
+    add_queue_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the SubmitJob request as JSON and call nothing")
+    parser.add_argument("--wait", action="store_true",
+                        help="watch until the job ends; exit 0 only if it SUCCEEDED")
+    add_wait_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[str, int]],
+              extra_tags: dict[str, str] | None = None) -> list[JobSpec]:
+    """Check the cross-field limits, resolve names, and build one spec per (name, nodes)."""
+    mount = ctx.settings.efs_mount()
+    validate.check_under_mount("--input-path", args.input_path, mount)
+    validate.check_under_mount("--output-path", args.output_path, mount)
+    limit = ctx.settings.max_vcpus()
+    if limit is None:
+        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}; MAX_VCPUS "
+                      "unset): not checking nodes x vCPUs")
+    for _, count in names_nodes:
+        validate.check_capacity(count, args.vcpus, limit)
+    tags = dict(args.tag)
+    validate.check_tags(args.tag, len(CLI_TAGS) + len(extra_tags or {}))
+    queue = ctx.settings.resolve(args.job_queue, "JOB_QUEUE_NAME", "job_queue_name",
+                                 "--job-queue")
+    definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
+                                      "job_definition_name", "--job-definition")
+    return [
+        JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
+                memory=args.memory, input_path=args.input_path, output_path=args.output_path,
+                command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
+                tags={**tags, **(extra_tags or {})})
+        for name, count in names_nodes
+    ]
+
+
+def register_image(ctx: Context, definition: str, tag: str) -> str:
+    """Register a revision of `definition` with image tag `tag`; returns its ARN."""
+    current = ctx.api.latest_definition(definition)
+    request = revision_request(current, tag)
+    for image in images_of(request):
+        ctx.api.check_image(image)
+    created = ctx.api.register(request)
+    ctx.err.print(
+        f"registered {request['jobDefinitionName']}:{created.get('revision')} "
+        f"(copy of revision {current.get('revision')}) with image "
+        f"{', '.join(sorted(set(images_of(request))))}"
+    )
+    return str(created["jobDefinitionArn"])
+
+
+def dry_run(ctx: Context, requests: list[dict[str, Any]], image_tag: str | None) -> int:
+    """Print the request(s) exactly as they would be sent."""
+    if image_tag:
+        ctx.err.print(f"dry run: --image-tag {image_tag} would first register a revision of "
+                      f"{requests[0]['jobDefinition']} with that tag and submit against it")
+    body = requests[0] if len(requests) == 1 else requests
+    print(json.dumps(body, indent=2, sort_keys=True))
+    return 0
+
+
+def submit_all(ctx: Context, specs: list[JobSpec], image_tag: str | None) -> list[dict[str, Any]]:
+    """Submit each spec (after the --image-tag registration); returns the SubmitJob results."""
+    requests = [submit_request(spec) for spec in specs]
+    if image_tag:
+        arn = register_image(ctx, specs[0].definition, image_tag)
+        for request in requests:
+            request["jobDefinition"] = arn
+    results = []
+    for spec, request in zip(specs, requests, strict=True):
+        result = ctx.api.submit(request)
+        ctx.err.print(
+            f"submitted {spec.name} as {result['jobId']}: {spec.nodes} nodes x {spec.vcpus} "
+            f"vCPUs, {spec.memory} MiB, queue {spec.queue}"
+        )
+        results.append({"jobId": result["jobId"], "jobName": result["jobName"],
+                        "jobArn": result.get("jobArn"), "nodes": spec.nodes})
+    return results

@@ -1,0 +1,44 @@
+"""`submit`: one multi-node job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from jobs import validate
+from jobs.commands.common import add_job_arguments, dry_run, job_specs, submit_all
+from jobs.commands.watch import watch_jobs
+from jobs.context import Context
+from jobs.request import submit_request
+
+NAME = "submit"
+HELP = "submit a multi-node job; '-- CMD...' replaces the job definition's command"
+TAKES_COMMAND = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register submit's flags."""
+    parser.add_argument("--job-name", type=validate.job_name, required=True,
+                        help="up to 128 letters, digits, '-', '_'; starts alphanumeric")
+    add_job_arguments(parser, validate.nodes,
+                      f"number of nodes, 1..{validate.MAX_NODES}")
+    parser.epilog = (
+        "example: python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 "
+        "--output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097"
+    )
+
+
+def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Validate, then print (--dry-run) or submit, and optionally watch."""
+    (spec,) = job_specs(args, ctx, [(args.job_name, args.nodes)])
+    if args.dry_run:
+        return dry_run(ctx, [submit_request(spec)], args.image_tag)
+    (result,) = submit_all(ctx, [spec], args.image_tag)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(result["jobId"])
+    if not args.wait:
+        ctx.err.print(f"follow it with: python -m jobs watch {result['jobId']}")
+        return 0
+    return watch_jobs(ctx, [result["jobId"]], args.interval, args.max_wait)

@@ -1,0 +1,61 @@
+"""`watch`: poll until the job ends; the exit code says whether it SUCCEEDED."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+
+from jobs import render, validate
+from jobs.commands.common import add_wait_arguments
+from jobs.context import Context
+
+NAME = "watch"
+HELP = "follow a job until SUCCEEDED (exit 0) or FAILED (exit 1)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register watch's flags."""
+    parser.add_argument("job_id", type=validate.job_id, metavar="JOB_ID")
+    add_wait_arguments(parser)
+
+
+def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: float) -> int:
+    """Poll until every job is SUCCEEDED or FAILED, printing each change; 0 if all SUCCEEDED."""
+    deadline = time.monotonic() + max_wait
+    last: dict[str, str] = {}
+    final: dict[str, str] = {}
+    while True:
+        for job_id in [j for j in job_ids if j not in final]:
+            job = ctx.api.job(job_id)
+            line = render.progress_line(job, ctx.api.nodes(job))
+            if last.get(job_id) != line:
+                stamp = datetime.now(UTC).strftime("%H:%M:%S")
+                ctx.err.print(f"{stamp} {line}")
+                last[job_id] = line
+            if job.get("status") in validate.TERMINAL:
+                final[job_id] = job["status"]
+                code = render.exit_code(job)
+                took = render.seconds(job)
+                ctx.out.print(
+                    f"{job_id} {job['status']}"
+                    + (f" exit code {code}" if code is not None else "")
+                    + (f" after {took:.0f} s" if took is not None else "")
+                    + (f": {job['statusReason']}" if job.get("statusReason") else "")
+                )
+        if len(final) == len(job_ids):
+            return 0 if all(s == "SUCCEEDED" for s in final.values()) else 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            waiting = ", ".join(j for j in job_ids if j not in final)
+            ctx.err.print(
+                f"gave up after {max_wait:g} s; still not finished: {waiting} (jobs keep "
+                "running; cancel with: python -m jobs cancel JOB_ID)"
+            )
+            return 1
+        time.sleep(min(interval, remaining))
+
+
+def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Watch one job."""
+    return watch_jobs(ctx, [args.job_id], args.interval, args.max_wait)

@@ -1,0 +1,186 @@
+"""Read the deployed stack's Terraform outputs (queue, job definition, limits, log group)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import InvalidInput
+
+OUTPUTS_FILE_ENV = "JOBS_OUTPUTS_FILE"
+STACK_ENV = "JOBS_STACK"
+# The contract fixes the mount point; used when no outputs are available.
+DEFAULT_EFS_MOUNT = "/mnt/efs"
+
+
+@dataclass
+class StackOutputs:
+    """Output values of one stack and where they came from (for messages)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    source: str = "no stack outputs found"
+
+    def get(self, name: str) -> Any:
+        """Return one output value or None."""
+        return self.values.get(name)
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The directory holding cdktf.json, searched upward from cwd, else this package's parent."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "cdktf.json").is_file():
+            return candidate
+    return Path(__file__).resolve().parent.parent
+
+
+def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept `terraform output -json` ({"x": {"value": v}}) and plain {"x": v} alike."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and "value" in value and set(value) <= {
+            "value", "type", "sensitive"
+        }:
+            flat[key] = value["value"]
+        elif isinstance(value, dict):
+            # cdktf nests outputs declared inside constructs under the construct id.
+            for inner_key, inner in _flatten(value).items():
+                flat.setdefault(inner_key, inner)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _pick_stack(stacks: Mapping[str, Any], source: str, stack: str | None) -> tuple[str, Any]:
+    """Choose the requested stack, or the only one."""
+    if stack:
+        if stack not in stacks:
+            raise InvalidInput(
+                f"stack {stack!r} not in {source} (has: {', '.join(sorted(stacks)) or 'none'})",
+                hint=f"check --stack / {STACK_ENV}",
+            )
+        return stack, stacks[stack]
+    if len(stacks) != 1:
+        raise InvalidInput(
+            f"{source} has {len(stacks)} stacks ({', '.join(sorted(stacks))}); choose one",
+            hint=f"pass --stack or set {STACK_ENV}",
+        )
+    return next(iter(stacks.items()))
+
+
+def load_outputs_file(path: Path, stack: str | None = None) -> StackOutputs:
+    """Read the file `cdktf deploy --outputs-file` writes: {"<stack>": {"name": value}}."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"cannot read stack outputs file {path}: {exc}", hint=f"check --outputs-file / "
+            f"{OUTPUTS_FILE_ENV}"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"stack outputs file {path} is not a JSON object")
+    if any(isinstance(v, dict) and "job_queue_name" in _flatten(v) for v in raw.values()):
+        name, values = _pick_stack(raw, str(path), stack)
+        return StackOutputs(_flatten(values), f"{path} (stack {name})")
+    return StackOutputs(_flatten(raw), str(path))
+
+
+def _local_state(workdir: Path) -> Path | None:
+    """The state file of the stack's local backend, if it uses one."""
+    try:
+        config = json.loads((workdir / "cdk.tf.json").read_text())
+    except (OSError, ValueError):
+        return None
+    local = config.get("terraform", {}).get("backend", {}).get("local")
+    if local is None:
+        return None
+    return (workdir / local.get("path", "terraform.tfstate")).resolve()
+
+
+def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
+    """`terraform output -json` in the synthesized stack directory, else its local state file."""
+    manifest = root / "cdktf.out" / "manifest.json"
+    if not manifest.is_file():
+        return StackOutputs(source=f"no {manifest} (run `make synth` and deploy first)")
+    stacks = json.loads(manifest.read_text()).get("stacks", {})
+    name, info = _pick_stack(stacks, str(manifest), stack)
+    workdir = root / "cdktf.out" / info.get("workingDirectory", f"stacks/{name}")
+    terraform = shutil.which("terraform")
+    reason = "terraform is not on PATH"
+    if terraform is not None and (workdir / ".terraform").is_dir():
+        proc = subprocess.run(
+            [terraform, "output", "-json"], cwd=workdir, capture_output=True, text=True,
+            timeout=120, env={**os.environ, "TF_IN_AUTOMATION": "1"},
+        )
+        if proc.returncode == 0:
+            return StackOutputs(_flatten(json.loads(proc.stdout or "{}")),
+                                f"terraform output in {workdir}")
+        reason = (proc.stderr.strip().splitlines() or ["terraform output failed"])[-1]
+    elif terraform is not None:
+        reason = f"{workdir} is not initialized (not deployed from here?)"
+    # Without an initialized working directory, a local backend's state still has the outputs.
+    state = _local_state(workdir)
+    if state is not None and state.is_file():
+        outputs = json.loads(state.read_text()).get("outputs", {})
+        return StackOutputs(_flatten(outputs), f"state file {state}")
+    return StackOutputs(source=f"no outputs for stack {name}: {reason}")
+
+
+def find_outputs(outputs_file: str | None, stack: str | None) -> StackOutputs:
+    """Flag or JOBS_OUTPUTS_FILE, else the synthesized stack's Terraform state."""
+    stack = stack or os.environ.get(STACK_ENV) or None
+    path = outputs_file or os.environ.get(OUTPUTS_FILE_ENV)
+    if path:
+        return load_outputs_file(Path(path), stack)
+    return terraform_outputs(project_root(), stack)
+
+
+class Settings:
+    """Resource names resolved as: flag, else environment variable, else stack output."""
+
+    def __init__(self, outputs_file: str | None = None, stack: str | None = None) -> None:
+        self._outputs_file = outputs_file
+        self._stack = stack
+        self._outputs: StackOutputs | None = None
+
+    @property
+    def outputs(self) -> StackOutputs:
+        """Stack outputs, read on first use only (flags and env may make them unnecessary)."""
+        if self._outputs is None:
+            self._outputs = find_outputs(self._outputs_file, self._stack)
+        return self._outputs
+
+    def resolve(self, flag_value: str | None, env: str, output: str, flag: str) -> str:
+        """A required name: flag, env, output, or a bad-input error saying where to set it."""
+        value = flag_value or os.environ.get(env) or self.outputs.get(output)
+        if not value:
+            raise InvalidInput(
+                f"no {output.replace('_', ' ')}: pass {flag}, set {env}, or deploy the stack "
+                f"({self.outputs.source})"
+            )
+        return str(value)
+
+    def optional(self, env: str | None, output: str) -> str | None:
+        """An optional value: env (if any), else output, else None."""
+        value = (os.environ.get(env) if env else None) or self.outputs.get(output)
+        return None if value in (None, "") else str(value)
+
+    def max_vcpus(self) -> int | None:
+        """The compute environment's vCPU ceiling: MAX_VCPUS, else the `max_vcpus` output."""
+        value = self.optional("MAX_VCPUS", "max_vcpus")
+        if value is None:
+            return None
+        try:
+            return int(float(value))
+        except ValueError as exc:
+            raise InvalidInput(f"MAX_VCPUS / max_vcpus output {value!r} is not a number") from exc
+
+    def efs_mount(self) -> str:
+        """Where the shared file system is mounted in the job containers."""
+        return self.optional(None, "efs_mount_path") or DEFAULT_EFS_MOUNT

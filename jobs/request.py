@@ -1,0 +1,115 @@
+"""Pure builders for the Batch requests the CLI sends (so --dry-run prints exactly them)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+# Copied from CONTRACTS.md's exit-code table: a SubmitJob retryStrategy replaces the job
+# definition's whole strategy, so --attempts must carry the same rules (Batch allows 5).
+EVALUATE_ON_EXIT: list[dict[str, str]] = [
+    {"onStatusReason": "Host EC2*", "action": "RETRY"},
+    {"onExitCode": "3", "action": "RETRY"},
+    {"onExitCode": "4", "action": "RETRY"},
+    {"onExitCode": "143", "action": "RETRY"},
+    {"onReason": "*", "action": "EXIT"},
+]
+CLI_TAGS = {"submitted-by": "mnp-batch-jobs-cli"}
+# Fields of a DescribeJobDefinitions entry that RegisterJobDefinition accepts back.
+_REGISTER_FIELDS = (
+    "type", "parameters", "schedulingPriority", "containerProperties", "nodeProperties",
+    "retryStrategy", "propagateTags", "timeout", "tags", "platformCapabilities",
+    "eksProperties", "ecsProperties", "consumableResourceProperties",
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the user asked to run; already validated."""
+
+    name: str
+    queue: str
+    definition: str
+    nodes: int
+    vcpus: int
+    memory: int
+    input_path: str | None = None
+    output_path: str | None = None
+    command: tuple[str, ...] = ()
+    attempts: int | None = None
+    timeout: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def submit_request(spec: JobSpec) -> dict[str, Any]:
+    """One SubmitJob request; overrides go to every node (range "0:")."""
+    environment = [{"name": "MNP_RANKS_PER_NODE", "value": str(spec.vcpus)}]
+    if spec.input_path:
+        environment.append({"name": "INPUT_PATH", "value": spec.input_path})
+    if spec.output_path:
+        environment.append({"name": "OUTPUT_PATH", "value": spec.output_path})
+    container: dict[str, Any] = {
+        # resourceRequirements, not the legacy vcpus/memory fields, which Batch ignores when
+        # the job definition uses resourceRequirements.
+        "resourceRequirements": [
+            {"type": "VCPU", "value": str(spec.vcpus)},
+            {"type": "MEMORY", "value": str(spec.memory)},
+        ],
+        "environment": sorted(environment, key=lambda e: e["name"]),
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    request: dict[str, Any] = {
+        "jobName": spec.name,
+        "jobQueue": spec.queue,
+        "jobDefinition": spec.definition,
+        "nodeOverrides": {
+            "numNodes": spec.nodes,
+            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
+        },
+        "propagateTags": True,
+        "tags": {**CLI_TAGS, **spec.tags},
+    }
+    if spec.attempts is not None:
+        request["retryStrategy"] = {
+            "attempts": spec.attempts,
+            "evaluateOnExit": copy.deepcopy(EVALUATE_ON_EXIT),
+        }
+    if spec.timeout is not None:
+        request["timeout"] = {"attemptDurationSeconds": spec.timeout}
+    return request
+
+
+def with_tag(image: str, tag: str) -> str:
+    """The same repository with another tag (a digest or old tag is dropped)."""
+    name = image.partition("@")[0]
+    if name.rfind(":") > name.rfind("/"):  # a ':' after the last '/' is a tag, not a port
+        name = name[: name.rfind(":")]
+    return f"{name}:{tag}"
+
+
+def images_of(definition: dict[str, Any]) -> list[str]:
+    """Every container image a job definition names."""
+    found = []
+    if "containerProperties" in definition:
+        found.append(definition["containerProperties"].get("image", ""))
+    for node_range in definition.get("nodeProperties", {}).get("nodeRangeProperties", []):
+        found.append(node_range.get("container", {}).get("image", ""))
+    return [i for i in found if i]
+
+
+def revision_request(definition: dict[str, Any], tag: str) -> dict[str, Any]:
+    """RegisterJobDefinition for a copy of `definition` whose images carry `tag`."""
+    request = {k: copy.deepcopy(definition[k]) for k in _REGISTER_FIELDS if k in definition}
+    request["jobDefinitionName"] = definition["jobDefinitionName"]
+    if "containerProperties" in request:
+        props = request["containerProperties"]
+        props["image"] = with_tag(props["image"], tag)
+    for node_range in request.get("nodeProperties", {}).get("nodeRangeProperties", []):
+        container = node_range.get("container", {})
+        if "image" in container:
+            container["image"] = with_tag(container["image"], tag)
+    if not request.get("tags"):
+        request.pop("tags", None)
+    return request
