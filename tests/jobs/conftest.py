@@ -282,3 +282,30 @@ def aws(moto_url: str, tmp_path: Path) -> Aws:
     env = Aws(moto_url, tmp_path)
     env.setup()
     return env
+
+
+@dataclass
+class Result:
+    """Exit code and output of an in-process CLI run."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_main(aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Call jobs.cli.main in this process against moto (fast; for the many bad-input cases)."""
+    from jobs.cli import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+    monkeypatch.setenv("JOBS_OUTPUTS_FILE", str(aws.outputs_file))
+    monkeypatch.chdir(aws.tmp_path)
+
+    def run(*argv: str) -> Result:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
