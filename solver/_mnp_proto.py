@@ -1,0 +1,209 @@
+"""Rendezvous between Batch nodes over TCP: authenticated hello, ready, heartbeats, exit.
+
+Wire format: one JSON object per line. A child connects to the main node, both prove they
+hold the key of this job and attempt (HMAC over fresh nonces from both sides), the main node
+hands over its SSH public key, the child answers with its sshd port and host key once sshd
+runs, then both send pings until the main node sends `exit`. Only public keys cross the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_LINE = 65536
+HANDSHAKE_TIMEOUT = 30.0  # a child starts sshd between `welcome` and `ready`
+
+log = logging.getLogger("mnp")
+
+
+class RendezvousError(Exception):
+    """The rendezvous failed (rejected, never answered, or nodes missing)."""
+
+
+class ChannelClosed(Exception):
+    """The peer closed the connection or went silent."""
+
+
+def derive_key(job_id: str, attempt: int, secret: str | None = None) -> bytes:
+    """The HMAC key binding the rendezvous to one job and attempt."""
+    base = (secret or "").encode()
+    return hmac.new(b"mnp-rendezvous-v1" + base, f"{job_id}:{attempt}".encode(),
+                    hashlib.sha256).digest()
+
+
+def mac(key: bytes, *parts: object) -> str:
+    """HMAC-SHA256 of the `|`-joined parts."""
+    return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
+
+
+class Channel:
+    """Line-delimited JSON over a socket; sends may come from several threads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = b""
+        self._lock = threading.Lock()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def send(self, **msg: object) -> None:
+        data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            try:
+                self.sock.sendall(data)
+            except OSError as e:
+                raise ChannelClosed(str(e)) from e
+
+    def recv(self, timeout: float) -> dict:
+        """Next message; ChannelClosed on EOF, error or `timeout` seconds of silence."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChannelClosed(f"silent for {timeout:g}s")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError as e:
+                raise ChannelClosed(str(e)) from e
+            if not chunk:
+                raise ChannelClosed("connection closed")
+            self._buf += chunk
+            if len(self._buf) > MAX_LINE:
+                raise ChannelClosed("message too long")
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            msg = json.loads(line)
+        except ValueError as e:
+            raise ChannelClosed("malformed message") from e
+        if not isinstance(msg, dict):
+            raise ChannelClosed("malformed message")
+        return msg
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A child node that reported: where its sshd listens and how many ranks it takes."""
+
+    index: int
+    ip: str
+    slots: int
+    ssh_port: int
+    host_key: str
+
+
+def _heartbeat(channels: Callable[[], list[Channel]], interval: float,
+               stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        for ch in channels():
+            try:
+                ch.send(t="ping")
+            except ChannelClosed:
+                pass  # the reader side notices and reports the loss
+
+
+def _start(target: Callable[..., object], *args: object) -> threading.Thread:
+    t = threading.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
+class Client:
+    """The child side: connect, authenticate, report `ready`, then follow the main node."""
+
+    def __init__(self, *, key: bytes, job: str, attempt: int, index: int, slots: int,
+                 main_ip: str, port: int, hb_interval: float, hb_timeout: float) -> None:
+        self.key, self.job, self.attempt = key, job, attempt
+        self.index, self.slots = index, slots
+        self.addr = (main_ip, port)
+        self.hb_interval, self.hb_timeout = hb_interval, hb_timeout
+        self.events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._ch: Channel | None = None
+        self._stop = threading.Event()
+
+    def connect(self, timeout: float, stop: threading.Event | None = None) -> dict:
+        """Retry until the main node answers; return its `welcome` (public key, user)."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                raise RendezvousError("stopped before the main node answered")
+            try:
+                sock = socket.create_connection(self.addr, timeout=min(5.0, self.hb_timeout))
+            except OSError as e:
+                last = str(e)
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            return self._handshake(Channel(sock))
+        raise RendezvousError(
+            f"main node {self.addr[0]}:{self.addr[1]} did not answer within {timeout:g}s "
+            f"({last})")
+
+    def _handshake(self, ch: Channel) -> dict:
+        try:
+            hi = ch.recv(HANDSHAKE_TIMEOUT)
+            if hi.get("t") != "challenge":
+                raise RendezvousError(f"unexpected greeting from main node: {hi.get('t')!r}")
+            if (hi.get("job"), hi.get("attempt")) != (self.job, self.attempt):
+                raise RendezvousError(
+                    f"main node runs job {hi.get('job')} attempt {hi.get('attempt')}, "
+                    f"not job {self.job} attempt {self.attempt}")
+            nonce = secrets.token_hex(16)
+            ch.send(t="hello", node=self.index, slots=self.slots, nonce=nonce,
+                    mac=mac(self.key, "hello", hi["nonce"], nonce, self.index, self.slots))
+            ans = ch.recv(HANDSHAKE_TIMEOUT)
+        except ChannelClosed as e:
+            ch.close()
+            raise RendezvousError(f"main node dropped the rendezvous: {e}") from e
+        if ans.get("t") == "reject":
+            ch.close()
+            raise RendezvousError(f"main node rejected this node: {ans.get('reason')}")
+        expected = mac(self.key, "welcome", nonce, hi["nonce"])
+        if ans.get("t") != "welcome" or not hmac.compare_digest(str(ans.get("mac")), expected):
+            ch.close()
+            raise RendezvousError("main node failed to authenticate (wrong job key)")
+        self._ch = ch
+        return ans
+
+    def ready(self, ssh_port: int, host_key: str) -> None:
+        """Report that sshd runs, then keep pinging and watch for `exit` or silence."""
+        assert self._ch is not None
+        self._ch.send(t="ready", ssh_port=ssh_port, host_key=host_key)
+        _start(_heartbeat, lambda: [self._ch], self.hb_interval, self._stop)
+        _start(self._read)
+
+    def _read(self) -> None:
+        assert self._ch is not None
+        while not self._stop.is_set():
+            try:
+                msg = self._ch.recv(self.hb_timeout)
+            except ChannelClosed as e:
+                if not self._stop.is_set():
+                    self.events.put(("lost", str(e)))
+                return
+            if msg.get("t") == "exit":
+                self.events.put(("exit", int(msg.get("code", 0))))
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ch is not None:
+            self._ch.close()

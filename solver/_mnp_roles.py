@@ -1,0 +1,248 @@
+"""The launcher's three paths: one node, the main node, a child node."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from solver import _mnp_ssh as ssh
+from solver._mnp_proto import Client, RendezvousError, derive_key, log
+from solver._mnp_server import Server
+
+if TYPE_CHECKING:
+    from solver.mnp import BatchNode, Settings
+
+EXIT_USAGE, EXIT_RENDEZVOUS, EXIT_LOST, EXIT_SIGTERM = 2, 3, 4, 143
+TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
+LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
+# Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
+FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_NODES",
+               "INPUT_PATH", "OUTPUT_PATH", "NUMBA_CACHE_DIR", "PATH", "PYTHONPATH",
+               "VIRTUAL_ENV")
+
+
+class _Term:
+    """Records SIGTERM; the run loops forward it to the local ranks."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.at = 0.0
+        signal.signal(signal.SIGTERM, self._on)
+
+    def _on(self, *_: object) -> None:
+        if not self.event.is_set():
+            self.at = time.monotonic()
+            log.info("SIGTERM: forwarding to local ranks")
+        self.event.set()
+
+
+def _mpiexec() -> str:
+    found = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+    return found
+
+
+def _forward_args() -> list[str]:
+    names = [n for n in FORWARD_ENV if n in os.environ]
+    names += [n for n in os.environ.get("MNP_FORWARD_ENV", "").split(",") if n in os.environ]
+    return [arg for n in names for arg in ("-x", n)]
+
+
+def _supervise(proc: subprocess.Popen[bytes], term: _Term,
+               lost: Server | None = None) -> tuple[int, str | None]:
+    """Wait for mpiexec; forward SIGTERM to its ranks; kill it if a node is lost."""
+    forwarded = False
+    while True:
+        rc = proc.poll()
+        if rc is not None:
+            return rc, None
+        if term.event.is_set():
+            if not forwarded:
+                ssh.signal_pids(ssh.rank_pids(proc.pid), signal.SIGTERM)
+                forwarded = True
+            if time.monotonic() - term.at > TERM_GRACE:
+                ssh.kill_tree(proc.pid)
+                proc.wait()
+                return EXIT_SIGTERM, None
+        if lost is not None and not lost.lost.empty():
+            index, why = lost.lost.get()
+            reason = f"node {index} lost mid-run ({why})"
+            log.error("%s: stopping mpiexec", reason)
+            _stop(proc)
+            return EXIT_LOST, reason
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM mpiexec, then SIGKILL it and its local ranks: a silent peer can hang it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
+    ssh.kill_tree(proc.pid)
+    proc.wait()
+
+
+def _exit_code(rc: int) -> int:
+    """mpiexec's code, except that a rank killed by a signal (not SIGTERM) is a lost node."""
+    if 128 < rc <= 128 + 64 and rc != EXIT_SIGTERM:
+        log.error("a rank was killed by signal %d: treating it as a lost node", rc - 128)
+        return EXIT_LOST
+    return rc
+
+
+def _state_dir(node: BatchNode) -> Path:
+    """A 0700 directory for this job, attempt and node; removed when the launcher ends."""
+    return Path(tempfile.mkdtemp(prefix=f"mnp-{node.job}-a{node.attempt}-n{node.index}-",
+                                 dir=os.environ.get("MNP_STATE_DIR")))
+
+
+def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -> int:
+    """One node: the command under a local mpiexec with `slots` ranks."""
+    argv = [_mpiexec(), "-n", str(settings.slots)]
+    if settings.slots > (os.cpu_count() or 1):
+        argv.append("--oversubscribe")
+    argv += [*settings.mpiexec_args, *cmd]
+    log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
+    try:
+        proc = subprocess.Popen(argv, start_new_session=True)
+    except OSError as e:
+        log.error("cannot start mpiexec: %s", e)
+        return EXIT_USAGE
+    rc, _ = _supervise(proc, term)
+    log.info("mpiexec exited with %d", rc)
+    return _exit_code(rc)
+
+
+def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -> int:
+    """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
+    state = _state_dir(node)
+    server: Server | None = None
+    try:
+        key = state / "id_ed25519"
+        public = ssh.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
+        children = set(range(node.num_nodes)) - {node.main_index}
+        server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
+                        attempt=node.attempt, expected=children, public_key=public,
+                        user=ssh.user_name(), hb_interval=settings.hb_interval,
+                        hb_timeout=settings.hb_timeout, port=settings.port)
+        server.start()
+        log.info("main node: waiting up to %gs for %d children on port %d",
+                 settings.rendezvous_timeout, len(children), server.port)
+        started = time.monotonic()
+        try:
+            peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
+        except RendezvousError as e:
+            code = EXIT_SIGTERM if term.event.is_set() else EXIT_RENDEZVOUS
+            log.error("%s", e)
+            server.finish(code)
+            return code
+        if not server.lost.empty():
+            index, why = server.lost.get()
+            log.error("node %d lost before the run (%s)", index, why)
+            server.finish(EXIT_LOST)
+            return EXIT_LOST
+        hosts = [(server.local_ip, settings.slots)]
+        hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
+        hostfile = state / "hostfile"
+        hostfile.write_text("".join(f"{ip} slots={n}\n" for ip, n in hosts))
+        agent = ssh.write_ssh_client(state, key, peers.values())
+        total = sum(n for _, n in hosts)
+        argv = [_mpiexec(), "--hostfile", str(hostfile), "-n", str(total),
+                "--prtemca", "plm_ssh_agent", str(agent),
+                # The main node starts every remote daemon itself: children hold no private key.
+                "--prtemca", "plm_ssh_no_tree_spawn", "1",
+                *settings.mpiexec_args, *_forward_args(), *cmd]
+        log.info("all %d nodes ready after %.1fs; mpiexec with %d ranks: %s",
+                 node.num_nodes, time.monotonic() - started, total, shlex.join(cmd))
+        try:
+            proc = subprocess.Popen(argv, start_new_session=True)
+        except OSError as e:
+            log.error("cannot start mpiexec: %s", e)
+            server.finish(EXIT_USAGE)
+            return EXIT_USAGE
+        rc, reason = _supervise(proc, term, server)
+        code = rc
+        if reason is None and rc != 0:
+            try:  # a dead child may have brought mpiexec down before its loss was noticed
+                index, why = server.lost.get(timeout=LOSS_GRACE)
+                log.error("node %d lost mid-run (%s)", index, why)
+                code = EXIT_LOST
+            except queue.Empty:
+                code = _exit_code(rc)
+        log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
+        server.finish(code)
+        return code
+    finally:
+        if server is not None:
+            server.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def run_child(node: BatchNode, settings: Settings, term: _Term) -> int:
+    """Child node: report to the main node, serve its remote starts until told to exit."""
+    state = _state_dir(node)
+    assert node.main_ip is not None
+    client = Client(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
+                    attempt=node.attempt, index=node.index, slots=settings.slots,
+                    main_ip=node.main_ip, port=settings.port,
+                    hb_interval=settings.hb_interval, hb_timeout=settings.hb_timeout)
+    try:
+        log.info("child node: reporting %d slots to %s:%d", settings.slots, node.main_ip,
+                 settings.port)
+        try:
+            welcome = client.connect(settings.rendezvous_timeout, stop=term.event)
+        except RendezvousError as e:
+            log.error("%s", e)
+            return EXIT_SIGTERM if term.event.is_set() else EXIT_RENDEZVOUS
+        port = int(os.environ.get("MNP_SSH_PORT") or ssh.free_port())
+        try:
+            _, host_key = ssh.start_sshd(state, port, str(welcome["public_key"]),
+                                         os.environ.get("PATH", os.defpath))
+        except RuntimeError as e:
+            log.error("%s", e)
+            return 1
+        client.ready(port, host_key)
+        log.info("ready: sshd on port %d admits only this attempt's key", port)
+        return _follow(client, term)
+    finally:
+        client.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _follow(client: Client, term: _Term) -> int:
+    """Serve until the main node says exit or goes silent; on SIGTERM let ranks finish."""
+    forwarded_at: float | None = None
+    while True:
+        if term.event.is_set():
+            if forwarded_at is None:
+                ssh.signal_pids(ssh.rank_pids(os.getpid()), signal.SIGTERM)
+                forwarded_at = time.monotonic()
+            ranks = ssh.rank_pids(os.getpid())
+            waited = time.monotonic() - forwarded_at
+            # sshd stays up while ranks checkpoint; then a short wait for the main's word.
+            if waited > TERM_GRACE or (not ranks and waited > 5):
+                log.info("SIGTERM: local ranks ended; exiting")
+                return EXIT_SIGTERM
+        try:
+            kind, value = client.events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if kind == "exit":
+            log.info("main node ended the job with %s; exiting", value)
+            return EXIT_SIGTERM if term.event.is_set() else 0
+        log.error("main node lost (%s): stopping local ranks", value)
+        return EXIT_LOST

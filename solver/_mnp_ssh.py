@@ -1,0 +1,207 @@
+"""Per-job SSH for mpiexec's remote starts, and process-tree helpers for the launcher."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from solver._mnp_proto import Peer
+
+SSHD = "/usr/sbin/sshd"
+# Processes that carry ranks but are not ranks: SIGTERM goes past them to the ranks.
+PLUMBING = {"sshd", "sshd-session", "prted", "prterun", "mpiexec", "mpirun", "ssh", "sh", "bash",
+            "dash", "ompirun_wrapper"}
+
+
+def user_name() -> str:
+    """The account sshd admits and ssh logs in as (the same uid on every node)."""
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def keygen(path: Path, comment: str) -> str:
+    """Make an ed25519 key pair at `path` (private 0600) and return the public key line."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def _write(path: Path, text: str, mode: int = 0o600) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def start_sshd(state: Path, port: int, authorized_key: str, path_env: str) -> tuple[
+        subprocess.Popen[bytes], str]:
+    """Run sshd on `port` admitting only `authorized_key`; return it and its host key."""
+    if shutil.which("sshd", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None:
+        raise RuntimeError("sshd is not installed (Debian package openssh-server)")
+    host_pub = keygen(state / "ssh_host_ed25519_key", "mnp-host")
+    _write(state / "authorized_keys", authorized_key + "\n")
+    if os.geteuid() == 0:
+        # Root sshd wants its privilege-separation directory; non-root sshd skips privsep.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    config = _write(state / "sshd_config", f"""\
+Port {port}
+ListenAddress 0.0.0.0
+HostKey {state}/ssh_host_ed25519_key
+PidFile {state}/sshd.pid
+AuthorizedKeysFile {state}/authorized_keys
+AllowUsers {user_name()}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+# The state dir sits under /tmp (world-writable parent), which StrictModes would refuse.
+StrictModes no
+PermitRootLogin prohibit-password
+PermitUserEnvironment no
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY no
+PrintMotd no
+MaxStartups 256
+ClientAliveInterval 5
+ClientAliveCountMax 3
+LogLevel ERROR
+# prted must be on PATH in the remote shell: the image's venv.
+SetEnv PATH={path_env}
+""")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with {proc.returncode} on port {port}")
+        if _listening(port):
+            return proc, host_pub
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"sshd did not listen on port {port} within 15s")
+
+
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on `port` (read from /proc: a probe would make sshd log)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def write_ssh_client(state: Path, key: Path, peers: Iterable[Peer]) -> Path:
+    """Write known_hosts, ssh_config and the agent script mpiexec uses; return the script."""
+    peers = list(peers)
+    _write(state / "known_hosts", "".join(
+        f"[{p.ip}]:{p.ssh_port} {' '.join(p.host_key.split()[:2])}\n" for p in peers))
+    hosts = "".join(f"Host {p.ip}\n  Port {p.ssh_port}\n" for p in peers)
+    _write(state / "ssh_config", f"""{hosts}Host *
+  User {user_name()}
+  IdentityFile {key}
+  IdentitiesOnly yes
+  UserKnownHostsFile {state}/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 15
+  ServerAliveInterval 5
+  ServerAliveCountMax 3
+  LogLevel ERROR
+""")
+    return _write(state / "ssh-agent.sh",
+                  f'#!/bin/sh\nexec ssh -F "{state}/ssh_config" "$@"\n', mode=0o700)
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants, so ranks whose parent died can still be found and killed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (parents before children)."""
+    kids, out, todo = _children_map(), [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def rank_pids(root: int) -> list[int]:
+    """Descendants of `root` that are MPI ranks rather than launch plumbing."""
+    return [p for p in descendants(root) if comm(p) not in PLUMBING]
+
+
+def signal_pids(pids: Iterable[int], sig: int) -> None:
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_tree(root: int, include_root: bool = True) -> None:
+    """SIGKILL `root` and everything below it, sweeping until nothing is left."""
+    for _ in range(5):
+        pids = descendants(root) + ([root] if include_root else [])
+        live = [p for p in pids if Path(f"/proc/{p}").exists() and comm(p)]
+        if not live:
+            return
+        signal_pids(live, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def reap() -> None:
+    """Collect adopted zombies (call only after every Popen was waited for)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

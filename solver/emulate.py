@@ -1,0 +1,355 @@
+"""Emulate an AWS Batch multi-node parallel job on one machine with network namespaces."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ipaddress
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SUBNET = "10.213.0.0/24"
+# Owner files let a later emulation remove namespaces left by a process that was SIGKILLed.
+_OWNERS = Path("/run/mnp-emulate")
+_LIVE: set[Emulation] = set()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def unavailable_reason() -> str | None:
+    """Why this machine cannot emulate nodes (None when it can)."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (run with sudo)"
+    if shutil.which("ip") is None:
+        return "the `ip` tool (iproute2) is not installed"
+    if _ip("netns", "list", check=False).returncode != 0:
+        return "`ip netns` is not available on this kernel"
+    if shutil.which("unshare") is None:
+        return "`unshare` (util-linux) is not installed"
+    return None
+
+
+@dataclass
+class Node:
+    """One emulated Batch node: its namespace, address and launcher process."""
+
+    index: int
+    ns: str
+    veth: str
+    ip: str
+    hostname: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float | None = None
+    files: list = field(default_factory=list)
+
+
+class Emulation:
+    """N network namespaces on a private bridge, each running the launcher as a Batch node."""
+
+    def __init__(
+        self,
+        nodes: int,
+        *,
+        job_id: str | None = None,
+        attempt: int = 1,
+        shared_dir: Path | None = None,
+        log_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        subnet: str = DEFAULT_SUBNET,
+        max_delay: float = 1.0,
+        seed: int | None = None,
+        capture: bool = True,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("nodes must be at least 1")
+        net = ipaddress.ip_network(subnet)
+        if net.num_addresses < nodes + 2:
+            raise ValueError(f"subnet {subnet} is too small for {nodes} nodes")
+        self.tag = secrets.token_hex(3)
+        self.job_id = job_id or str(uuid.uuid4())
+        self.attempt = attempt
+        self.extra_env = dict(env or {})
+        self.max_delay = max_delay
+        self.capture = capture
+        self._rng = random.Random(seed)
+        self._owned: list[Path] = []
+        if shared_dir is None:
+            shared_dir = Path(tempfile.mkdtemp(prefix=f"mnp-efs-{self.tag}-"))
+            self._owned.append(shared_dir)
+        self.shared_dir = Path(shared_dir)
+        if log_dir is None:
+            log_dir = Path(tempfile.mkdtemp(prefix=f"mnp-logs-{self.tag}-"))
+            self._owned.append(log_dir)
+        self.log_dir = Path(log_dir)
+        self.bridge = f"mb{self.tag}"
+        hosts = list(net.hosts())
+        self.prefixlen = net.prefixlen
+        self.nodes = [
+            Node(i, f"mnp{self.tag}n{i}", f"mv{self.tag}{i}", str(hosts[i]),
+                 "ip-" + str(hosts[i]).replace(".", "-"))
+            for i in range(nodes)
+        ]
+        self._starter: threading.Thread | None = None
+        self._closed = False
+        self._up = False
+
+    # -- setup and teardown ---------------------------------------------------------------
+    def __enter__(self) -> Emulation:
+        self.setup()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def setup(self) -> None:
+        """Create the bridge, namespaces, veth pairs and per-node /etc/hosts."""
+        reason = unavailable_reason()
+        if reason:
+            raise RuntimeError(reason)
+        cleanup_stale()
+        _LIVE.add(self)
+        _OWNERS.mkdir(parents=True, exist_ok=True)
+        (_OWNERS / self.tag).write_text(str(os.getpid()))
+        self._up = True
+        # No address on the bridge: the root namespace gets no route, so traffic stays inside.
+        _ip("link", "add", self.bridge, "type", "bridge")
+        # A host with br_netfilter and a FORWARD DROP policy (Docker) would drop bridged frames.
+        _ip("link", "set", self.bridge, "type", "bridge", "nf_call_iptables", "0", check=False)
+        _ip("link", "set", self.bridge, "up")
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{n.ip} {n.hostname}\n" for n in self.nodes)
+        for n in self.nodes:
+            _ip("netns", "add", n.ns)
+            _ip("link", "add", n.veth, "type", "veth", "peer", "name", f"{n.veth}p")
+            _ip("link", "set", f"{n.veth}p", "netns", n.ns)
+            _ip("link", "set", n.veth, "master", self.bridge, "up")
+            inside = ("ip", "netns", "exec", n.ns, "ip")
+            for args in (("link", "set", "lo", "up"),
+                         ("link", "set", f"{n.veth}p", "name", "eth0"),
+                         ("addr", "add", f"{n.ip}/{self.prefixlen}", "dev", "eth0"),
+                         ("link", "set", "eth0", "up")):
+                subprocess.run([*inside, *args], check=True, capture_output=True)
+            # `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: per-node host names.
+            etc = Path("/etc/netns") / n.ns
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(hosts)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Kill every process in the namespaces and remove namespaces, links and files."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._starter is not None:
+            self._starter.join(timeout=self.max_delay * len(self.nodes) + 5)
+        if self._up:
+            for n in self.nodes:
+                self.kill_node(n.index)
+            for n in self.nodes:
+                if n.proc is not None:
+                    try:
+                        n.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        n.proc.kill()
+                for f in n.files:
+                    f.close()
+            _remove(self.tag, [n.ns for n in self.nodes])
+        for path in self._owned:
+            shutil.rmtree(path, ignore_errors=True)
+        _LIVE.discard(self)
+        atexit.unregister(self.close)
+
+    # -- running ----------------------------------------------------------------------------
+    def node_env(self, index: int) -> dict[str, str]:
+        """The environment Batch gives node `index` (children alone get the main address)."""
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update({
+            "AWS_BATCH_JOB_ID": f"{self.job_id}#{index}",
+            "AWS_BATCH_JOB_ATTEMPT": str(self.attempt),
+            "AWS_BATCH_JOB_NODE_INDEX": str(index),
+            "AWS_BATCH_JOB_NUM_NODES": str(len(self.nodes)),
+            "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
+            "AWS_BATCH_CE_NAME": "emulated",
+            "AWS_BATCH_JQ_NAME": "emulated",
+        })
+        env.pop("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS", None)
+        if index != 0:
+            env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = self.nodes[0].ip
+        return env
+
+    def entrypoint(self, cmd: Sequence[str], launcher_args: Sequence[str] = ()) -> list[str]:
+        """The image's ENTRYPOINT followed by the job's command."""
+        return [sys.executable, "-m", "solver.mnp", *launcher_args, *cmd]
+
+    def start_node(self, index: int, argv: Sequence[str], cwd: Path | None = None) -> None:
+        """Start `argv` in node `index`'s namespace under its own host name."""
+        n = self.nodes[index]
+        wrap = ["ip", "netns", "exec", n.ns, "unshare", "--uts", "--",
+                "sh", "-c", 'hostname "$0" && exec "$@"', n.hostname, *argv]
+        out = err = None
+        if self.capture:
+            out = open(self.log_dir / f"node{index}.out", "wb")  # noqa: SIM115
+            err = open(self.log_dir / f"node{index}.err", "wb")  # noqa: SIM115
+            n.files += [out, err]
+        n.started_at = time.monotonic()
+        n.proc = subprocess.Popen(wrap, env=self.node_env(index), stdout=out, stderr=err,
+                                  stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+
+    def start(self, cmd: Sequence[str], *, launcher_args: Sequence[str] = (),
+              skip: Iterable[int] = (), cwd: Path | None = None) -> None:
+        """Start the main node now and the children in random order with random delays."""
+        argv = self.entrypoint(cmd, launcher_args)
+        skipped = set(skip)
+        self.start_node(0, argv, cwd)
+        children = [n.index for n in self.nodes[1:] if n.index not in skipped]
+        self._rng.shuffle(children)
+        delays = [self._rng.uniform(0, self.max_delay) for _ in children]
+
+        def run() -> None:
+            for index, delay in zip(children, delays, strict=True):
+                time.sleep(delay)
+                if self._closed:
+                    return
+                self.start_node(index, argv, cwd)
+
+        self._starter = threading.Thread(target=run, daemon=True)
+        self._starter.start()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the main node's launcher; its exit code is the job's."""
+        main = self.nodes[0].proc
+        assert main is not None, "start() first"
+        return main.wait(timeout=timeout)
+
+    def wait_all(self, timeout: float) -> dict[int, int | None]:
+        """Wait up to `timeout` s for every started node; None marks one still running."""
+        deadline = time.monotonic() + timeout
+        if self._starter is not None:
+            self._starter.join(timeout=max(0.0, deadline - time.monotonic()))
+        codes: dict[int, int | None] = {}
+        for n in self.nodes:
+            if n.proc is None:
+                continue
+            try:
+                codes[n.index] = n.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                codes[n.index] = None
+        return codes
+
+    # -- faults and inspection --------------------------------------------------------------
+    def pids(self, index: int) -> list[int]:
+        """Processes living in node `index`'s namespace."""
+        res = _ip("netns", "pids", self.nodes[index].ns, check=False)
+        return [int(p) for p in res.stdout.split()]
+
+    def kill_node(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Signal every process of node `index` (SIGKILL: the node dies at once)."""
+        for _ in range(3):  # a dying sshd may still fork; sweep until the namespace is empty
+            pids = self.pids(index)
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if sig != signal.SIGKILL:
+                return
+            time.sleep(0.1)
+
+    def link_down(self, index: int) -> None:
+        """Take node `index`'s link down: it goes silent, no reset reaches its peers."""
+        _ip("link", "set", self.nodes[index].veth, "down")
+
+    def output(self, index: int) -> tuple[str, str]:
+        """Captured (stdout, stderr) of node `index` so far."""
+        read = lambda s: (self.log_dir / f"node{index}.{s}").read_text(errors="replace")  # noqa: E731
+        return read("out"), read("err")
+
+
+def _remove(tag: str, namespaces: Iterable[str]) -> None:
+    for ns in namespaces:
+        for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _ip("netns", "del", ns, check=False)  # removes the veth pair with it
+        shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+    _ip("link", "del", f"mb{tag}", check=False)
+    (_OWNERS / tag).unlink(missing_ok=True)
+
+
+def cleanup_stale() -> None:
+    """Remove emulations whose owning process died without cleaning up."""
+    if not _OWNERS.is_dir():
+        return
+    listed = _ip("netns", "list", check=False).stdout.split()
+    for owner in _OWNERS.iterdir():
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue
+        except (ProcessLookupError, ValueError):
+            pass
+        tag = owner.name
+        _remove(tag, [ns for ns in listed if ns.startswith(f"mnp{tag}n")])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m solver.emulate --nodes N [options] -- CMD...`: run CMD as a Batch MNP job."""
+    p = argparse.ArgumentParser(prog="python -m solver.emulate", description=main.__doc__)
+    p.add_argument("--nodes", type=int, default=3, help="number of emulated nodes (default 3)")
+    p.add_argument("--ranks-per-node", type=int, default=1, help="MNP_RANKS_PER_NODE (default 1)")
+    p.add_argument("--attempt", type=int, default=1, help="AWS_BATCH_JOB_ATTEMPT (default 1)")
+    p.add_argument("--job-id", help="AWS_BATCH_JOB_ID (default: a random uuid)")
+    p.add_argument("--shared-dir", type=Path, help="stand-in for EFS (default: a temp dir)")
+    p.add_argument("--max-delay", type=float, default=1.0, help="max child start delay (s)")
+    p.add_argument("--timeout", type=float, default=3600, help="give up after this many s")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD... (the job's command)")
+    a = p.parse_args(argv)
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        p.print_usage(sys.stderr)
+        print("error: give the job's command after --", file=sys.stderr)
+        return 2
+    reason = unavailable_reason()
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
+        return 2
+    # Kept after the run (unlike a library Emulation's default): it holds the results.
+    shared = a.shared_dir or Path(tempfile.mkdtemp(prefix="mnp-efs-"))
+    env = {"MNP_RANKS_PER_NODE": str(a.ranks_per_node),
+           "OUTPUT_PATH": os.environ.get("OUTPUT_PATH", str(shared / "output")),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    with Emulation(a.nodes, job_id=a.job_id, attempt=a.attempt, shared_dir=shared,
+                   env=env, max_delay=a.max_delay, capture=False) as emu:
+        print(f"emulate: {a.nodes} nodes on bridge {emu.bridge}, job {emu.job_id}, "
+              f"OUTPUT_PATH={env['OUTPUT_PATH']}", file=sys.stderr)
+        emu.start(cmd, cwd=Path.cwd())
+        try:
+            return emu.wait(a.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"emulate: main node still running after {a.timeout:g}s", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            emu.kill_node(0, signal.SIGTERM)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
