@@ -1,0 +1,41 @@
+# Two entry points for users: `make synth` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum Pipfile.lock | cut -c1-12)
+PIPENV_VERSION := 2026.10.3
+
+export CHECKPOINT_DISABLE := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_VERBOSITY := -1
+
+.PHONY: install synth test lint cdktf-cli clean
+
+install: $(STAMP)
+
+# The stamp names the lock's hash: a changed lock reinstalls, an unchanged one costs nothing.
+$(STAMP): Pipfile.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet pipenv==$(PIPENV_VERSION)
+	$(BIN)/pipenv sync --dev
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Calls the environment's python directly: `cdktf synth` would add the CLI's own start-up.
+synth: $(STAMP)
+	$(BIN)/python main.py
+	@echo "wrote cdktf.out/stacks/mnp-batch/cdk.tf.json"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Only for `npx cdktf synth|deploy|destroy`; make synth and make test do not need Node packages.
+cdktf-cli:
+	npm ci --no-audit --no-fund
+
+clean:
+	rm -rf cdktf.out .pytest_cache

@@ -1,0 +1,1 @@
+"""CDKTF constructs of the multi-node Batch platform."""

@@ -1,0 +1,166 @@
+"""Typed configuration of the platform: synth-time settings, fixed literals and naming helpers."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+STACK_NAME = "mnp-batch"
+EFS_THROUGHPUT_MODES = ("bursting", "provisioned", "elastic")
+CLUSTER_NAME_PATTERN = r"^[a-z0-9-]{1,32}$"
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
+IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
+VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
+
+
+class ConfigError(ValueError):
+    """A synth-time setting has a value that is not allowed."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Defaults of the Terraform variables, taken from the environment at synth time."""
+
+    region: str = "us-east-1"  # provider region (AWS_REGION)
+    cluster_name: str = "mnp-hpc"  # prefix of every resource name (CLUSTER_NAME)
+    vpc_cidr: str = "10.42.0.0/16"  # VPC address range, /16-/20
+    instance_types: tuple[str, ...] = ("c6i.2xlarge",)  # one type per job: MNP nodes match
+    max_vcpus: int = 64  # compute environment ceiling: 8 nodes of 8 vCPUs
+    efs_throughput_mode: str = "elastic"  # bursting | provisioned | elastic
+    efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
+
+    def __post_init__(self) -> None:
+        _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
+                       "1-32 lowercase letters, digits or hyphens")
+        _check_cidr("vpc_cidr", self.vpc_cidr)
+        if not self.instance_types:
+            raise ConfigError("INSTANCE_TYPES is empty: give one or more instance types, "
+                              "comma separated, e.g. c6i.2xlarge")
+        for itype in self.instance_types:
+            _check_pattern("INSTANCE_TYPES", itype, INSTANCE_TYPE_PATTERN,
+                           "EC2 instance types like c6i.2xlarge, comma separated")
+        if self.max_vcpus < 1:
+            raise ConfigError(f"MAX_VCPUS={self.max_vcpus!r} is not allowed: "
+                              "a whole number greater than 0")
+        if self.efs_throughput_mode not in EFS_THROUGHPUT_MODES:
+            raise ConfigError(f"EFS_THROUGHPUT_MODE={self.efs_throughput_mode!r} is not "
+                              f"allowed: one of {', '.join(EFS_THROUGHPUT_MODES)}")
+        if not EFS_THROUGHPUT_MIN <= self.efs_provisioned_throughput <= EFS_THROUGHPUT_MAX:
+            raise ConfigError(
+                f"EFS_PROVISIONED_THROUGHPUT={self.efs_provisioned_throughput!r} is not allowed: "
+                f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
+        """Read the synth-time defaults from environment variables, validating each."""
+        env = os.environ if environ is None else environ
+        base = cls()
+        kwargs: dict[str, object] = {}
+        if env.get("AWS_REGION"):
+            kwargs["region"] = _region(env["AWS_REGION"])
+        if "CLUSTER_NAME" in env:
+            kwargs["cluster_name"] = env["CLUSTER_NAME"]
+        if "INSTANCE_TYPES" in env:
+            kwargs["instance_types"] = tuple(
+                t.strip() for t in env["INSTANCE_TYPES"].split(",") if t.strip())
+        if "MAX_VCPUS" in env:
+            kwargs["max_vcpus"] = _whole_number("MAX_VCPUS", env["MAX_VCPUS"],
+                                                "a whole number greater than 0")
+        if "EFS_THROUGHPUT_MODE" in env:
+            kwargs["efs_throughput_mode"] = env["EFS_THROUGHPUT_MODE"]
+        if "EFS_PROVISIONED_THROUGHPUT" in env:
+            kwargs["efs_provisioned_throughput"] = _whole_number(
+                "EFS_PROVISIONED_THROUGHPUT", env["EFS_PROVISIONED_THROUGHPUT"],
+                f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
+        return cls(**{**base.__dict__, **kwargs})
+
+
+@dataclass(frozen=True)
+class NodeDefaults:
+    """What each node of the multi-node job gets unless a submit overrides it."""
+
+    vcpus: int = 8  # VCPU resource requirement; also MPI ranks per node
+    memory_mib: int = 14336  # fits a 16 GiB instance after the ECS agent's reservation
+    num_nodes: int = 2  # default node count; nodeOverrides.numNodes changes it per job
+    shared_memory_mib: int = 4096  # /dev/shm for Open MPI's shared-memory transport
+    rendezvous_timeout_s: int = 600  # MNP_RENDEZVOUS_TIMEOUT: wait for all nodes
+    attempts: int = 3  # retry strategy attempts (1-10)
+    attempt_timeout_s: int = 86400  # a hung job is stopped after a day
+    command: tuple[str, ...] = ("python", "-m", "solver", "heat", "--nx", "1025", "--ny", "1025",
+                                "--steps", "500")
+    efs_mount_path: str = "/mnt/efs"  # where every container sees the shared file system
+    user: str = "1000:1000"  # the image's non-root user, matching the EFS access point
+
+
+@dataclass(frozen=True)
+class PlatformLimits:
+    """Fixed operational choices: retention, thresholds, sizes."""
+
+    log_retention_days: int = 365  # job output, kept a year for audits of published results
+    flow_log_retention_days: int = 365
+    ecr_keep_images: int = 20  # lifecycle: untagged and old images beyond this expire
+    root_volume_gib: int = 50  # gp3, encrypted
+    runnable_cancel_after_s: int = 3600  # jobStateTimeLimitActions: stuck RUNNABLE -> CANCEL
+    runnable_alarm_threshold_s: int = 1800  # alarm when RUNNABLE -> STARTING takes longer
+    efs_data_root: str = "/data"  # access point root; created owned by uid/gid 1000
+    posix_uid: int = 1000
+    posix_gid: int = 1000
+    kms_deletion_window_days: int = 7
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Everything the stack needs to build: env-var defaults plus fixed literals."""
+
+    settings: StackSettings = field(default_factory=StackSettings)
+    node: NodeDefaults = field(default_factory=NodeDefaults)
+    limits: PlatformLimits = field(default_factory=PlatformLimits)
+    stack_name: str = STACK_NAME
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformConfig:
+        """Build the config with variable defaults taken from the environment."""
+        return cls(settings=StackSettings.from_env(environ))
+
+
+def name(cluster: str, *parts: str) -> str:
+    """One naming scheme for every resource: '<cluster>-<part>-...'."""
+    return "-".join((cluster, *parts))
+
+
+def tags(cluster: str, **extra: str) -> dict[str, str]:
+    """Base tags merged with per-resource extras."""
+    return {"Project": "mnp-batch", "Cluster": cluster, "ManagedBy": "cdktf", **extra}
+
+
+def _check_pattern(var: str, value: str, pattern: str, allowed: str) -> None:
+    if not re.fullmatch(pattern, value):
+        raise ConfigError(f"{var}={value!r} is not allowed: {allowed}")
+
+
+def _check_cidr(var: str, value: str) -> None:
+    allowed = (f"an IPv4 network like 10.42.0.0/16 with a prefix from /{VPC_PREFIX_MIN} "
+               f"to /{VPC_PREFIX_MAX}")
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as err:
+        raise ConfigError(f"{var}={value!r} is not allowed: {allowed}") from err
+    if not VPC_PREFIX_MIN <= net.prefixlen <= VPC_PREFIX_MAX:
+        raise ConfigError(f"{var}={value!r} is not allowed: {allowed}")
+
+
+def _whole_number(var: str, raw: str, allowed: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError as err:
+        raise ConfigError(f"{var}={raw!r} is not allowed: {allowed}") from err
+
+
+def _region(raw: str) -> str:
+    if not re.fullmatch(r"^[a-z]{2}(-[a-z]+)+-\d$", raw):
+        raise ConfigError(f"AWS_REGION={raw!r} is not allowed: an AWS region like us-east-1")
+    return raw

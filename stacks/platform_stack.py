@@ -1,0 +1,92 @@
+"""The one stack: wires the constructs together and publishes what the jobs CLI reads."""
+
+from __future__ import annotations
+
+from cdktf import LocalBackend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from constructs import Construct
+
+from stacks.batch import BatchCompute, JobWiring
+from stacks.config import PlatformConfig
+from stacks.encryption import Encryption
+from stacks.iam import Roles
+from stacks.monitoring import Monitoring
+from stacks.network import Network
+from stacks.registry import Registry
+from stacks.spot import SpotQueue
+from stacks.storage import SharedStorage
+from stacks.variables import Variables
+
+
+class PlatformStack(TerraformStack):
+    """VPC, EFS, ECR, IAM, Batch and monitoring for multi-node MPI jobs."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
+        super().__init__(scope, id_)
+        # State beside the project, not inside cdktf.out, which every synth rewrites.
+        LocalBackend(self, path=f"../../../terraform.{id_}.tfstate")
+        AwsProvider(self, "aws", region=config.settings.region)
+        variables = Variables(self, "variables", settings=config.settings)
+        cluster = variables.cluster_name.string_value
+        # --- Foundations
+        encryption = Encryption(self, "encryption", config=config, cluster=cluster)
+        network = Network(self, "network", config=config, cluster=cluster,
+                          vpc_cidr=variables.vpc_cidr.string_value, encryption=encryption)
+        storage = SharedStorage(self, "storage", config=config, cluster=cluster,
+                                variables=variables, network=network, encryption=encryption)
+        registry = Registry(self, "registry", config=config, cluster=cluster,
+                            encryption=encryption)
+        monitoring = Monitoring(self, "monitoring", config=config, cluster=cluster,
+                                encryption=encryption,
+                                alarm_email=variables.alarm_email.string_value)
+        roles = Roles(self, "iam", cluster=cluster, encryption=encryption,
+                      repository_arn=registry.repository.arn,
+                      log_group_arn=monitoring.log_group.arn, storage=storage)
+        storage.add_policy(roles.job_role.arn)
+        # --- Batch
+        wiring = JobWiring(
+            image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
+            job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,
+            file_system_id=storage.file_system.id, access_point_id=storage.access_point.id,
+            log_group_name=monitoring.log_group.name, region=encryption.region)
+        batch = BatchCompute(
+            self, "batch", config=config, cluster=cluster,
+            instance_types=variables.instance_types.list_value,
+            max_vcpus=variables.max_vcpus.number_value,
+            subnet_id=network.pinned_subnet.id,
+            security_group_id=network.compute_security_group.id,
+            instance_profile_arn=roles.instance_profile.arn, wiring=wiring)
+        spot = SpotQueue(self, "spot", config=config, cluster=cluster,
+                         instance_types=variables.instance_types.list_value,
+                         max_vcpus=variables.max_vcpus.number_value,
+                         subnet_ids=[s.id for s in network.private_subnets],
+                         security_group_id=network.compute_security_group.id,
+                         instance_profile_arn=roles.instance_profile.arn,
+                         launch_template=batch.launch_template, wiring=wiring)
+        dashboard = monitoring.watch_queue(batch.job_queue.name, batch.job_queue.arn)
+        # --- Outputs (fixed names: the jobs CLI reads them)
+        region = encryption.region
+        for output_id, value, description in [
+            ("job_queue_name", batch.job_queue.name, "Queue for multi-node jobs"),
+            ("job_queue_arn", batch.job_queue.arn, "ARN of the multi-node job queue"),
+            ("job_definition_name", batch.job_definition.name, "Multi-node job definition"),
+            ("job_definition_arn", batch.job_definition.arn,
+             "ARN (with revision) of the multi-node job definition"),
+            ("max_vcpus", variables.max_vcpus.number_value,
+             "Compute environment ceiling: nodes x vCPUs of running jobs"),
+            ("ecr_repository_url", registry.repository.repository_url,
+             "Push the solver image here"),
+            ("image_tag", variables.image_tag.string_value, "Image tag the job definition runs"),
+            ("efs_file_system_id", storage.file_system.id, "Shared file system"),
+            ("efs_access_point_id", storage.access_point.id, "Access point jobs mount through"),
+            ("efs_mount_path", config.node.efs_mount_path, "Where jobs see the file system"),
+            ("log_group_name", monitoring.log_group.name, "CloudWatch log group of job output"),
+            ("dashboard_url",
+             f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+             f"#dashboards/dashboard/{dashboard.dashboard_name}", "Queue dashboard"),
+            ("region", region, "AWS region of the stack"),
+            ("spot_job_queue_name", spot.queue_name, "Single-node Spot queue ('' when off)"),
+            ("spot_job_definition_name", spot.job_definition_name,
+             "Single-node Spot job definition ('' when off)"),
+        ]:
+            TerraformOutput(self, output_id, value=value, description=description)

@@ -1,0 +1,101 @@
+"""The stack's Terraform variables, each typed, described and validated."""
+
+from __future__ import annotations
+
+from cdktf import TerraformVariable, TerraformVariableValidationConfig
+from constructs import Construct
+
+from stacks.config import (
+    CLUSTER_NAME_PATTERN,
+    EFS_THROUGHPUT_MAX,
+    EFS_THROUGHPUT_MIN,
+    EFS_THROUGHPUT_MODES,
+    IMAGE_TAG_PATTERN,
+    INSTANCE_TYPE_PATTERN,
+    VPC_PREFIX_MAX,
+    VPC_PREFIX_MIN,
+    StackSettings,
+)
+
+
+def _hcl(pattern: str) -> str:
+    """A Python regex as an HCL string literal (backslashes doubled)."""
+    return '"' + pattern.replace("\\", "\\\\") + '"'
+
+
+class Variables(Construct):
+    """Declares every input a user sets in terraform.tfvars; defaults come from StackSettings."""
+
+    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings) -> None:
+        super().__init__(scope, id_)
+        modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
+        self.cluster_name = self._add(
+            "cluster_name", "string", settings.cluster_name,
+            "Prefix of every resource name: 1-32 lowercase letters, digits or hyphens.",
+            f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name))",
+            "cluster_name must be 1-32 characters of lowercase letters, digits or hyphens.")
+        self.vpc_cidr = self._add(
+            "vpc_cidr", "string", settings.vpc_cidr,
+            f"IPv4 range of the VPC, /{VPC_PREFIX_MIN} to /{VPC_PREFIX_MAX}: the one pinned "
+            "private subnet needs an address per node container and per instance.",
+            "can(regex(\"^\\\\d+\\\\.\\\\d+\\\\.\\\\d+\\\\.\\\\d+/\\\\d+$\", var.vpc_cidr)) && "
+            "try(cidrsubnet(var.vpc_cidr, 0, 0) == var.vpc_cidr, false) && "
+            f"try(tonumber(split(\"/\", var.vpc_cidr)[1]) >= {VPC_PREFIX_MIN} && "
+            f"tonumber(split(\"/\", var.vpc_cidr)[1]) <= {VPC_PREFIX_MAX}, false)",
+            f"vpc_cidr must be an IPv4 network address like 10.42.0.0/16 with a prefix from "
+            f"/{VPC_PREFIX_MIN} to /{VPC_PREFIX_MAX}.")
+        self.instance_types = self._add(
+            "instance_types", "list(string)", list(settings.instance_types),
+            "EC2 instance types the compute environment may launch; every node of one job "
+            "runs the same type.",
+            "length(var.instance_types) > 0 && alltrue([for t in var.instance_types : "
+            f"can(regex({_hcl(INSTANCE_TYPE_PATTERN)}, t))])",
+            "instance_types must be a non-empty list of EC2 instance types such as "
+            "[\"c6i.2xlarge\"].")
+        self.max_vcpus = self._add(
+            "max_vcpus", "number", settings.max_vcpus,
+            "Most vCPUs the compute environment runs at once (nodes x vCPUs per node).",
+            "var.max_vcpus > 0 && floor(var.max_vcpus) == var.max_vcpus",
+            "max_vcpus must be a whole number greater than 0.")
+        self.efs_throughput_mode = self._add(
+            "efs_throughput_mode", "string", settings.efs_throughput_mode,
+            f"EFS throughput mode: one of {modes}.",
+            f"contains([{modes}], var.efs_throughput_mode)",
+            f"efs_throughput_mode must be one of {modes}.")
+        self.efs_provisioned_throughput = self._add(
+            "efs_provisioned_throughput", "number", settings.efs_provisioned_throughput,
+            f"EFS throughput in MiB/s ({EFS_THROUGHPUT_MIN}-{EFS_THROUGHPUT_MAX}), used only "
+            "when efs_throughput_mode is \"provisioned\".",
+            f"var.efs_provisioned_throughput >= {EFS_THROUGHPUT_MIN} && "
+            f"var.efs_provisioned_throughput <= {EFS_THROUGHPUT_MAX}",
+            f"efs_provisioned_throughput must be from {EFS_THROUGHPUT_MIN} to "
+            f"{EFS_THROUGHPUT_MAX} MiB/s.")
+        self.image_tag = self._add(
+            "image_tag", "string", "latest",
+            "Tag of the solver image in the stack's ECR repository (tags are immutable: push "
+            "each build under a new tag).",
+            f"can(regex({_hcl(IMAGE_TAG_PATTERN)}, var.image_tag))",
+            "image_tag must be 1-128 letters, digits, '_', '.' or '-', not starting with "
+            "'.' or '-'.")
+        self.alarm_email = self._add(
+            "alarm_email", "string", "",
+            "Email address notified of failed jobs and alarms; empty for none.",
+            "var.alarm_email == \"\" || can(regex(\"^[^@\\\\s]+@[^@\\\\s]+\\\\.[^@\\\\s]+$\", "
+            "var.alarm_email))",
+            "alarm_email must be empty or an email address like name@example.com.")
+        self.enable_spot_queue = self._add(
+            "enable_spot_queue", "bool", False,
+            "Also create a single-node Spot queue for embarrassingly parallel work "
+            "(multi-node jobs never run on Spot). Terraform's bool type rejects other values.",
+            None, None)
+
+    def _add(self, var_name: str, type_: str, default: object, description: str,
+             condition: str | None, message: str | None) -> TerraformVariable:
+        validation = ([TerraformVariableValidationConfig(
+            condition=f"${{{condition}}}", error_message=message)] if condition else None)
+        variable = TerraformVariable(self, var_name, type=type_, default=default,
+                                     description=description, nullable=False,
+                                     validation=validation)
+        # Fixed names: conditions say var.<name>, and users set exactly these in tfvars.
+        variable.override_logical_id(var_name)
+        return variable

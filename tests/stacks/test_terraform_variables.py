@@ -1,0 +1,68 @@
+"""The synthesized variable blocks under a real terraform CLI (no AWS provider needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.stacks.conftest import REPO
+
+TERRAFORM = shutil.which("terraform")
+pytestmark = pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.9 to run these")
+
+
+@pytest.fixture(scope="module")
+def workdir(synthesized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Only the variables: terraform init and plan then need no provider download."""
+    work = tmp_path_factory.mktemp("tfvars")
+    (work / "variables.tf.json").write_text(json.dumps({"variable": synthesized["variable"]}))
+    _terraform(work, "init", "-input=false", "-backend=false")
+    return work
+
+
+def _terraform(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
+           "TF_CLI_CONFIG_FILE": str(work / "none.tfrc")}
+    return subprocess.run([TERRAFORM, *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _plan(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return _terraform(work, "plan", "-input=false", "-lock=false", "-no-color",
+                      f"-var-file={REPO / 'terraform.tfvars.example'}", *args)
+
+
+def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesized: dict) -> None:
+    example = (REPO / "terraform.tfvars.example").read_text()
+    for var_name in synthesized["variable"]:
+        assert f"\n{var_name} " in f"\n{example}", f"{var_name} missing from the example"
+    proc = _plan(workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "No changes" in proc.stdout
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ('cluster_name=Bad_Name', "cluster_name must be 1-32 characters"),
+    ('vpc_cidr=10.0.0.0/8', "vpc_cidr must be an IPv4 network address"),
+    ('vpc_cidr=10.0.0.1/16', "vpc_cidr must be an IPv4 network address"),
+    ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
+    ('instance_types=[]', "instance_types must be a non-empty list"),
+    ('instance_types=["bogus"]', "instance_types must be a non-empty list"),
+    ('max_vcpus=0', "max_vcpus must be a whole number greater than 0"),
+    ('max_vcpus=2.5', "max_vcpus must be a whole number greater than 0"),
+    ('efs_throughput_mode=turbo', "efs_throughput_mode must be one of"),
+    ('efs_provisioned_throughput=4000', "efs_provisioned_throughput must be from 1 to 3414"),
+    ('image_tag=-bad', "image_tag must be 1-128 letters"),
+    ('alarm_email=nobody', "alarm_email must be empty or an email address"),
+])
+def test_bad_value_fails_with_its_own_message(workdir: Path, assignment: str,
+                                              message: str) -> None:
+    proc = _plan(workdir, f"-var={assignment}")
+    assert proc.returncode != 0
+    assert message in " ".join(proc.stderr.split())
