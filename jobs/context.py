@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,9 +36,10 @@ class Context:
         """The AWS wrapper."""
         if self.api_factory is not None:
             return self.api_factory()
-        session = boto3.session.Session()
+        # botocore reads AWS_DEFAULT_REGION and profiles but not AWS_REGION, which the AWS
+        # docs and other SDKs use; without any, the stack's own region is the right default.
+        session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
-            # No AWS_REGION/profile region: the stack's own region is the right default.
             region = self.settings.optional(None, "region")
             if region:
                 session = boto3.session.Session(region_name=region)

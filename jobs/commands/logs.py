@@ -43,7 +43,8 @@ def targets(ctx: Context, job: dict[str, Any], node: int | None) -> list[tuple[s
         return [(f"[node {node}] " if len(nodes) > 1 else "", nodes[node] or
                  {"jobId": f"{job['jobId']}#{node}", "status": "not started"})]
     return [
-        (f"[node {i}] ", n or {"jobId": f"{job['jobId']}#{i}", "status": "not started"})
+        (f"[node {i}] " if len(nodes) > 1 else "",
+         n or {"jobId": f"{job['jobId']}#{i}", "status": "not started"})
         for i, n in enumerate(nodes)
     ]
 
