@@ -37,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command_parser = sub.add_parser(
-            command.NAME, help=command.HELP, description=command.HELP
+            command.NAME, help=command.HELP, description=command.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(command_parser)
-        command_parser.set_defaults(execute=command.execute,
-                                    takes_command=getattr(command, "TAKES_COMMAND", False))
+        takes_command = getattr(command, "TAKES_COMMAND", False)
+        if takes_command:
+            usage = command_parser.format_usage().removeprefix("usage: ").rstrip()
+            command_parser.usage = f"{usage} [-- COMMAND ...]"
+        command_parser.set_defaults(execute=command.execute, takes_command=takes_command)
     return parser
 
 

@@ -38,8 +38,8 @@ def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
 def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str], Any],
                       nodes_help: str) -> None:
     """The resource, path, retry and tag flags of a job."""
-    parser.add_argument("--nodes", type=nodes_type, required=True, help=nodes_help)
-    parser.add_argument("--vcpus", type=validate.vcpus, required=True,
+    parser.add_argument("--nodes", type=nodes_type, required=True, metavar="N", help=nodes_help)
+    parser.add_argument("--vcpus", type=validate.vcpus, required=True, metavar="V",
                         help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE)")
     parser.add_argument("--memory", type=validate.memory, required=True, metavar="MIB",
                         help=f"memory per node in MiB (at least {validate.MIN_MEMORY_MIB}, "

@@ -16,7 +16,8 @@ HELP = "list the queue's jobs (all states unless --status)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register list's flags."""
     parser.add_argument("--status", choices=validate.JOB_STATUSES, type=str.upper,
-                        help="only jobs in this state")
+                        metavar="STATUS",
+                        help=f"only jobs in this state: {', '.join(validate.JOB_STATUSES)}")
     add_queue_arguments(parser, definition=False)
     parser.add_argument("--json", action="store_true", help="print the job summaries as JSON")
 

@@ -20,9 +20,14 @@ TAKES_COMMAND = True
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register scale-test's flags."""
     parser.add_argument("--job-name", type=validate.job_name, default="scale-test",
+                        metavar="PREFIX",
                         help="name prefix; jobs are named PREFIX-<n>n (default scale-test)")
     add_job_arguments(parser, validate.node_list,
                       "comma-separated node counts, each 1..1000, e.g. 2,4,8")
+    parser.epilog = (
+        "example:\n  python -m jobs scale-test --nodes 2,4,8 --vcpus 8 --memory 15000 --wait \\\n"
+        "      -- python -m solver heat --nx 4097 --ny 4097"
+    )
 
 
 def results_table(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:

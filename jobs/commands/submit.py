@@ -18,13 +18,13 @@ TAKES_COMMAND = True
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register submit's flags."""
-    parser.add_argument("--job-name", type=validate.job_name, required=True,
+    parser.add_argument("--job-name", type=validate.job_name, required=True, metavar="NAME",
                         help="up to 128 letters, digits, '-', '_'; starts alphanumeric")
     add_job_arguments(parser, validate.nodes,
                       f"number of nodes, 1..{validate.MAX_NODES}")
     parser.epilog = (
-        "example: python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 "
-        "--output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097"
+        "example:\n  python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 \\\n"
+        "      --output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097"
     )
 
 

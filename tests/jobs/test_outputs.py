@@ -1,0 +1,122 @@
+"""Where resource names come from: flags, environment, the stack's Terraform outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jobs.errors import InvalidInput
+from jobs.outputs import Settings, load_outputs_file, terraform_outputs
+
+STATE = {"version": 4, "terraform_version": "1.11.4", "serial": 1,
+         "lineage": "3f1c2d4e-0000-0000-0000-000000000000", "resources": [],
+         "outputs": {"job_queue_name": {"value": "queue-from-state", "type": "string"},
+                     "max_vcpus": {"value": 256, "type": "number"}}}
+
+
+def synthesized_project(root: Path) -> Path:
+    """What `make synth` plus a local-backend deploy leave behind (cdktf.out + state file)."""
+    (root / "cdktf.json").write_text("{}")
+    stack_dir = root / "cdktf.out" / "stacks" / "mnp-batch"
+    stack_dir.mkdir(parents=True)
+    (root / "cdktf.out" / "manifest.json").write_text(json.dumps({"version": "0.21.0", "stacks": {
+        "mnp-batch": {"name": "mnp-batch", "workingDirectory": "stacks/mnp-batch"}}}))
+    (stack_dir / "cdk.tf.json").write_text(json.dumps({
+        "terraform": {"backend": {"local": {"path": "../../../terraform.mnp-batch.tfstate"}}},
+        "output": {"job_queue_name": {"value": "x"}, "max_vcpus": {"value": 1}}}))
+    (root / "terraform.mnp-batch.tfstate").write_text(json.dumps(STATE))
+    return stack_dir
+
+
+def test_cdktf_outputs_file(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"mnp-batch": {"job_queue_name": "q", "max_vcpus": 32}}))
+    outputs = load_outputs_file(path)
+    assert (outputs.get("job_queue_name"), outputs.get("max_vcpus")) == ("q", 32)
+    assert "stack mnp-batch" in outputs.source
+
+
+def test_outputs_file_in_terraform_format(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(STATE["outputs"]))
+    assert load_outputs_file(path).get("job_queue_name") == "queue-from-state"
+
+
+def test_several_stacks_need_a_choice(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"a": {"job_queue_name": "qa"}, "b": {"job_queue_name": "qb"}}))
+    with pytest.raises(InvalidInput, match="has 2 stacks"):
+        load_outputs_file(path)
+    assert load_outputs_file(path, "b").get("job_queue_name") == "qb"
+
+
+def test_unreadable_outputs_file(tmp_path):
+    with pytest.raises(InvalidInput, match="cannot read stack outputs file"):
+        load_outputs_file(tmp_path / "missing.json")
+
+
+def test_state_file_of_an_uninitialized_stack(tmp_path):
+    synthesized_project(tmp_path)
+    outputs = terraform_outputs(tmp_path)
+    assert outputs.get("job_queue_name") == "queue-from-state"
+    assert "state file" in outputs.source
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_output_in_the_stack_directory(tmp_path):
+    stack_dir = synthesized_project(tmp_path)
+    subprocess.run(["terraform", "init", "-input=false"], cwd=stack_dir, check=True,
+                   capture_output=True, timeout=120)
+    outputs = terraform_outputs(tmp_path)
+    assert outputs.source.startswith("terraform output in")
+    assert (outputs.get("job_queue_name"), outputs.get("max_vcpus")) == ("queue-from-state", 256)
+
+
+def test_no_synthesized_stack(tmp_path):
+    outputs = terraform_outputs(tmp_path)
+    assert outputs.values == {}
+    assert "manifest.json" in outputs.source
+
+
+def test_precedence_flag_env_output(tmp_path, monkeypatch):
+    synthesized_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    args = ("JOB_QUEUE_NAME", "job_queue_name", "--job-queue")
+    assert settings.resolve(None, *args) == "queue-from-state"
+    assert settings.max_vcpus() == 256
+    monkeypatch.setenv("JOB_QUEUE_NAME", "queue-from-env")
+    monkeypatch.setenv("MAX_VCPUS", "48")
+    assert settings.resolve(None, *args) == "queue-from-env"
+    assert settings.max_vcpus() == 48
+    assert settings.resolve("queue-from-flag", *args) == "queue-from-flag"
+
+
+def test_cli_reads_the_synthesized_stack_from_cwd(aws, tmp_path):
+    """No outputs file: the CLI finds cdktf.out from the working directory."""
+    synthesized_project(tmp_path)
+    env = aws.env(MAX_VCPUS="")
+    del env["JOBS_OUTPUTS_FILE"]
+    result = aws.cli("submit", "--job-name", "h", "--nodes", "2", "--vcpus", "4", "--memory",
+                     "64", "--job-definition", "mnp-batch-mpi", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["jobQueue"] == "queue-from-state"
+    too_big = aws.cli("submit", "--job-name", "h", "--nodes", "65", "--vcpus", "4", "--memory",
+                      "64", "--job-definition", "mnp-batch-mpi", "--dry-run", env=env)
+    assert too_big.returncode == 2
+    assert "exceeds the compute environment's max_vcpus 256" in too_big.stderr
+
+
+def test_warns_when_max_vcpus_is_unknown(aws, tmp_path):
+    (tmp_path / "cdktf.json").write_text("{}")
+    env = aws.env(JOB_QUEUE_NAME="q", JOB_DEFINITION_NAME="d")
+    del env["JOBS_OUTPUTS_FILE"]
+    result = aws.cli("submit", "--job-name", "h", "--nodes", "2", "--vcpus", "4", "--memory",
+                     "64", "--dry-run", env=env)
+    assert result.returncode == 0
+    assert "warning: max_vcpus unknown" in result.stderr
+    assert aws.requests() == []

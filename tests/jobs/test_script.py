@@ -1,0 +1,65 @@
+"""submit-scientific-job.sh: the recipe's flags, forwarded to `python -m jobs submit`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.jobs.conftest import REPO
+
+SCRIPT = str(REPO / "submit-scientific-job.sh")
+RECIPE = ["--job-name", "heat-4n", "--nodes", "4", "--vcpus", "8", "--memory", "15000",
+          "--input-path", "/mnt/efs/input", "--output-path", "/mnt/efs/runs"]
+
+
+def run_script(aws, *args: str, env: dict[str, str] | None = None):
+    return subprocess.run([SCRIPT, *args], cwd=aws.tmp_path, env=env or aws.env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_script_submits_what_the_cli_would(aws):
+    dry = aws.cli("submit", *RECIPE, "--dry-run", "--", "python", "-m", "solver", "heat")
+    result = run_script(aws, *RECIPE, "--", "python", "-m", "solver", "heat")
+    assert result.returncode == 0, result.stderr
+    requests = aws.requests()
+    assert [r.operation for r in requests] == ["submitjob"]
+    assert requests[0].body == json.loads(dry.stdout)
+    assert result.stdout.strip() == aws.batch.list_jobs(
+        jobQueue=requests[0].body["jobQueue"], jobStatus="SUCCEEDED")["jobSummaryList"][0]["jobId"]
+
+
+def test_script_accepts_equals_form_and_passes_other_flags(aws):
+    args = [a for a in RECIPE]
+    args[0:2] = ["--job-name=heat-eq"]
+    result = run_script(aws, *args, "--attempts", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["jobName"] == "heat-eq" and body["retryStrategy"]["attempts"] == 2
+    assert aws.requests() == []
+
+
+def test_script_requires_the_recipe_flags(aws):
+    result = run_script(aws, "--job-name", "x", "--nodes", "2", "--memory", "100")
+    assert result.returncode == 2
+    assert "submit-scientific-job.sh: error: --vcpus is required" in result.stderr
+    assert aws.requests() == []
+
+
+def test_script_passes_validation_errors_through(aws):
+    result = run_script(aws, *RECIPE[:-1], "/tmp/out")
+    assert result.returncode == 2
+    assert "--output-path /tmp/out is not under the EFS mount /mnt/efs" in result.stderr
+    assert aws.requests() == []
+
+
+def test_script_falls_back_to_python3(aws, tmp_path):
+    """Outside the project venv (no .venv next to the script) it runs python3 from PATH."""
+    copy = tmp_path / "submit-scientific-job.sh"
+    copy.write_text((REPO / "submit-scientific-job.sh").read_text())
+    copy.chmod(0o755)
+    venv_bin = str(REPO / ".venv" / "bin")
+    env = aws.env(PATH=f"{venv_bin}:/usr/bin:/bin")  # python3 here is the venv's, by PATH
+    result = subprocess.run([str(copy), *RECIPE, "--dry-run"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["jobName"] == "heat-4n"
