@@ -55,8 +55,10 @@ class Network(Construct):
         self.private_route_table = self._add_routing(nat)
         # --- Security groups
         self.compute_security_group = self._add_compute_security_group()
-        self.efs_security_group = self._add_efs_security_group()
-        self.endpoint_security_group = self._add_endpoint_security_group()
+        self.efs_security_group = self._add_service_security_group(
+            "efs_sg", "efs", 2049, "EFS mount targets (NFS over TLS)")
+        self.endpoint_security_group = self._add_service_security_group(
+            "endpoint_sg", "endpoints", 443, "Interface VPC endpoints (HTTPS)")
         self._add_compute_egress_to_efs()
         # --- Private access to AWS APIs, and flow logs
         self._add_endpoints(encryption)
@@ -120,25 +122,17 @@ class Network(Construct):
             ],
             tags=tags(self._cluster, Name=name(self._cluster, "compute")))
 
-    def _add_efs_security_group(self) -> SecurityGroup:
+    def _add_service_security_group(self, id_: str, label: str, port: int,
+                                    what: str) -> SecurityGroup:
+        """A group for an AWS service's network interfaces: one port, from compute nodes only."""
         return SecurityGroup(
-            self, "efs_sg", name=name(self._cluster, "efs"), vpc_id=self.vpc.id,
-            description="EFS mount targets: NFS from compute nodes only",
-            ingress=[SecurityGroupIngress(description="NFS over TLS from compute nodes",
-                                          protocol="tcp", from_port=2049, to_port=2049,
+            self, id_, name=name(self._cluster, label), vpc_id=self.vpc.id,
+            description=f"{what}: port {port} from compute nodes only",
+            ingress=[SecurityGroupIngress(description=f"{what} from compute nodes",
+                                          protocol="tcp", from_port=port, to_port=port,
                                           security_groups=[self.compute_security_group.id])],
             egress=[],
-            tags=tags(self._cluster, Name=name(self._cluster, "efs")))
-
-    def _add_endpoint_security_group(self) -> SecurityGroup:
-        return SecurityGroup(
-            self, "endpoint_sg", name=name(self._cluster, "endpoints"), vpc_id=self.vpc.id,
-            description="Interface VPC endpoints: HTTPS from compute nodes only",
-            ingress=[SecurityGroupIngress(description="HTTPS from compute nodes",
-                                          protocol="tcp", from_port=443, to_port=443,
-                                          security_groups=[self.compute_security_group.id])],
-            egress=[],
-            tags=tags(self._cluster, Name=name(self._cluster, "endpoints")))
+            tags=tags(self._cluster, Name=name(self._cluster, label)))
 
     def _add_compute_egress_to_efs(self) -> SecurityGroupRule:
         # A separate rule: inline, the two groups would reference each other (a cycle).
