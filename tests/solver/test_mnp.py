@@ -1,0 +1,163 @@
+"""The launcher without network namespaces: Batch variables, settings, one-node runs, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from solver._mnp_ssh import kill_tree
+from solver.mnp import BatchNode, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CHILD = {"AWS_BATCH_JOB_ID": "abc#2", "AWS_BATCH_JOB_ATTEMPT": "2",
+         "AWS_BATCH_JOB_NODE_INDEX": "2", "AWS_BATCH_JOB_NUM_NODES": "3",
+         "AWS_BATCH_JOB_MAIN_NODE_INDEX": "0",
+         "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS": "10.0.1.7"}
+
+
+def test_child_variables_become_one_typed_object() -> None:
+    node = BatchNode.from_env(CHILD)
+    assert node == BatchNode(index=2, num_nodes=3, main_index=0, main_ip="10.0.1.7",
+                             job_id="abc#2", attempt=2)
+    assert not node.is_main and node.job == "abc"
+
+
+def test_main_node_gets_no_address_and_needs_none() -> None:
+    env = {**CHILD, "AWS_BATCH_JOB_NODE_INDEX": "0", "AWS_BATCH_JOB_ID": "abc#0"}
+    del env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"]
+    node = BatchNode.from_env(env)
+    assert node.is_main and node.main_ip is None and node.attempt == 2
+
+
+def test_outside_batch_is_one_node_with_a_local_job_id() -> None:
+    node = BatchNode.from_env({})
+    assert (node.index, node.num_nodes, node.main_index, node.attempt) == (0, 1, 0, 1)
+    assert node.is_main and node.job_id.startswith("local-")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"AWS_BATCH_JOB_NODE_INDEX": "x"}, "AWS_BATCH_JOB_NODE_INDEX='x' is not an integer"),
+    ({"AWS_BATCH_JOB_NODE_INDEX": None}, "AWS_BATCH_JOB_NODE_INDEX is not set"),
+    ({"AWS_BATCH_JOB_NODE_INDEX": "3"}, "AWS_BATCH_JOB_NODE_INDEX=3 is not below"),
+    ({"AWS_BATCH_JOB_MAIN_NODE_INDEX": None}, "AWS_BATCH_JOB_MAIN_NODE_INDEX is not set"),
+    ({"AWS_BATCH_JOB_NUM_NODES": "0"}, "AWS_BATCH_JOB_NUM_NODES=0 must be at least 1"),
+    ({"AWS_BATCH_JOB_ATTEMPT": "0"}, "AWS_BATCH_JOB_ATTEMPT=0 must be at least 1"),
+    ({"AWS_BATCH_JOB_ID": ""}, "AWS_BATCH_JOB_ID is not set"),
+    ({"AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS": None},
+     "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS is not set on a child"),
+])
+def test_bad_batch_variables_are_named(change: dict, message: str) -> None:
+    env = {**CHILD, **{k: v for k, v in change.items() if v is not None}}
+    for k in (k for k, v in change.items() if v is None):
+        del env[k]
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        BatchNode.from_env(env)
+
+
+def test_settings_defaults_and_overrides() -> None:
+    s = Settings.from_env({}, None)
+    assert s.slots == os.cpu_count() and s.rendezvous_timeout == 600
+    assert s.mpiexec_args == ("--bind-to", "none") and s.secret is None
+    s = Settings.from_env({"MNP_RANKS_PER_NODE": "16", "MNP_RENDEZVOUS_TIMEOUT": "42",
+                           "MNP_HEARTBEAT_INTERVAL": "2"}, None)
+    assert (s.slots, s.rendezvous_timeout, s.hb_interval, s.hb_timeout) == (16, 42, 2, 30)
+    assert Settings.from_env({"MNP_RENDEZVOUS_TIMEOUT": "42"}, 7.5).rendezvous_timeout == 7.5
+    with pytest.raises(ValueError, match="MNP_RANKS_PER_NODE='two' is not a int"):
+        Settings.from_env({"MNP_RANKS_PER_NODE": "two"}, None)
+    with pytest.raises(ValueError, match="MNP_RENDEZVOUS_TIMEOUT=-1 must be positive"):
+        Settings.from_env({"MNP_RENDEZVOUS_TIMEOUT": "-1"}, None)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_BATCH_", "MNP_", "OMPI_", "PMIX_", "PRTE_"))}
+    # `python` in the job's command is the venv's, as in the image
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    env.update(PYTHONPATH=str(REPO), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **extra)
+    return env
+
+
+def _launcher(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "solver.mnp", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)  # mpiexec runs in its own session: kill below the launcher too
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--rendezvous-timeout", "soon", "true"], {}, "--rendezvous-timeout: 'soon' is not a number"),
+    (["--rendezvous-timeout", "0", "true"], {}, "--rendezvous-timeout: 0 must be positive"),
+    ([], {}, "no command to run"),
+    (["true"], {"AWS_BATCH_JOB_NUM_NODES": "2"}, "AWS_BATCH_JOB_NODE_INDEX is not set"),
+])
+def test_usage_errors_exit_2_with_one_clear_line(args: list[str], env: dict, message: str) -> None:
+    run = _launcher(args, _env(**env))
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert run.stdout == ""
+
+
+RANKS = ("from mpi4py import MPI; import os, sys; c = MPI.COMM_WORLD; s = c.allreduce(c.rank); "
+         "print(c.size, s, os.environ.get('AWS_BATCH_JOB_ID'), flush=True) if c.rank == 0 "
+         "else None; sys.exit(int(sys.argv[1]))")
+
+
+@pytest.mark.mpi
+def test_one_node_runs_the_command_under_local_mpiexec() -> None:
+    env = _env(MNP_RANKS_PER_NODE="3", AWS_BATCH_JOB_ID="j-123#0", AWS_BATCH_JOB_NUM_NODES="1")
+    run = _launcher(["--", "python", "-c", RANKS, "0"], env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["3", "3", "j-123#0"]  # 3 ranks: 0+1+2
+    assert "[node 0 job j-123#0 attempt 1]" in run.stderr
+    assert "single node: 3 ranks" in run.stderr
+
+
+@pytest.mark.mpi
+def test_the_exit_code_is_the_programs() -> None:
+    run = _launcher(["python", "-c", RANKS, "7"], _env(MNP_RANKS_PER_NODE="1"))
+    assert run.returncode == 7, run.stderr
+
+
+SLEEPER = """
+import signal, sys, time
+from pathlib import Path
+from mpi4py import MPI
+rank = MPI.COMM_WORLD.Get_rank()
+def stop(*_):
+    time.sleep(1)  # a checkpoint takes a moment; the launcher must wait for it
+    Path(sys.argv[1], f"stopped-{rank}").write_text("ok")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1], f"started-{rank}").write_text("ok")
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.mpi
+def test_sigterm_reaches_every_rank_which_may_finish_its_checkpoint(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "solver.mnp", "python", "-c", SLEEPER,
+                             str(tmp_path)], env=_env(MNP_RANKS_PER_NODE="2"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_tree(proc.pid)
+    assert proc.returncode == 143, err
+    assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
+    assert "SIGTERM: forwarding to local ranks" in err
