@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,3 +60,16 @@ def test_synth_refuses_bad_env_before_writing(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: MAX_VCPUS=-4 is not allowed: a whole number greater than 0"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_entry_point_writes_the_stack(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CLUSTER_NAME": "cfd-team",
+           "INSTANCE_TYPES": "c5n.18xlarge", "CHECKPOINT_DISABLE": "1",
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    stack = json.loads((tmp_path / "cdktf.out/stacks/mnp-batch/cdk.tf.json").read_text())
+    assert stack["variable"]["cluster_name"]["default"] == "cfd-team"
+    assert stack["variable"]["instance_types"]["default"] == ["c5n.18xlarge"]
+    assert "aws_batch_job_definition" in stack["resource"]
