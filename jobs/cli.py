@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -90,6 +91,10 @@ def main(argv: Sequence[str] | None = None,
             traceback.print_exc()
         print(f"error: {exc.line()}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # `python -m jobs list | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted (the job, if submitted, keeps running)", file=sys.stderr)
         return 130

@@ -133,12 +133,17 @@ def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
 
 
 def find_outputs(outputs_file: str | None, stack: str | None) -> StackOutputs:
-    """Flag or JOBS_OUTPUTS_FILE, else the synthesized stack's Terraform state."""
+    """Flag or JOBS_OUTPUTS_FILE, else the synthesized stack's outputs, else ./outputs.json."""
     stack = stack or os.environ.get(STACK_ENV) or None
     path = outputs_file or os.environ.get(OUTPUTS_FILE_ENV)
     if path:
         return load_outputs_file(Path(path), stack)
-    return terraform_outputs(project_root(), stack)
+    root = project_root()
+    found = terraform_outputs(root, stack)
+    # The README's `npx cdktf deploy --outputs-file outputs.json` leaves this in the root.
+    if not found.values and (root / "outputs.json").is_file():
+        return load_outputs_file(root / "outputs.json", stack)
+    return found
 
 
 class Settings:

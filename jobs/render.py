@@ -60,7 +60,7 @@ def progress_line(job: dict[str, Any], nodes: list[dict[str, Any] | None]) -> st
     """One line of watch output: job status and a count of node states."""
     line = f"{job['jobId']} {job.get('status', '?')}"
     if nodes:
-        counts = Counter((n or {}).get("status", "not started") for n in nodes)
+        counts = Counter((n or {}).get("status", "not created") for n in nodes)
         line += " | nodes: " + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
     if job.get("statusReason"):
         line += f" | {job['statusReason']}"
@@ -99,7 +99,7 @@ def nodes_table(nodes: list[dict[str, Any] | None]) -> Table:
         table.add_column(name)
     for index, node in enumerate(nodes):
         if node is None:
-            table.add_row(str(index), "not started", "-", "-", "-", "-")
+            table.add_row(str(index), "not created", "-", "-", "-", "-")
             continue
         code = exit_code(node)
         main = " (main)" if (node.get("nodeDetails") or {}).get("isMainNode") else ""

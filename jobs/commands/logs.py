@@ -41,10 +41,10 @@ def targets(ctx: Context, job: dict[str, Any], node: int | None) -> list[tuple[s
             raise InvalidInput(f"--node {node} is out of range: job {job['jobId']} has "
                                f"{len(nodes)} nodes (0..{len(nodes) - 1})")
         return [(f"[node {node}] " if len(nodes) > 1 else "", nodes[node] or
-                 {"jobId": f"{job['jobId']}#{node}", "status": "not started"})]
+                 {"jobId": f"{job['jobId']}#{node}", "status": "node job not created"})]
     return [
         (f"[node {i}] " if len(nodes) > 1 else "",
-         n or {"jobId": f"{job['jobId']}#{i}", "status": "not started"})
+         n or {"jobId": f"{job['jobId']}#{i}", "status": "node job not created"})
         for i, n in enumerate(nodes)
     ]
 

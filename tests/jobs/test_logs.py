@@ -63,6 +63,7 @@ def test_log_group_flag_and_missing_stream(aws):
 def test_log_group_from_job_definition_without_outputs(aws, tmp_path):
     job_id, _ = job_with_logs(aws)
     (tmp_path / "cdktf.json").write_text("{}")  # a project with no synthesized stack
+    aws.outputs_file.unlink()
     env = aws.env()
     del env["JOBS_OUTPUTS_FILE"]
     result = aws.cli("logs", job_id, "--node", "0", env=env)

@@ -114,9 +114,17 @@ def test_cli_reads_the_synthesized_stack_from_cwd(aws, tmp_path):
 def test_warns_when_max_vcpus_is_unknown(aws, tmp_path):
     (tmp_path / "cdktf.json").write_text("{}")
     env = aws.env(JOB_QUEUE_NAME="q", JOB_DEFINITION_NAME="d")
+    aws.outputs_file.unlink()
     del env["JOBS_OUTPUTS_FILE"]
     result = aws.cli("submit", "--job-name", "h", "--nodes", "2", "--vcpus", "4", "--memory",
                      "64", "--dry-run", env=env)
     assert result.returncode == 0
     assert "warning: max_vcpus unknown" in result.stderr
     assert aws.requests() == []
+
+
+def test_deploy_outputs_json_in_the_project_root(tmp_path, monkeypatch):
+    (tmp_path / "cdktf.json").write_text("{}")
+    (tmp_path / "outputs.json").write_text(json.dumps({"mnp-batch": {"job_queue_name": "q1"}}))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().resolve(None, "JOB_QUEUE_NAME", "job_queue_name", "--job-queue") == "q1"
