@@ -1,0 +1,193 @@
+"""The ``commcheck`` command: ping-pong rank 0 <-> every rank, plus an allreduce check.
+
+Prints one JSON line (rank 0). Exit 0 when every rank answered correctly, 1 when a result
+was wrong, 4 (via Abort, since a silent rank cannot be waited for) when a rank did not
+answer within ``--timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from solver.config import UsageError
+from solver.output import log
+
+EXIT_WRONG = 1
+EXIT_UNREACHABLE = 4
+_HELLO, _PING = 11, 12
+_NAME_BYTES = 256
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes: not a list of integers: {text}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("--sizes: byte counts must be >= 1")
+    return sizes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options of ``python -m solver commcheck``."""
+    p = _Parser(prog="python -m solver commcheck",
+                description="Ping-pong latency/bandwidth rank 0 <-> each rank, allreduce check.")
+    p.add_argument("--sizes", type=_sizes, default=[8, 1024, 65536, 1048576],
+                   help="message sizes in bytes, comma separated")
+    p.add_argument("--iterations", type=int, default=50, help="round trips per size (50)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for a rank before declaring it unreachable (60)")
+    args = p.parse_args(argv)
+    if args.iterations < 1 or args.timeout <= 0:
+        raise UsageError("--iterations and --timeout must be positive")
+    return args
+
+
+def _wait(requests: list[MPI.Request], deadline: float) -> bool:
+    """Poll until all requests complete (True) or the deadline passes (False)."""
+    while not MPI.Request.Testall(requests):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0)
+    return True
+
+
+def _hello(comm: MPI.Comm, timeout: float) -> tuple[dict[int, str], list[int]]:
+    """Rank 0 collects every rank's host name; returns (names, ranks that never answered)."""
+    name = MPI.Get_processor_name().encode()[:_NAME_BYTES].ljust(_NAME_BYTES, b"\0")
+    if comm.Get_rank() != 0:
+        comm.Send([np.frombuffer(name, dtype=np.uint8), MPI.BYTE], 0, _HELLO)
+        return {}, []
+    bufs = {r: np.zeros(_NAME_BYTES, dtype=np.uint8) for r in range(1, comm.Get_size())}
+    reqs = {r: comm.Irecv([b, MPI.BYTE], r, _HELLO) for r, b in bufs.items()}
+    _wait(list(reqs.values()), time.monotonic() + timeout)
+    names = {0: name.rstrip(b"\0").decode()}
+    missing = []
+    for r, req in reqs.items():
+        if req.Test():
+            names[r] = bufs[r].tobytes().rstrip(b"\0").decode()
+        else:
+            missing.append(r)
+    return names, missing
+
+
+def _pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int,
+              timeout: float) -> tuple[list[float], int] | None:
+    """Rank 0 side: round-trip times and payload mismatches, or None if ``peer`` went silent."""
+    send = np.empty(size, dtype=np.uint8)
+    recv = np.empty(size, dtype=np.uint8)
+    pattern = np.arange(size, dtype=np.uint64).astype(np.uint8)
+    times, wrong = [], 0
+    for it in range(iterations):
+        np.bitwise_xor(pattern, it & 0xFF, out=send)
+        recv.fill(0)
+        start = time.perf_counter()
+        reqs = [comm.Irecv([recv, MPI.BYTE], peer, _PING),
+                comm.Isend([send, MPI.BYTE], peer, _PING)]
+        if not _wait(reqs, time.monotonic() + timeout):
+            return None
+        times.append(time.perf_counter() - start)
+        wrong += int(not np.array_equal(send, recv))
+    return times, wrong
+
+
+def _echo(comm: MPI.Comm, sizes: list[int], iterations: int) -> None:
+    """Non-root side: send every ping straight back."""
+    for size in sizes:
+        buf = np.empty(size, dtype=np.uint8)
+        for _ in range(iterations):
+            comm.Recv([buf, MPI.BYTE], 0, _PING)
+            comm.Send([buf, MPI.BYTE], 0, _PING)
+
+
+def _allreduce_ok(comm: MPI.Comm) -> bool:
+    """Sum and max of rank-dependent integers (exact in float64) match the closed form."""
+    p, r = comm.Get_size(), comm.Get_rank()
+    i = np.arange(4096, dtype=np.float64)
+    total, biggest = np.empty_like(i), np.empty_like(i)
+    comm.Allreduce(i + r, total, op=MPI.SUM)
+    comm.Allreduce(i * (r + 1), biggest, op=MPI.MAX)
+    mine = np.array([int(np.array_equal(total, p * i + p * (p - 1) / 2)
+                         and np.array_equal(biggest, i * p))], dtype=np.int32)
+    every = np.empty(1, dtype=np.int32)
+    comm.Allreduce(mine, every, op=MPI.MIN)
+    return bool(every[0])
+
+
+def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
+    """Run the communication check on ``comm``; returns the exit code."""
+    rank0 = comm.Get_rank() == 0
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        if rank0:
+            log(f"error: {exc}")
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    began = time.perf_counter()
+    names, missing = _hello(comm, args.timeout)
+    if rank0 and missing:
+        return _unreachable(comm, names, missing, began)
+    pairs, errors = [], []
+    for peer in range(1, comm.Get_size()):
+        if not rank0:
+            if comm.Get_rank() == peer:
+                _echo(comm, args.sizes, args.iterations)
+            continue
+        entry = {"rank": peer, "host": names[peer], "latency_us": None, "bandwidth_MBps": {}}
+        for size in args.sizes:
+            result = _pingpong(comm, peer, size, args.iterations, args.timeout)
+            if result is None:
+                return _unreachable(comm, names, [peer], began)
+            times, wrong = result
+            half = float(np.median(times)) / 2
+            if size == min(args.sizes):
+                entry["latency_us"] = round(half * 1e6, 3)
+            entry["bandwidth_MBps"][str(size)] = round(size / half / 1e6, 3)
+            if wrong:
+                errors.append(f"rank {peer}: {wrong} of {args.iterations} echoes of "
+                              f"{size} bytes came back different")
+        pairs.append(entry)
+        log(f"rank {peer} ({names[peer]}): latency {entry['latency_us']} us")
+    allreduce_ok = _allreduce_ok(comm)
+    if not rank0:
+        return 0
+    if not allreduce_ok:
+        errors.append("allreduce returned a wrong result on at least one rank")
+    summary = _summary(comm, names, [], began, pairs, allreduce_ok, errors)
+    print(json.dumps(summary), flush=True)
+    return 0 if not errors else EXIT_WRONG
+
+
+def _summary(comm: MPI.Comm, names: dict[int, str], missing: list[int], began: float,
+             pairs: list[dict], allreduce_ok: bool | None, errors: list[str]) -> dict:
+    hosts: dict[str, list[int]] = {}
+    for r, h in sorted(names.items()):
+        hosts.setdefault(h, []).append(r)
+    return {"command": "commcheck", "ok": not errors and not missing,
+            "ranks": comm.Get_size(), "nodes": len(hosts), "hosts": hosts,
+            "unreachable": missing, "allreduce_ok": allreduce_ok, "errors": errors,
+            "pairs": pairs, "seconds": round(time.perf_counter() - began, 6)}
+
+
+def _unreachable(comm: MPI.Comm, names: dict[int, str], missing: list[int], began: float) -> int:
+    """Report silent ranks and abort: their pending messages can never complete."""
+    errors = [f"rank {r} did not answer" for r in missing]
+    summary = _summary(comm, names, missing, began, [], None, errors)
+    log(f"error: unreachable rank(s) {missing}; aborting")
+    print(json.dumps(summary), flush=True)
+    sys.stderr.flush()
+    comm.Abort(EXIT_UNREACHABLE)
+    return EXIT_UNREACHABLE

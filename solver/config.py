@@ -1,0 +1,173 @@
+"""Solver options: command line + params.json, validated into a frozen ``SolverConfig``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from solver.stencil import stable_dt
+
+DEFAULT_N = 1025
+DEFAULT_STEPS = 500
+DT_SAFETY = 0.8  # fraction of the stability limit used when --dt is not given
+PARAMS_FILE = "params.json"
+
+
+class UsageError(ValueError):
+    """Bad input or usage: exit code 2, nothing started."""
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Everything a heat run needs; checked on construction."""
+
+    nx: int = DEFAULT_N  # grid points along x, boundary included
+    ny: int = DEFAULT_N  # grid points along y, boundary included
+    nz: int = 0  # grid points along z (0 = 2-D run)
+    steps: int = DEFAULT_STEPS  # time steps to take
+    t_end: float | None = None  # if set, steps = ceil(t_end / dt) and dt is shrunk to land on it
+    alpha: float = 1.0  # diffusivity
+    dt: float | None = None  # time step; default DT_SAFETY x the stability limit
+    checkpoint_every: int = 100  # steps between checkpoints (0 = only on SIGTERM)
+    checkpoint_dir: str | None = None  # default <output>/<job id>/checkpoints
+    restart_from: str | None = None  # <dir>/<job id> of another job to start from
+    output_path: str = "output"  # parent directory; results go under <output_path>/<job id>/
+    input_path: str | None = None  # directory that may hold params.json
+    png: bool = True  # draw field.png
+    log_every: int = 0  # progress line to stderr every N steps (0 = off)
+
+    def __post_init__(self) -> None:
+        for name in ("nx", "ny"):
+            if getattr(self, name) < 3:
+                raise UsageError(f"{name} must be at least 3 (got {getattr(self, name)})")
+        if self.nz != 0 and self.nz < 3:
+            raise UsageError(f"nz must be 0 (2-D) or at least 3 (got {self.nz})")
+        if self.steps < 0:
+            raise UsageError(f"steps must be >= 0 (got {self.steps})")
+        if self.alpha <= 0 or not math.isfinite(self.alpha):
+            raise UsageError(f"alpha must be a positive number (got {self.alpha})")
+        if self.t_end is not None and (self.t_end <= 0 or not math.isfinite(self.t_end)):
+            raise UsageError(f"t_end must be a positive number (got {self.t_end})")
+        if self.checkpoint_every < 0:
+            raise UsageError(f"checkpoint_every must be >= 0 (got {self.checkpoint_every})")
+        if self.log_every < 0:
+            raise UsageError(f"log_every must be >= 0 (got {self.log_every})")
+        limit = stable_dt(self.alpha, self.spacing)
+        if self.dt is not None:
+            if self.dt <= 0 or not math.isfinite(self.dt):
+                raise UsageError(f"dt must be a positive number (got {self.dt})")
+            if self.dt > limit:
+                raise UsageError(f"dt {self.dt:g} is unstable for this grid (limit {limit:g})")
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Global grid points per axis, boundary included."""
+        return (self.nx, self.ny, self.nz) if self.nz else (self.nx, self.ny)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Grid spacing per axis on the unit square/cube."""
+        return tuple(1.0 / (n - 1) for n in self.grid)
+
+    @property
+    def time_step(self) -> float:
+        """The dt actually used (given, or derived from the stability limit and t_end)."""
+        dt = self.dt if self.dt is not None else DT_SAFETY * stable_dt(self.alpha, self.spacing)
+        if self.t_end is not None:
+            dt = self.t_end / math.ceil(self.t_end / dt - 1e-12)
+        return dt
+
+    @property
+    def total_steps(self) -> int:
+        """Steps to take (from t_end when given)."""
+        if self.t_end is None:
+            return self.steps
+        return round(self.t_end / self.time_step)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m solver heat", argument_default=argparse.SUPPRESS,
+                description="Explicit finite-difference heat equation on the unit square/cube.")
+    p.add_argument("--nx", type=int, help=f"grid points along x incl. boundary ({DEFAULT_N})")
+    p.add_argument("--ny", type=int, help=f"grid points along y incl. boundary ({DEFAULT_N})")
+    p.add_argument("--nz", type=int, help="grid points along z; 0 = 2-D (0)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, help=f"time steps ({DEFAULT_STEPS})")
+    group.add_argument("--t-end", type=float, help="final time (sets the step count)")
+    p.add_argument("--alpha", type=float, help="diffusivity (1.0)")
+    p.add_argument("--dt", type=float, help=f"time step (default {DT_SAFETY} x stability limit)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints; 0 = off (100)")
+    p.add_argument("--checkpoint-dir", help="checkpoint directory (<output>/<job id>/checkpoints)")
+    p.add_argument("--restart-from", help="start from the latest checkpoint of DIR/<job id>")
+    p.add_argument("--input-path", help="directory with params.json (env INPUT_PATH)")
+    p.add_argument("--output-path", help="parent of the per-job output dir (env OUTPUT_PATH)")
+    p.add_argument("--no-png", dest="png", action="store_false", help="skip field.png")
+    p.add_argument("--log-every", type=int, help="progress line on stderr every N steps (0)")
+    return p
+
+
+def _read_params(input_path: str) -> dict[str, Any]:
+    path = Path(input_path)
+    if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
+        raise UsageError(f"input path {input_path} is not a readable directory")
+    params_file = path / PARAMS_FILE
+    if not params_file.exists():
+        return {}
+    try:
+        params = json.loads(params_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {params_file}: {exc}") from exc
+    if not isinstance(params, dict):
+        raise UsageError(f"{params_file} must hold a JSON object")
+    known = {f.name for f in fields(SolverConfig)} - {"input_path"}
+    params = {k.replace("-", "_"): v for k, v in params.items()}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise UsageError(f"{params_file}: unknown option(s) {', '.join(unknown)}")
+    return params
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    for f in fields(SolverConfig):
+        if f.name not in values or values[f.name] is None:
+            continue
+        v = values[f.name]
+        want = str(f.type)
+        ok = (isinstance(v, bool) if want == "bool" else
+              isinstance(v, int) and not isinstance(v, bool) if want == "int" else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if "float" in want else
+              isinstance(v, str))
+        if not ok:
+            raise UsageError(f"{f.name} has the wrong type ({v!r})")
+
+
+def parse_heat_args(argv: list[str], environ: dict[str, str] | None = None) -> SolverConfig:
+    """Merge defaults < params.json < flags (env INPUT_PATH/OUTPUT_PATH as flag defaults)."""
+    env = os.environ if environ is None else environ
+    flags = vars(_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    input_path = flags.get("input_path", env.get("INPUT_PATH") or None)
+    if input_path:
+        values.update(_read_params(input_path))
+        values["input_path"] = input_path
+    if env.get("OUTPUT_PATH") and "output_path" not in values:
+        values["output_path"] = env["OUTPUT_PATH"]
+    if "t_end" in flags:
+        values.pop("steps", None)
+    if "steps" in flags:
+        values.pop("t_end", None)
+    values.update(flags)
+    if values.get("steps") is not None and values.get("t_end") is not None:
+        raise UsageError("steps and t_end are mutually exclusive")
+    _check_types(values)
+    return SolverConfig(**values)

@@ -1,0 +1,69 @@
+"""Block decomposition of the grid interior over an MPI Cartesian communicator."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from mpi4py import MPI
+
+from solver.config import UsageError
+
+
+def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
+    """(offset, count) of block ``index`` of ``n`` points split into ``parts`` near-equal blocks."""
+    base, extra = divmod(n, parts)
+    count = base + (1 if index < extra else 0)
+    offset = index * base + min(index, extra)
+    return offset, count
+
+
+def choose_dims(size: int, interior: tuple[int, ...]) -> tuple[int, ...]:
+    """Process grid for ``size`` ranks: ``Compute_dims`` if every block is non-empty, else the
+    feasible factorisation with the smallest halo surface."""
+    ndim = len(interior)
+    dims = tuple(MPI.Compute_dims(size, ndim))
+    if all(d <= n for d, n in zip(dims, interior, strict=True)):
+        return dims
+    best: tuple[float, tuple[int, ...]] | None = None
+    divisors = [d for d in range(1, size + 1) if size % d == 0]
+    for cand in itertools.product(divisors, repeat=ndim):
+        if math.prod(cand) != size or any(d > n for d, n in zip(cand, interior, strict=True)):
+            continue
+        # halo surface per rank ~ sum over axes of (block face area) where the axis is split
+        block = [n / d for n, d in zip(interior, cand, strict=True)]
+        surface = sum(math.prod(block) / block[a] for a in range(ndim) if cand[a] > 1)
+        if best is None or surface < best[0]:
+            best = (surface, cand)
+    if best is None:
+        shape = "x".join(str(n + 2) for n in interior)
+        raise UsageError(f"ranks: {size} ranks cannot split a {shape} grid "
+                         "(more ranks than interior grid points along the axes)")
+    return best[1]
+
+
+@dataclass(frozen=True)
+class Block:
+    """This rank's share of the interior: offsets/counts per axis (interior index space)."""
+
+    dims: tuple[int, ...]
+    coords: tuple[int, ...]
+    offset: tuple[int, ...]
+    count: tuple[int, ...]
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        """Local array shape with one ghost layer per side."""
+        return tuple(c + 2 for c in self.count)
+
+
+def decompose(comm: MPI.Comm, grid: tuple[int, ...]) -> tuple[MPI.Cartcomm, Block]:
+    """Create the Cartesian communicator and this rank's block of the (grid - 2) interior."""
+    interior = tuple(n - 2 for n in grid)
+    dims = choose_dims(comm.Get_size(), interior)
+    cart = comm.Create_cart(list(dims), periods=[False] * len(dims), reorder=True)
+    coords = tuple(cart.Get_coords(cart.Get_rank()))
+    ranges = [block_range(n, d, c) for n, d, c in zip(interior, dims, coords, strict=True)]
+    block = Block(dims, coords, tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
+    return cart, block

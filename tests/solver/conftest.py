@@ -1,0 +1,98 @@
+"""Fixtures for the solver tests: an isolated environment and an mpiexec runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+_CACHE: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One throw-away numba cache for this session, set before any test module imports numba."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        _CACHE.append(tempfile.mkdtemp(prefix="solver-tests-numba-"))
+        os.environ["NUMBA_CACHE_DIR"] = _CACHE[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's numba cache."""
+    for path in _CACHE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Run:
+    """A finished solver process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict:
+        """The JSON object on the last stdout line."""
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def solver_env() -> dict[str, str]:
+    """Environment for solver subprocesses: the session numba cache (compiled once), no AWS ids."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_BATCH_", "OMPI_", "PMIX_", "PRTE_"))
+           and k not in ("INPUT_PATH", "OUTPUT_PATH")}
+    env.update(NUMBA_CACHE_DIR=os.environ["NUMBA_CACHE_DIR"], PYTHONPATH=str(REPO),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    # compile the 2-D and 3-D kernels once so concurrent ranks only load them
+    subprocess.run([sys.executable, "-c", "from solver import stencil; stencil.warm_up(2); "
+                    "stencil.warm_up(3)"], env=env, check=True, cwd=REPO, timeout=300)
+    return env
+
+
+@pytest.fixture(scope="session")
+def mpi_command() -> Callable[[int, list[str]], list[str]]:
+    """Builds ``mpiexec -n RANKS python -m solver ARGS`` with the venv's Open MPI."""
+
+    def _command(ranks: int, args: list[str]) -> list[str]:
+        return [str(MPIEXEC), "--oversubscribe", "-n", str(ranks), sys.executable, "-m", "solver",
+                *args]
+
+    return _command
+
+
+@pytest.fixture
+def run_python(solver_env: dict[str, str]) -> Callable[..., Run]:
+    """Run ``mpiexec -n RANKS python ARGS`` (e.g. a script path, or ``-m solver ...``)."""
+
+    def _run(args: list[str], ranks: int = 1, env: dict[str, str] | None = None,
+             timeout: float = 120) -> Run:
+        cmd = [str(MPIEXEC), "--oversubscribe", "-n", str(ranks), sys.executable, *args]
+        proc = subprocess.run(cmd, env={**solver_env, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    return _run
+
+
+@pytest.fixture
+def run_solver(run_python: Callable[..., Run]) -> Callable[..., Run]:
+    """Run ``python -m solver ARGS`` under mpiexec and return its outcome."""
+
+    def _run(args: list[str], ranks: int = 1, env: dict[str, str] | None = None,
+             timeout: float = 120) -> Run:
+        return run_python(["-m", "solver", *args], ranks=ranks, env=env, timeout=timeout)
+
+    return _run

@@ -1,0 +1,79 @@
+"""The communication check: healthy ranks, a silent rank, bad options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+
+def test_all_ranks_answer(run_solver) -> None:
+    result = run_solver(["commcheck", "--sizes", "8,4096,262144", "--iterations", "5"], ranks=3)
+    assert result.returncode == 0, result.stderr
+    summary = result.summary
+    assert summary["ok"] is True and summary["errors"] == [] and summary["unreachable"] == []
+    assert summary["ranks"] == 3 and summary["nodes"] == 1
+    assert sorted(sum(summary["hosts"].values(), [])) == [0, 1, 2]
+    assert [p["rank"] for p in summary["pairs"]] == [1, 2]
+    for pair in summary["pairs"]:
+        assert pair["latency_us"] > 0
+        assert set(pair["bandwidth_MBps"]) == {"8", "4096", "262144"}
+    assert summary["allreduce_ok"] is True
+
+
+def test_single_rank_checks_allreduce_only(run_solver) -> None:
+    result = run_solver(["commcheck"], ranks=1)
+    assert result.returncode == 0, result.stderr
+    assert result.summary["pairs"] == [] and result.summary["allreduce_ok"] is True
+
+
+def _rank_pids(mpiexec_pid: int) -> dict[int, int]:
+    found = {}
+    children = Path(f"/proc/{mpiexec_pid}/task/{mpiexec_pid}/children").read_text().split()
+    for pid in map(int, children):
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                found[int(item.split(b"=")[1])] = pid
+    return found
+
+
+def test_silent_rank_is_reported_and_exits_4(mpi_command, solver_env: dict[str, str]) -> None:
+    cmd = mpi_command(4, ["commcheck", "--sizes", "8,65536", "--iterations", "2000",
+                          "--timeout", "2"])
+    proc = subprocess.Popen(cmd, env=solver_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    pids: dict[int, int] = {}
+    try:
+        # once rank 1 has been measured every rank is past MPI_Init; freeze rank 3 before its turn
+        for line in proc.stderr:
+            if "rank 1 (" in line:
+                pids = _rank_pids(proc.pid)
+                os.kill(pids[3], signal.SIGSTOP)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        for pid in pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 4, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["ok"] is False
+    assert summary["unreachable"] == [3]
+    assert "rank 3 did not answer" in summary["errors"]
+
+
+def test_bad_commcheck_option(run_solver) -> None:
+    result = run_solver(["commcheck", "--sizes", "8,big"], ranks=2)
+    assert result.returncode == 2
+    assert result.stderr.count("--sizes: not a list of integers") == 1
