@@ -40,10 +40,11 @@ class JobSpec:
     attempts: int | None = None
     timeout: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    single_node: bool = False  # a container job (the Spot queue), not a multi-node one
 
 
 def submit_request(spec: JobSpec) -> dict[str, Any]:
-    """One SubmitJob request; overrides go to every node (range "0:")."""
+    """One SubmitJob request; overrides go to every node (range "0:") of a multi-node job."""
     environment = [{"name": "MNP_RANKS_PER_NODE", "value": str(spec.vcpus)}]
     if spec.input_path:
         environment.append({"name": "INPUT_PATH", "value": spec.input_path})
@@ -64,13 +65,16 @@ def submit_request(spec: JobSpec) -> dict[str, Any]:
         "jobName": spec.name,
         "jobQueue": spec.queue,
         "jobDefinition": spec.definition,
-        "nodeOverrides": {
-            "numNodes": spec.nodes,
-            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
-        },
         "propagateTags": True,
         "tags": {**CLI_TAGS, **spec.tags},
     }
+    if spec.single_node:
+        request["containerOverrides"] = container
+    else:
+        request["nodeOverrides"] = {
+            "numNodes": spec.nodes,
+            "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
+        }
     if spec.attempts is not None:
         request["retryStrategy"] = {
             "attempts": spec.attempts,

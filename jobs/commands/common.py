@@ -9,6 +9,7 @@ from typing import Any
 
 from jobs import validate
 from jobs.context import Context
+from jobs.errors import InvalidInput
 from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
 
 
@@ -83,17 +84,46 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
         validate.check_capacity(count, args.vcpus, limit)
     tags = dict(args.tag)
     validate.check_tags(args.tag, len(CLI_TAGS) + len(extra_tags or {}))
-    queue = ctx.settings.resolve(args.job_queue, "JOB_QUEUE_NAME", "job_queue_name",
-                                 "--job-queue")
-    definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
-                                      "job_definition_name", "--job-definition")
+    spot = getattr(args, "spot", False)
+    if spot:
+        queue, definition = spot_names(args, ctx, [count for _, count in names_nodes])
+    else:
+        queue = ctx.settings.resolve(args.job_queue, "JOB_QUEUE_NAME", "job_queue_name",
+                                     "--job-queue")
+        definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
+                                          "job_definition_name", "--job-definition")
     return [
         JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
                 memory=args.memory, input_path=args.input_path, output_path=args.output_path,
                 command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
-                tags={**tags, **(extra_tags or {})})
+                tags={**tags, **(extra_tags or {})}, single_node=spot)
         for name, count in names_nodes
     ]
+
+
+def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tuple[str, str]:
+    """Queue and definition of the stack's optional single-node Spot queue."""
+    if any(count != 1 for count in counts):
+        raise InvalidInput(
+            f"--spot runs single-node jobs but --nodes is {','.join(map(str, counts))}: "
+            "multi-node jobs do not run on Spot",
+            hint="use --nodes 1, or drop --spot for the multi-node queue",
+        )
+    names = []
+    for flag, value, env, output in (
+        ("--job-queue", args.job_queue, "SPOT_JOB_QUEUE_NAME", "spot_job_queue_name"),
+        ("--job-definition", args.job_definition, "SPOT_JOB_DEFINITION_NAME",
+         "spot_job_definition_name"),
+    ):
+        found = value or ctx.settings.optional(env, output)
+        if not found:
+            raise InvalidInput(
+                f"no Spot {output.removeprefix('spot_').replace('_', ' ')}: the stack's Spot "
+                f"queue is off or not deployed ({ctx.settings.outputs.source})",
+                hint=f"set enable_spot_queue = true and apply, or pass {flag} / set {env}",
+            )
+        names.append(found)
+    return names[0], names[1]
 
 
 def register_image(ctx: Context, definition: str, tag: str) -> str:

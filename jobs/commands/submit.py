@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="up to 128 letters, digits, '-', '_'; starts alphanumeric")
     add_job_arguments(parser, validate.nodes,
                       f"number of nodes, 1..{validate.MAX_NODES}")
+    parser.add_argument("--spot", action="store_true",
+                        help="a single-node job (--nodes 1) on the stack's optional Spot queue "
+                        "(spot_job_queue_name / spot_job_definition_name outputs)")
     parser.epilog = (
         "example:\n  python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 \\\n"
         "      --output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097"

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-QUEUE = "mnp-batch-mpi"
-DEFINITION = "mnp-batch-mpi"
-LOG_GROUP = "/aws/batch/mnp-batch"
-REPOSITORY = "mnp-batch-solver"
-REPOSITORY_URL = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}"
-MAX_VCPUS = 64
+from tests.jobs.moto_env import REGION, Aws
+
 OWN_ENV = ("JOB_QUEUE_NAME", "JOB_DEFINITION_NAME", "MAX_VCPUS", "LOG_GROUP_NAME",
-           "JOBS_OUTPUTS_FILE", "JOBS_STACK")
+           "JOBS_OUTPUTS_FILE", "JOBS_STACK", "SPOT_JOB_QUEUE_NAME", "SPOT_JOB_DEFINITION_NAME")
 
 
 @pytest.fixture(autouse=True)
@@ -76,204 +62,6 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield f"http://{host}:{port}"
     server.stop()
     patch.undo()
-
-
-def _post(url: str, data: bytes = b"") -> bytes:
-    request = urllib.request.Request(url, data=data, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read()
-
-
-def job_definition_properties(image: str) -> dict[str, Any]:
-    """The multi-node definition as the stack registers it (stacks/batch.py), trimmed."""
-    return {
-        "numNodes": 2,
-        "mainNode": 0,
-        "nodeRangeProperties": [{"targetNodes": "0:", "container": {
-            "image": image,
-            "command": ["python", "-m", "solver", "heat"],
-            "resourceRequirements": [{"type": "VCPU", "value": "2"},
-                                     {"type": "MEMORY", "value": "2048"}],
-            "environment": [{"name": "MNP_RANKS_PER_NODE", "value": "2"},
-                            {"name": "MNP_RENDEZVOUS_TIMEOUT", "value": "600"}],
-            "mountPoints": [{"sourceVolume": "efs", "containerPath": "/mnt/efs"}],
-            "volumes": [{"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}],
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": LOG_GROUP, "awslogs-stream-prefix": "mnp"}},
-        }}],
-    }
-
-
-@dataclass
-class Recorded:
-    """One request the CLI sent, as moto's recorder saw it."""
-
-    service: str
-    operation: str
-    body: dict[str, Any]
-    headers: dict[str, str]
-
-
-class Aws:
-    """The moto endpoint with seeded resources, the recorder, and a way to run the CLI."""
-
-    def __init__(self, url: str, tmp_path: Path) -> None:
-        self.url = url
-        self.tmp_path = tmp_path
-        kwargs = {"endpoint_url": url, "region_name": REGION}
-        self.batch = boto3.client("batch", **kwargs)
-        self.logs = boto3.client("logs", **kwargs)
-        self.ecr = boto3.client("ecr", **kwargs)
-        self.iam = boto3.client("iam", **kwargs)
-        self.outputs_file = tmp_path / "outputs.json"
-
-    def setup(self) -> None:
-        """Fresh moto state: compute environment, queue, definition, log group, images."""
-        _post(f"{self.url}/moto-api/reset")
-        _post(f"{self.url}/moto-api/config", json.dumps({"batch": {"use_docker": False}}).encode())
-        role = self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
-        env = self.batch.create_compute_environment(
-            computeEnvironmentName="mnp-batch-ce", type="UNMANAGED", state="ENABLED",
-            serviceRole=role["Role"]["Arn"])
-        self.batch.create_job_queue(
-            jobQueueName=QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
-        self.batch.register_job_definition(
-            jobDefinitionName=DEFINITION, type="multinode", platformCapabilities=["EC2"],
-            nodeProperties=job_definition_properties(f"{REPOSITORY_URL}:v1"),
-            retryStrategy={"attempts": 2}, propagateTags=True, tags={"project": "mnp-batch"})
-        self.logs.create_log_group(logGroupName=LOG_GROUP)
-        self.ecr.create_repository(repositoryName=REPOSITORY)
-        for tag in ("v1", "v2"):
-            manifest = {"schemaVersion": 2,
-                        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                        "config": {"digest": "sha256:" + tag[-1] * 64}, "layers": []}
-            self.ecr.put_image(repositoryName=REPOSITORY, imageTag=tag,
-                               imageManifest=json.dumps(manifest))
-        self.write_outputs()
-        self.start_recording()
-
-    def write_outputs(self, **changes: Any) -> None:
-        """The file `cdktf deploy --outputs-file` would write for this stack."""
-        values = {"job_queue_name": QUEUE, "job_definition_name": DEFINITION,
-                  "max_vcpus": MAX_VCPUS, "efs_mount_path": "/mnt/efs",
-                  "log_group_name": LOG_GROUP, "ecr_repository_url": REPOSITORY_URL,
-                  "image_tag": "v1", "region": REGION, **changes}
-        self.outputs_file.write_text(json.dumps({"mnp-batch": values}))
-
-    def start_recording(self) -> None:
-        """Forget everything recorded so far (the seeding above)."""
-        _post(f"{self.url}/moto-api/recorder/reset-recording")
-        _post(f"{self.url}/moto-api/recorder/start-recording")
-
-    def requests(self) -> list[Recorded]:
-        """Every AWS request since start_recording, in order."""
-        with urllib.request.urlopen(f"{self.url}/moto-api/recorder/download-recording") as r:
-            lines = r.read().decode().splitlines()
-        found = []
-        for line in lines:
-            entry = json.loads(line)
-            if "/moto-api/" in entry["url"]:
-                continue
-            raw = entry.get("body") or ""
-            if entry.get("body_encoded"):
-                raw = base64.b64decode(raw).decode()
-            headers = entry["headers"]
-            service = headers.get("Authorization", "").split("/")[3] if "Authorization" in \
-                headers else "?"
-            target = headers.get("X-Amz-Target", "")
-            operation = target.split(".")[-1] if target else entry["url"].rsplit("/", 1)[-1]
-            found.append(Recorded(service, operation.lower(), json.loads(raw or "{}"), headers))
-        return found
-
-    def operations(self) -> list[str]:
-        """service:operation of every recorded request."""
-        return [f"{r.service}:{r.operation}" for r in self.requests()]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """What a user's shell would have: credentials, region, endpoint, outputs file."""
-        return {**os.environ, "AWS_ENDPOINT_URL": self.url,
-                "JOBS_OUTPUTS_FILE": str(self.outputs_file),
-                "PYTHONPATH": str(REPO), **extra}
-
-    def cli(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run `python -m jobs ARGS` as a user would."""
-        return subprocess.run([sys.executable, "-m", "jobs", *args], cwd=self.tmp_path,
-                              env=env or self.env(), capture_output=True, text=True,
-                              timeout=timeout)
-
-    # --- Seeding what moto does not model: node jobs `<id>#i` and their logs
-
-    def backend(self) -> Any:
-        """moto's Batch backend (same process as the server thread)."""
-        from moto.batch.models import batch_backends
-
-        return batch_backends[ACCOUNT][REGION]
-
-    def set_status(self, job_id: str, status: str, reason: str | None = None) -> None:
-        """Force a job's status (moto's non-Docker Batch finishes every job at once)."""
-        job = self.backend()._jobs[job_id]
-        job.status = status
-        job.job_stopped = status in ("SUCCEEDED", "FAILED")
-        job.job_stopped_reason = reason
-
-    def seed_nodes(self, job_id: str, statuses: list[str],
-                   exit_codes: list[int | None] | None = None) -> list[str]:
-        """Create node jobs `<id>#i` with statuses, exit codes and log streams; returns streams."""
-        from moto.batch.models import Job
-
-        backend = self.backend()
-        parent = backend._jobs[job_id]
-        count = len(statuses)
-        parent_describe = parent.describe
-
-        def describe_parent() -> dict[str, Any]:
-            result = parent_describe()
-            result["nodeProperties"] = {**result["nodeProperties"], "numNodes": count}
-            return result
-
-        parent.describe = describe_parent
-        streams = []
-        for index, status in enumerate(statuses):
-            node = Job(parent.job_name, parent.job_definition, parent.job_queue, backend,
-                       log_backend=backend.logs_backend, container_overrides=None,
-                       eks_properties_override=None, depends_on=None, parameters=None,
-                       all_jobs=backend._jobs, timeout=None, array_properties={},
-                       provided_job_id=f"{job_id}#{index}")
-            parent.job_queue.jobs.remove(node)  # ListJobs shows parents only
-            stream = f"mnp/default/{job_id}-{index}"
-            code = (exit_codes or [None] * count)[index]
-            node.status = status
-            node.describe = _node_describe(node, index, stream, code)
-            backend._jobs[node.job_id] = node
-            streams.append(stream)
-        return streams
-
-    def put_logs(self, stream: str, lines: list[str]) -> None:
-        """Write lines to a stream of the stack's log group (created if needed)."""
-        try:
-            self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-        except self.logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        now = int(time.time() * 1000)
-        self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
-            {"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
-
-
-def _node_describe(node: Any, index: int, stream: str, code: int | None) -> Any:
-    """DescribeJobs output of a node job, shaped like Batch's (nodeDetails, container)."""
-    def describe() -> dict[str, Any]:
-        container: dict[str, Any] = {"logStreamName": stream}
-        if code is not None:
-            container["exitCode"] = code
-        return {"jobId": node.job_id, "jobName": node.job_name, "jobArn": node.arn,
-                "status": node.status, "createdAt": int(time.time() * 1000),
-                "jobQueue": node.job_queue.arn, "jobDefinition": node.job_definition.arn,
-                "nodeDetails": {"nodeIndex": index, "isMainNode": index == 0},
-                "container": container, "attempts": [{"container": dict(container)}]}
-    return describe
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.jobs.conftest import DEFINITION, QUEUE
+from tests.jobs.moto_env import DEFINITION, QUEUE
 
 
 def submit_raw(aws, name="heat", status="RUNNING") -> str:

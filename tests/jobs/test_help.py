@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.jobs.conftest import REPO
+from tests.jobs.moto_env import REPO
 
 COMMANDS = ["submit", "status", "watch", "logs", "cancel", "list", "scale-test"]
 

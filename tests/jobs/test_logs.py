@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.jobs.conftest import DEFINITION, LOG_GROUP, QUEUE
+from tests.jobs.moto_env import DEFINITION, LOG_GROUP, QUEUE
 
 
 def job_with_logs(aws, status="SUCCEEDED", nodes=2) -> tuple[str, list[str]]:

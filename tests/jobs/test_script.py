@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.jobs.conftest import REPO
+from tests.jobs.moto_env import REPO
 
 SCRIPT = str(REPO / "submit-scientific-job.sh")
 RECIPE = ["--job-name", "heat-4n", "--nodes", "4", "--vcpus", "8", "--memory", "15000",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.jobs.conftest import DEFINITION, QUEUE
+from tests.jobs.moto_env import DEFINITION, QUEUE
 
 
 def submitted(aws, status="RUNNING", nodes=("RUNNING", "RUNNING"), codes=None) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from tests.jobs.conftest import DEFINITION, QUEUE, REPOSITORY_URL
+from tests.jobs.moto_env import (
+    DEFINITION,
+    QUEUE,
+    REPOSITORY_URL,
+    SPOT_DEFINITION,
+    SPOT_QUEUE,
+)
 
 BASE = ["submit", "--job-name", "heat-4n", "--nodes", "4", "--vcpus", "8", "--memory", "15000"]
 
@@ -150,3 +156,46 @@ def test_json_output(aws):
     assert result.returncode == 0
     out = json.loads(result.stdout)
     assert out["jobName"] == "heat-4n" and out["nodes"] == 4 and out["jobId"]
+
+
+def test_spot_submits_a_single_node_container_job(aws):
+    result = aws.cli("submit", "--job-name", "sweep-1", "--nodes", "1", "--vcpus", "4",
+                     "--memory", "8000", "--spot", "--", "python", "-m", "solver", "heat")
+    assert result.returncode == 0, result.stderr
+    body = aws.requests()[0].body
+    assert (body["jobQueue"], body["jobDefinition"]) == (SPOT_QUEUE, SPOT_DEFINITION)
+    assert "nodeOverrides" not in body
+    assert body["containerOverrides"] == {
+        "resourceRequirements": [{"type": "VCPU", "value": "4"},
+                                 {"type": "MEMORY", "value": "8000"}],
+        "environment": [{"name": "MNP_RANKS_PER_NODE", "value": "4"}],
+        "command": ["python", "-m", "solver", "heat"],
+    }
+
+
+def test_spot_refuses_multi_node(aws):
+    result = aws.cli("submit", "--job-name", "s", "--nodes", "2", "--vcpus", "4", "--memory",
+                     "8000", "--spot")
+    assert result.returncode == 2
+    assert "--spot runs single-node jobs but --nodes is 2" in result.stderr
+    assert aws.requests() == []
+
+
+def test_spot_queue_switched_off(aws):
+    aws.write_outputs(spot_job_queue_name="", spot_job_definition_name="")
+    result = aws.cli("submit", "--job-name", "s", "--nodes", "1", "--vcpus", "4", "--memory",
+                     "8000", "--spot")
+    assert result.returncode == 2
+    assert "no Spot job queue name: the stack's Spot queue is off" in result.stderr
+    assert "set enable_spot_queue = true and apply" in result.stderr
+    assert aws.requests() == []
+
+
+def test_spot_image_tag_copies_container_properties(aws):
+    result = aws.cli("submit", "--job-name", "s", "--nodes", "1", "--vcpus", "4", "--memory",
+                     "8000", "--spot", "--image-tag", "v2")
+    assert result.returncode == 0, result.stderr
+    register = next(r.body for r in aws.requests() if r.operation == "registerjobdefinition")
+    assert register["jobDefinitionName"] == SPOT_DEFINITION
+    assert register["containerProperties"]["image"] == f"{REPOSITORY_URL}:v2"
+    assert "nodeProperties" not in register

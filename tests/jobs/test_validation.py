@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.jobs.conftest import MAX_VCPUS
+from tests.jobs.moto_env import MAX_VCPUS
 
 SUBMIT = ["submit", "--job-name", "heat", "--nodes", "2", "--vcpus", "4", "--memory", "4096"]
 
@@ -150,4 +150,11 @@ def test_bad_input_exit_code_from_a_real_process(aws):
     assert result.returncode == 2
     assert "node count 1001 is out of range" in result.stderr
     assert "Traceback" not in result.stderr
+    assert aws.requests() == []
+
+
+def test_dry_run_with_image_tag_registers_nothing(aws, run_main):
+    result = run_main(*SUBMIT, "--image-tag", "v2", "--dry-run")
+    assert result.code == 0
+    assert "--image-tag v2 would first register a revision of mnp-batch-mpi" in result.err
     assert aws.requests() == []
