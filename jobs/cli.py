@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(command_parser)
+        # Also accepted after the command (where people add it when a run goes wrong).
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show tracebacks")
         takes_command = getattr(command, "TAKES_COMMAND", False)
         if takes_command:
             usage = command_parser.format_usage().removeprefix("usage: ").rstrip()

@@ -199,3 +199,9 @@ def test_spot_image_tag_copies_container_properties(aws):
     assert register["jobDefinitionName"] == SPOT_DEFINITION
     assert register["containerProperties"]["image"] == f"{REPOSITORY_URL}:v2"
     assert "nodeProperties" not in register
+
+
+def test_debug_after_the_command(aws):
+    result = aws.cli("status", "00000000-0000-0000-0000-000000000000", "--debug")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "jobs.errors.NotFound" in result.stderr
