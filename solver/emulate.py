@@ -95,6 +95,7 @@ class Emulation:
             log_dir = Path(tempfile.mkdtemp(prefix=f"mnp-logs-{self.tag}-"))
             self._owned.append(log_dir)
         self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.bridge = f"mb{self.tag}"
         hosts = list(net.hosts())
         self.prefixlen = net.prefixlen
@@ -272,6 +273,12 @@ class Emulation:
                 return
             time.sleep(0.1)
 
+    def signal_launcher(self, index: int, sig: int = signal.SIGTERM) -> None:
+        """Signal node `index`'s launcher alone, as Batch signals a container's PID 1."""
+        proc = self.nodes[index].proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
     def link_down(self, index: int) -> None:
         """Take node `index`'s link down: it goes silent, no reset reaches its peers."""
         _ip("link", "set", self.nodes[index].veth, "down")
@@ -291,6 +298,11 @@ def _remove(tag: str, namespaces: Iterable[str]) -> None:
                 pass
         _ip("netns", "del", ns, check=False)  # removes the veth pair with it
         shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+    # Deleting a namespace does not always take the root end of its veth with it (gVisor).
+    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(f"mv{tag}"):
+            _ip("link", "del", name, check=False)
     _ip("link", "del", f"mb{tag}", check=False)
     (_OWNERS / tag).unlink(missing_ok=True)
 

@@ -143,6 +143,38 @@ def test_a_child_lost_mid_run_ends_the_job_with_exit_4(tmp_path: Path, solver_en
         assert codes[2] == 4  # the cut-off node noticed the silent main node and gave up
 
 
+def test_children_give_up_when_the_main_node_dies(tmp_path: Path, solver_env) -> None:
+    with _emulation(tmp_path, solver_env) as emu:
+        emu.start(_heat(emu.shared_dir, 100000, "--log-every", "20", "--checkpoint-every", "0"),
+                  cwd=REPO)
+        _wait_for(lambda: "step 20/" in emu.output(0)[1], 90, "the run to start")
+        began = time.monotonic()
+        emu.kill_node(0)
+        codes = emu.wait_all(HB_TIMEOUT + 15)
+        took = time.monotonic() - began
+        _finished_cleanly(emu, tmp_path, killed=0)
+        errs = [emu.output(i)[1] for i in (1, 2)]
+    assert (codes[1], codes[2]) == (4, 4)
+    assert took < HB_TIMEOUT + 10
+    assert all("main node lost" in err for err in errs)
+
+
+def test_sigterm_on_every_node_checkpoints_and_exits_143(tmp_path: Path, solver_env) -> None:
+    job = "stopped-job"
+    with _emulation(tmp_path, solver_env, job_id=job) as emu:
+        emu.start(_heat(emu.shared_dir, 100000, "--log-every", "20", "--checkpoint-every", "0"),
+                  cwd=REPO)
+        _wait_for(lambda: "step 20/" in emu.output(0)[1], 90, "the run to start")
+        for n in emu.nodes:  # Batch signals every container's PID 1 at once
+            emu.signal_launcher(n.index)
+        assert emu.wait(40) == 143, emu.output(0)[1]
+        codes = _finished_cleanly(emu, tmp_path)
+        err = emu.output(0)[1]
+    assert codes == {0: 143, 1: 143, 2: 143}
+    assert "stop requested: checkpoint at step" in err
+    assert any((tmp_path / "efs" / job / "checkpoints").glob("step-*/meta.json"))
+
+
 def test_a_retry_resumes_from_the_checkpoint_and_ends_bit_identical(tmp_path: Path,
                                                                     solver_env,
                                                                     run_solver) -> None:

@@ -1,0 +1,117 @@
+"""The network-namespace harness itself: Batch variables, isolation, faults, cleanup, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from solver.emulate import Emulation, unavailable_reason
+
+REPO = Path(__file__).resolve().parents[2]
+_WHY = unavailable_reason()
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(_WHY is not None, reason=f"{_WHY}")]
+
+SHOW = ("import json, os, socket; print(json.dumps({'env': {k: v for k, v in os.environ.items() "
+        "if k.startswith('AWS_BATCH_')}, 'host': socket.gethostname(), 'peers': "
+        "[socket.gethostbyname(f'ip-10-213-0-{i}') for i in (1, 2, 3)]}))")
+SERVE = ("import socket, sys; s = socket.create_server(('0.0.0.0', 5000)); "
+         "[(c := s.accept()[0]).sendall(sys.argv[1].encode()) or c.close() for _ in range(9)]")
+ASK = ("import socket, sys\ntry:\n    s = socket.create_connection((sys.argv[1], 5000), "
+       "timeout=2); print(s.recv(64).decode())\nexcept OSError as e:\n    print('failed', e)")
+
+
+def _ns_gone(emu: Emulation) -> bool:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return (all(n.ns not in listed and n.veth not in links for n in emu.nodes)
+            and emu.bridge not in links
+            and not any(Path("/etc/netns", n.ns).exists() for n in emu.nodes))
+
+
+def test_nodes_get_batch_variables_host_names_and_addresses(tmp_path: Path) -> None:
+    with Emulation(3, job_id="j-1", attempt=2, log_dir=tmp_path) as emu:
+        for n in emu.nodes:
+            emu.start_node(n.index, [sys.executable, "-c", SHOW])
+        assert emu.wait_all(30) == {0: 0, 1: 0, 2: 0}
+        seen = {i: json.loads(emu.output(i)[0]) for i in range(3)}
+    for i, got in seen.items():
+        env = got["env"]
+        assert env["AWS_BATCH_JOB_ID"] == f"j-1#{i}"
+        assert env["AWS_BATCH_JOB_ATTEMPT"] == "2"
+        assert env["AWS_BATCH_JOB_NODE_INDEX"] == str(i)
+        assert env["AWS_BATCH_JOB_NUM_NODES"] == "3"
+        assert env["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "0"
+        # Batch gives the main node's address to the children only
+        assert env.get("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS") == (
+            None if i == 0 else "10.213.0.1")
+        assert got["host"] == f"ip-10-213-0-{i + 1}"
+        assert got["peers"] == ["10.213.0.1", "10.213.0.2", "10.213.0.3"]
+    assert _ns_gone(emu)
+
+
+def test_two_emulations_on_the_same_subnet_stay_apart_and_links_can_fail(tmp_path: Path) -> None:
+    with Emulation(3, log_dir=tmp_path / "a") as a, Emulation(2, log_dir=tmp_path / "b") as b:
+        for emu, name in ((a, "from-a"), (b, "from-b")):
+            emu.start_node(0, [sys.executable, "-c", SERVE, name])
+        time.sleep(0.5)
+        # the bridge has no address: the root namespace cannot reach the nodes
+        addrs = subprocess.run(["ip", "-o", "addr", "show", "dev", a.bridge],
+                               capture_output=True, text=True).stdout
+        assert "inet " not in addrs
+        a.link_down(2)
+        for emu, i in ((a, 1), (a, 2), (b, 1)):
+            emu.start_node(i, [sys.executable, "-c", ASK, "10.213.0.1"])
+        # the servers keep running; only the clients end
+        assert [emu.nodes[i].proc.wait(20) for emu, i in ((a, 1), (a, 2), (b, 1))] == [0, 0, 0]
+        assert a.output(1)[0].strip() == "from-a"
+        assert b.output(1)[0].strip() == "from-b"
+        assert a.output(2)[0].startswith("failed")  # its link is down: silence, then timeout
+    assert _ns_gone(a) and _ns_gone(b)
+
+
+def test_cleanup_happens_when_the_test_body_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), Emulation(2, log_dir=tmp_path) as emu:
+        emu.start_node(1, [sys.executable, "-c", "import time; time.sleep(600)"])
+        pid = emu.nodes[1].proc.pid
+        assert emu.pids(1)
+        raise RuntimeError("boom")
+    assert _ns_gone(emu)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_leftovers_of_a_killed_owner_are_removed_by_the_next_emulation(tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from solver.emulate import Emulation; "
+         "e = Emulation(2); e.setup(); print(e.tag, flush=True); time.sleep(600)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    tag = owner.stdout.readline().strip()
+    owner.send_signal(signal.SIGKILL)  # no atexit, no cleanup
+    owner.wait()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"mnp{tag}n0" in listed
+    with Emulation(1, log_dir=tmp_path):
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"mnp{tag}" not in listed
+
+
+def test_command_line_runs_a_job_and_returns_the_main_nodes_code(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MNP_HEARTBEAT_INTERVAL": "0.5"}
+    prog = ("from mpi4py import MPI; import sys; c = MPI.COMM_WORLD; s = c.allreduce(1); "
+            "print('sum', s) if c.rank == 0 else None; sys.exit(5)")
+    run = subprocess.run([sys.executable, "-m", "solver.emulate", "--nodes", "2",
+                          "--shared-dir", str(tmp_path), "--", "python", "-c", prog],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 5, run.stderr
+    assert run.stdout.split() == ["sum", "2"]
+    assert "[node 1 job " in run.stderr and "[node 0 job " in run.stderr
+    usage = subprocess.run([sys.executable, "-m", "solver.emulate", "--nodes", "2"],
+                           env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "give the job's command after --" in usage.stderr
