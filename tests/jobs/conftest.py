@@ -35,14 +35,15 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """moto in server mode on a free loopback port, recording requests to a temp file."""
     recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
-    os.environ["MOTO_ENABLE_RECORDING"] = "True"
-    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MOTO_ENABLE_RECORDING", "True")
+    patch.setenv("MOTO_RECORDER_FILEPATH", str(recording))
     from moto.batch.models import JobDefinition
     from moto.moto_api import recorder
     from moto.server import ThreadedMotoServer
 
     # The recorder reads its path at import; another test may have imported moto first.
-    recorder._location = str(recording)
+    patch.setattr(recorder, "_location", str(recording))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto 5.2.5 leaves nodeProperties out of DescribeJobDefinitions; Batch returns it, and
     # --image-tag copies it.
@@ -54,7 +55,6 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
             result["nodeProperties"] = self.node_properties
         return result
 
-    patch = pytest.MonkeyPatch()
     patch.setattr(JobDefinition, "describe", describe)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 from tests.jobs.moto_env import REPO
 
@@ -57,8 +59,8 @@ def test_script_falls_back_to_python3(aws, tmp_path):
     copy = tmp_path / "submit-scientific-job.sh"
     copy.write_text((REPO / "submit-scientific-job.sh").read_text())
     copy.chmod(0o755)
-    venv_bin = str(REPO / ".venv" / "bin")
-    env = aws.env(PATH=f"{venv_bin}:/usr/bin:/bin")  # python3 here is the venv's, by PATH
+    # `python3` on PATH is then the test's interpreter, which has boto3 and rich.
+    env = aws.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
     result = subprocess.run([str(copy), *RECIPE, "--dry-run"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
