@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from solver._mnp_roles import _state_dir
 from solver._mnp_ssh import kill_tree
 from solver.mnp import BatchNode, Settings
 
@@ -72,6 +73,15 @@ def test_settings_defaults_and_overrides() -> None:
         Settings.from_env({"MNP_RANKS_PER_NODE": "two"}, None)
     with pytest.raises(ValueError, match="MNP_RENDEZVOUS_TIMEOUT=-1 must be positive"):
         Settings.from_env({"MNP_RENDEZVOUS_TIMEOUT": "-1"}, None)
+
+
+def test_launcher_state_is_private_and_keyed_by_job_attempt_and_node(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    monkeypatch.setenv("MNP_STATE_DIR", str(tmp_path))
+    first = _state_dir(BatchNode.from_env({**CHILD, "AWS_BATCH_JOB_ATTEMPT": "1"}))
+    second = _state_dir(BatchNode.from_env(CHILD))
+    assert first.name.startswith("mnp-abc-a1-n2-") and second.name.startswith("mnp-abc-a2-n2-")
+    assert first.stat().st_mode & 0o777 == 0o700 == second.stat().st_mode & 0o777
 
 
 def _env(**extra: str) -> dict[str, str]:
