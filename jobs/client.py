@@ -156,6 +156,12 @@ class BatchJobs:
         except BotoCoreError as exc:
             raise translate(exc) from exc
 
+    def last_lines(self, group: str, stream: str, limit: int = 50) -> list[str]:
+        """The newest `limit` messages of a log stream, oldest first."""
+        page = self._call(self.logs.get_log_events, logGroupName=group, logStreamName=stream,
+                          startFromHead=False, limit=limit)
+        return [e["message"].rstrip("\n") for e in page.get("events", [])]
+
     def log_events(
         self, group: str, stream: str, token: str | None = None
     ) -> Iterator[tuple[list[dict[str, Any]], str]]:

@@ -6,10 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from rich.table import Table
+
 from jobs import render, validate
 from jobs.commands.common import add_job_arguments, dry_run, job_specs, submit_all
+from jobs.commands.logs import BATCH_DEFAULT_GROUP
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
+from jobs.errors import JobsError
 from jobs.request import submit_request
 
 NAME = "scale-test"
@@ -30,20 +34,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def results_table(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per node count: status, run time, and speed-up against the smallest count."""
+def solver_summary(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
+    """The JSON summary rank 0 prints last (CONTRACTS.md), from the main node's log, or {}."""
+    nodes = [n for n in ctx.api.nodes(job) if n is not None]
+    main = next((n for n in nodes if (n.get("nodeDetails") or {}).get("isMainNode")), None)
+    stream = render.log_stream(main) if main else None
+    if stream is None:
+        return {}
+    group = (ctx.settings.optional("LOG_GROUP_NAME", "log_group_name")
+             or render.log_group(job) or BATCH_DEFAULT_GROUP)
+    try:
+        lines = ctx.api.last_lines(group, stream)
+    except JobsError as exc:
+        ctx.err.print(f"no solver summary for {job['jobId']}: {exc.line()}")
+        return {}
+    for line in reversed(lines):
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            return found
+    return {}
+
+
+def results(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per node count: Batch run time, the solver's own time and MLUP/s, and speed-up."""
     rows = []
-    base = next((r for r in sorted(jobs, key=lambda j: j["nodes"])
-                 if render.seconds(r["job"]) ), None)
-    for entry in sorted(jobs, key=lambda j: j["nodes"]):
-        took = render.seconds(entry["job"])
-        speedup = None
-        if took and base is not None:
-            speedup = render.seconds(base["job"]) / took
+    for entry in sorted(entries, key=lambda e: e["nodes"]):
+        summary = entry.get("summary") or {}
         rows.append({"nodes": entry["nodes"], "jobId": entry["jobId"],
-                     "status": entry["job"].get("status"), "seconds": took,
-                     "speedup": speedup})
+                     "status": entry["job"].get("status"),
+                     "batchSeconds": render.seconds(entry["job"]),
+                     "solverSeconds": summary.get("seconds"), "mlups": summary.get("mlups")})
+    # The solver's time excludes image pulls and the rendezvous; fall back to Batch's.
+    key = "solverSeconds" if all(r["solverSeconds"] for r in rows) else "batchSeconds"
+    base = rows[0][key] if rows else None
+    for row in rows:
+        row["speedup"] = base / row[key] if base and row[key] else None
     return rows
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
@@ -61,19 +94,21 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
               "\n".join(f"{s['nodes']} {s['jobId']}" for s in submitted))
         return 0
     code = watch_jobs(ctx, [s["jobId"] for s in submitted], args.interval, args.max_wait)
-    jobs = [{**s, "job": ctx.api.job(s["jobId"])} for s in submitted]
-    rows = results_table(jobs)
+    entries = []
+    for entry in submitted:
+        job = ctx.api.job(entry["jobId"])
+        entries.append({**entry, "job": job, "summary": solver_summary(ctx, job)})
+    rows = results(entries)
     if args.json:
         print(json.dumps(rows, indent=2))
         return code
-    from rich.table import Table
-
-    table = Table(title="scale test")
-    for column in ("nodes", "job id", "status", "seconds", "speed-up"):
+    table = Table(title="scale test", title_justify="left")
+    for column in ("nodes", "job id", "status", "batch s", "solver s", "MLUP/s", "speed-up"):
         table.add_column(column)
     for row in rows:
         table.add_row(str(row["nodes"]), row["jobId"], str(row["status"]),
-                      "-" if row["seconds"] is None else f"{row['seconds']:.1f}",
+                      _cell(row["batchSeconds"], ".1f"), _cell(row["solverSeconds"], ".2f"),
+                      _cell(row["mlups"], ".1f"),
                       "-" if row["speedup"] is None else f"{row['speedup']:.2f}x")
     ctx.out.print(table)
     return code

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
+from jobs.commands.scale import results, solver_summary
+from jobs.context import Context
+from jobs.outputs import Settings
 from tests.jobs.moto_env import DEFINITION, QUEUE
 
 
@@ -100,6 +105,34 @@ def test_scale_test_wait_prints_a_table(aws):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout[result.stdout.index("[") :])
     assert [(r["nodes"], r["status"]) for r in rows] == [(2, "SUCCEEDED"), (4, "SUCCEEDED")]
+    # moto has no node jobs, hence no main-node log to read a solver summary from.
+    assert [r["solverSeconds"] for r in rows] == [None, None]
+
+
+def test_scale_results_use_the_solver_summary(aws, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)
+    jobs = []
+    for nodes, seconds, mlups in ((2, 10.0, 800.0), (4, 5.5, 1450.0)):
+        job_id = submit_raw(aws, f"scale-{nodes}n", "SUCCEEDED")
+        stream = aws.seed_nodes(job_id, ["SUCCEEDED"] * nodes)[0]
+        aws.put_logs(stream, ["step 100", json.dumps(
+            {"grid": [4097, 4097], "steps": 100, "ranks": nodes * 8, "seconds": seconds,
+             "mlups": mlups}), "launcher: all ranks exited 0"])
+        jobs.append((nodes, job_id))
+    aws.start_recording()
+    ctx = Context(Settings(str(aws.outputs_file)))
+    entries = []
+    for nodes, job_id in jobs:
+        job = ctx.api.job(job_id)
+        entries.append({"nodes": nodes, "jobId": job_id, "job": job,
+                        "summary": solver_summary(ctx, job)})
+    rows = results(entries)
+    assert [(r["solverSeconds"], r["mlups"]) for r in rows] == [(10.0, 800.0), (5.5, 1450.0)]
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == pytest.approx(10.0 / 5.5)
+    reads = [r.body for r in aws.requests() if r.operation == "getlogevents"]
+    assert [r["logStreamName"] for r in reads] == [f"mnp/default/{j}-0" for _, j in jobs]
+    assert all(r["startFromHead"] is False and r["limit"] == 50 for r in reads)
 
 
 def test_scale_test_with_image_tag_registers_once(aws):
