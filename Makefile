@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 
-.PHONY: install synth test lint cdktf-cli clean
+.PHONY: install synth test lint bench cdktf-cli clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Writes BENCHMARKS.md and docs/bench/*.png (a few minutes; it also times `make test`).
+# QUICK=1: small sizes, no `make test`, into .bench-out/; BENCH_OUT=DIR writes there instead.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT))
 
 # Only for `npx cdktf synth|deploy|destroy`; make synth and make test do not need Node packages.
 cdktf-cli:

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (see BENCHMARKS.md and the README)."""

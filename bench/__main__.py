@@ -1,0 +1,91 @@
+"""``python -m bench [--quick] [--out DIR] [--only PART,...]``: run benchmarks, write the report.
+
+`make bench` runs this. Writes DIR/BENCHMARKS.md and DIR/docs/bench/{*.png,results.json};
+DIR is the repository (full run) or .bench-out/ (QUICK) unless given. Prints the summary.
+Timings are printed, never asserted: the exit code is 1 only when a benchmark failed to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, BenchError, Options, Section, load_average, machine
+
+PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
+         "scaling": "Scaling on one 2-core host", "comm": "MPI communication"}
+
+
+def _parts(text: str) -> list[str]:
+    parts = [p for p in text.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"--only: choose from {','.join(PARTS)}")
+    return parts
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, one repetition, no `make test` timing (the smoke test)")
+    p.add_argument("--out", type=Path, help="where BENCHMARKS.md goes (plots in OUT/docs/bench)")
+    p.add_argument("--scratch", type=Path,
+                   help="parent of the run's scratch directory (default: the system temp dir)")
+    p.add_argument("--only", type=_parts, default=list(PARTS), help="comma-separated parts")
+    return p.parse_args(argv)
+
+
+def _run_part(key: str, opts: Options) -> Section:
+    import importlib
+
+    module = importlib.import_module(f"bench.{key}")
+    return module.measure(opts)
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen parts in order; a failing part is reported and the others still run."""
+    args = parse_args(argv)
+    out = (args.out or (REPO / ".bench-out" if args.quick else REPO)).resolve()
+    plots = out / "docs" / "bench"
+    plots.mkdir(parents=True, exist_ok=True)
+    if args.scratch:
+        args.scratch.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
+    # numba reads this at import: a private cache, compiled once in this run
+    os.environ["NUMBA_CACHE_DIR"] = str(work / "numba-cache")
+    opts = Options(args.quick, out, plots, work, work / "numba-cache")
+    began = time.perf_counter()
+    sections: list[Section] = []
+    failed = False
+    try:
+        info = machine()
+        for key in args.only:
+            print(f"bench: {key} ...", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            try:
+                sec = _run_part(key, opts)
+            except BenchError as exc:
+                failed = True
+                sec = Section(key, PARTS[key], skipped=f"failed: {exc}")
+            sec.data["seconds"] = time.perf_counter() - start
+            print(f"bench: {key} took {sec.data['seconds']:.1f} s", file=sys.stderr, flush=True)
+            sections.append(sec)
+        info["load_end"] = load_average()
+        from bench import report
+
+        path = report.write(opts, info, sections, time.perf_counter() - began)
+        print("\n".join(report.table(sections)))
+        print(f"bench: wrote {path} and {plots}/", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

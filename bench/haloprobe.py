@@ -1,0 +1,75 @@
+"""``mpiexec -n P python -m bench.haloprobe --nx N --ny N --steps S``: halo share of step time.
+
+The solver's summary gives only a total, so this runs the solver's own pieces (decompose,
+Halo.exchange, stencil.step) in the solver's loop order and times the exchange and the update
+separately on every rank. Rank 0 prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from solver import stencil
+from solver.decomp import decompose
+from solver.halo import Halo
+
+
+def probe(comm: MPI.Comm, grid: tuple[int, ...], steps: int) -> dict | None:
+    """Time ``steps`` exchange+update steps; rank 0 gets per-rank figures, others None."""
+    cart, block = decompose(comm, grid)
+    u = np.zeros(block.padded_shape)
+    u[(slice(1, -1),) * u.ndim] = np.random.default_rng(cart.Get_rank()).random(block.count)
+    nxt = np.zeros_like(u)
+    halo = Halo(cart, block.padded_shape)
+    coeffs = (0.1,) * u.ndim
+    stencil.warm_up(u.ndim)
+    halo.exchange(u)  # untimed: first touch of buffers and the shared-memory channel
+    stencil.step(u, nxt, coeffs)
+    cart.Barrier()
+    exchange = update = 0.0
+    began = time.perf_counter()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        halo.exchange(u)
+        t1 = time.perf_counter()
+        stencil.step(u, nxt, coeffs)
+        update += time.perf_counter() - t1
+        exchange += t1 - t0
+        u, nxt = nxt, u
+    cart.Barrier()
+    total = time.perf_counter() - began
+    rows = cart.gather({"rank": cart.Get_rank(), "exchange_s": exchange, "update_s": update,
+                        "total_s": total, "block": list(block.count)}, root=0)
+    if cart.Get_rank() != 0:
+        return None
+    slowest = max(r["total_s"] for r in rows)
+    return {"ranks": cart.Get_size(), "dims": list(block.dims), "grid": list(grid),
+            "steps": steps, "per_rank": rows,
+            "halo_share": max(r["exchange_s"] / (r["exchange_s"] + r["update_s"]) for r in rows),
+            "mlups": math.prod(n - 2 for n in grid) * steps / slowest / 1e6}
+
+
+def main(argv: list[str]) -> int:
+    """Parse the grid and step count, run the probe on COMM_WORLD."""
+    p = argparse.ArgumentParser(prog="python -m bench.haloprobe")
+    p.add_argument("--nx", type=int, required=True)
+    p.add_argument("--ny", type=int, required=True)
+    p.add_argument("--nz", type=int, default=0)
+    p.add_argument("--steps", type=int, default=50)
+    a = p.parse_args(argv)
+    grid = (a.nx, a.ny, a.nz) if a.nz else (a.nx, a.ny)
+    result = probe(MPI.COMM_WORLD, grid, a.steps)
+    if result is not None:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

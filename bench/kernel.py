@@ -1,0 +1,118 @@
+"""Solver kernel throughput (one core) against a plain array copy measured in the same run."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from bench import plot
+from bench.common import Options, Row, Section, best_median
+
+COPY_ELEMENTS = 1 << 24  # 128 MiB per array: far out of any cache
+TARGET = 0.90
+TARGET_N = 4097  # 4097^2 float64 = 128 MiB per array, out of the 32 MiB L3 (2049^2 is not)
+SIZES_2D = {True: (257, 1025, 4097), False: (129, 257, 513, 1025, 2049, 4097)}
+SIZES_3D = {True: (33, 129), False: (33, 65, 129, 257)}
+
+
+def copy_rate(reps: int) -> tuple[float, float]:
+    """(best, median) float64 elements per second of ``numpy.copyto`` on 2^24 elements."""
+    src = np.random.default_rng(1).random(COPY_ELEMENTS)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # first touch: page faults are not copy bandwidth
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - start)
+    best, median = best_median(times)
+    return COPY_ELEMENTS / best, COPY_ELEMENTS / median
+
+
+def stencil_rate(n: int, ndim: int, reps: int, budget: float) -> tuple[float, float, int]:
+    """(best, median) updates per second of solver.stencil.step on an n^ndim grid, and steps.
+
+    ``n`` counts boundary points like the solver's ``--nx``; each repetition times enough
+    steps for about ``budget`` updates (at least 2), after one untimed step.
+    """
+    from solver import stencil
+
+    u = np.zeros((n,) * ndim)
+    u[(slice(1, -1),) * ndim] = np.random.default_rng(0).random((n - 2,) * ndim)
+    out = np.zeros_like(u)
+    coeffs = (0.1,) * ndim
+    updates = (n - 2) ** ndim
+    steps = max(2, round(budget / updates))
+    stencil.step(u, out, coeffs)  # compiled (or cache-loaded) already; this faults the pages
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        stencil.run_steps(u, out, coeffs, steps)
+        times.append(time.perf_counter() - start)
+    best, median = best_median(times)
+    return updates * steps / best, updates * steps / median, steps
+
+
+def measure(opts: Options) -> Section:
+    """Copy rate, then every size, then the copy rate again: the best copy is the reference."""
+    from solver import stencil
+
+    stencil.warm_up(2)
+    stencil.warm_up(3)
+    reps = 3 if opts.quick else 7
+    budget = 3e7 if opts.quick else 2e8
+    before = copy_rate(reps)
+    results = []
+    for ndim, sizes in ((2, SIZES_2D[opts.quick]), (3, SIZES_3D[opts.quick])):
+        for n in sizes:
+            best, median, steps = stencil_rate(n, ndim, reps, budget)
+            results.append({"ndim": ndim, "n": n, "steps": steps, "best": best, "median": median,
+                            "mib": 2 * 8 * n**ndim / 2**20})
+    after = copy_rate(reps)
+    copy_best = max(before[0], after[0])
+    copy_median = max(before[1], after[1])
+    sec = Section("kernel", "Solver kernel vs memory copy (1 core)")
+    sec.data = {"copy_best": copy_best, "copy_median": copy_median, "copy_before": before,
+                "copy_after": after, "reps": reps, "results": results}
+    sec.rows.append(Row(f"numpy.copyto, 2^24 float64 (best of {reps}, twice)", copy_best / 1e6,
+                        "M elements/s", "", None, "", None))
+    for r in results:
+        ratio = r["best"] / copy_best
+        judged = r["ndim"] == 2 and r["n"] == TARGET_N
+        shape = "x".join([str(r["n"])] * r["ndim"])
+        sec.rows.append(Row(
+            f"stencil {r['ndim']}-D {shape} ({r['mib']:.0f} MiB, best of {reps})",
+            r["best"] / 1e6, "MLUPS", f"copy {copy_best / 1e6:.0f} M el/s", ratio,
+            f">= {TARGET}" if judged else "", (ratio >= TARGET) if judged else None))
+    target = next(r for r in results if r["ndim"] == 2 and r["n"] == TARGET_N)
+    sec.notes.append(
+        f"Kernel: `solver.stencil.step` (numba loops, one pass, out-of-place). At {TARGET_N}^2 "
+        f"the median-to-median ratio is {target['median'] / copy_median:.3f}. A stencil update "
+        "reads one element and writes one, like a copy; the two in-cache sizes show the "
+        "kernel's compute ceiling. Copy measured before "
+        f"({before[0] / 1e6:.0f} M/s) and after ({after[0] / 1e6:.0f} M/s) the stencil runs.")
+    sec.figure = _figure(opts, results, copy_best)
+    return sec
+
+
+def _figure(opts: Options, results: list[dict], copy_best: float) -> str:
+    fig, (ax1, ax2) = plot.figure(2, width=5.2)
+    for ndim, marker in ((2, "o"), (3, "s")):
+        pts = [r for r in results if r["ndim"] == ndim]
+        mib = [r["mib"] for r in pts]
+        ax1.plot(mib, [r["best"] / 1e6 for r in pts], marker=marker, label=f"{ndim}-D stencil")
+        ax2.plot(mib, [r["best"] / copy_best for r in pts], marker=marker, label=f"{ndim}-D")
+    ax1.axhline(copy_best / 1e6, color="grey", ls="--", label="numpy.copyto 2^24")
+    ax2.axhline(TARGET, color="red", ls=":", label=f"target {TARGET} (2-D {TARGET_N}^2)")
+    ax2.axhline(1.0, color="grey", ls="--", lw=0.8)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("working set, both arrays (MiB)")
+        ax.axvline(32, color="k", lw=0.6, alpha=0.5)
+        ax.legend(fontsize=8)
+    ax1.set_ylabel("MLUPS / M elements per s")
+    ax2.set_ylabel("stencil updates per copied element")
+    ax2.set_ylim(0, max(1.2, math.ceil(max(r["best"] / copy_best for r in results) * 10) / 10))
+    return plot.save(fig, opts, "kernel", "Stencil vs copy bandwidth (same run, 1 core)")

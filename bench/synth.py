@@ -1,0 +1,118 @@
+"""Synth cost: `make synth` against a bare import of the provider binding it loads; `make test`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bench import plot
+from bench.common import PYTHON, REPO, Options, Row, Section, env, judge, run
+
+BARE = "import cdktf_cdktf_provider_aws.batch_job_definition"
+TARGET = 1.15
+TEST_TARGET_S = 300.0
+
+
+def _measure(cmd: list[str], opts: Options, cwd: Path) -> dict:
+    """Wall seconds and peak RSS (MiB) of ``cmd``'s process tree, from a fresh process."""
+    proc = run([PYTHON, "-m", "bench.rusage", "--", *cmd], environ=env(opts), timeout=900,
+               cwd=cwd)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _synth_command(opts: Options) -> tuple[list[str], Path, str]:
+    """The command timed as `make synth`, where it runs, and its label.
+
+    QUICK mode (the smoke test) runs the target's recipe, `.venv/bin/python main.py`, in the
+    scratch directory so that nothing is written into the work tree.
+    """
+    if opts.quick:
+        cwd = opts.work / "synth"
+        cwd.mkdir(parents=True, exist_ok=True)
+        return [PYTHON, str(REPO / "main.py")], cwd, "python main.py (make synth's recipe)"
+    return ["make", "--no-print-directory", "-C", str(REPO), "synth"], REPO, "make synth"
+
+
+def _phases(opts: Options) -> dict:
+    """One profile of main.py's phases (see bench.synth_phases)."""
+    out = opts.work / "synth-phases"
+    proc = run([PYTHON, "-m", "bench.synth_phases", str(out)], environ=env(opts), timeout=900,
+               cwd=REPO)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _make_test(opts: Options) -> dict:
+    """Wall time and exit code of the whole `make test` (not judged on its result here)."""
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "test"],
+                          env=dict(os.environ), capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL, timeout=3600)
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
+    return {"seconds": time.perf_counter() - start, "returncode": proc.returncode,
+            "last_line": lines[-1].strip("= ") if lines else ""}
+
+
+def measure(opts: Options) -> Section:
+    """Interleaved runs of synth and the bare import; best wall time, median peak RSS."""
+    synth_cmd, cwd, label = _synth_command(opts)
+    bare_cmd = [PYTHON, "-c", BARE]
+    reps = 1 if opts.quick else 3
+    if not opts.quick:  # warm the page cache and __pycache__ for both
+        _measure(synth_cmd, opts, cwd)
+        _measure(bare_cmd, opts, cwd)
+    synth, bare = [], []
+    for i in range(reps):  # alternate the order so drift in machine load hits both alike
+        pair = [(bare, bare_cmd), (synth, synth_cmd)]
+        for store, cmd in pair if i % 2 == 0 else reversed(pair):
+            store.append(_measure(cmd, opts, cwd))
+    sec = Section("synth", "Synth cost")
+    s_wall, b_wall = min(r["seconds"] for r in synth), min(r["seconds"] for r in bare)
+    s_rss = sorted(r["max_rss_mib"] for r in synth)[len(synth) // 2]
+    b_rss = sorted(r["max_rss_mib"] for r in bare)[len(bare) // 2]
+    wall_ratio, rss_ratio = s_wall / b_wall, s_rss / b_rss
+    sec.rows += [
+        Row(f"{label}: wall time (best of {reps})", s_wall, "s",
+            f"bare import {b_wall:.2f} s", wall_ratio, f"<= {TARGET}",
+            judge(wall_ratio, "<=", TARGET)),
+        Row(f"{label}: peak RSS (median of {reps})", s_rss, "MiB",
+            f"bare import {b_rss:.0f} MiB", rss_ratio, f"<= {TARGET}",
+            judge(rss_ratio, "<=", TARGET)),
+    ]
+    sec.data = {"synth_command": label, "bare_command": f"python -c {BARE!r}",
+                "synth": synth, "bare": bare}
+    sec.notes.append(f"Bare import: `python -c \"{BARE}\"` with make's environment; "
+                     "peak RSS is the largest single process of the tree (the jsii node "
+                     "runtime or python), from `getrusage(RUSAGE_CHILDREN)` in a fresh process.")
+    if not opts.quick:
+        phases = _phases(opts)
+        sec.data["phases"] = phases
+        sec.notes.append("Where synth's time goes (one profiled run of "
+                         "`python -m bench.synth_phases`): "
+                         + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in phases.items())
+                         + ". The provider binding's load (the jsii runtime reading the AWS "
+                         "provider assembly) is the bare import's cost; the rest is the stack.")
+        test = _make_test(opts)
+        sec.data["make_test"] = test
+        ok = "passed" if test["returncode"] == 0 else f"exit {test['returncode']}"
+        sec.rows.append(Row(f"make test: wall time ({ok}: {test['last_line'][:60]})",
+                            test["seconds"], "s", "", None, f"<= {TEST_TARGET_S:.0f} s",
+                            test["seconds"] <= TEST_TARGET_S))
+    sec.figure = _figure(opts, label, s_wall, b_wall, s_rss, b_rss)
+    return sec
+
+
+def _figure(opts: Options, label: str, s_wall: float, b_wall: float, s_rss: float,
+            b_rss: float) -> str:
+    fig, (ax1, ax2) = plot.figure(2, width=4.5)
+    names = ["bare import", label.split(" (")[0]]
+    plot.annotate_bars(ax1, ax1.bar(names, [b_wall, s_wall], color=["grey", "tab:blue"]), "{:.2f}")
+    ax1.set_ylabel("wall time (s)")
+    ax1.set_title(f"ratio {s_wall / b_wall:.2f}x (target <= {TARGET})")
+    plot.annotate_bars(ax2, ax2.bar(names, [b_rss, s_rss], color=["grey", "tab:blue"]), "{:.0f}")
+    ax2.set_ylabel("peak RSS (MiB)")
+    ax2.set_title(f"ratio {s_rss / b_rss:.2f}x (target <= {TARGET})")
+    return plot.save(fig, opts, "synth", "Synth vs bare provider import (same run)")
