@@ -79,7 +79,15 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
                                   f"(status {target.get('status', '?')})")
                     reported.add(target["jobId"])
                 continue
-            tokens[stream] = _drain(ctx, group, label, stream, tokens.get(stream))
+            try:
+                tokens[stream] = _drain(ctx, group, label, stream, tokens.get(stream))
+            except NotFound:
+                # A starting container's stream can lag its description by a few seconds.
+                if not args.follow or job.get("status") in validate.TERMINAL:
+                    raise
+                if stream not in reported:
+                    ctx.err.print(f"{label}waiting for log stream {stream}")
+                    reported.add(stream)
         if not args.follow or job.get("status") in validate.TERMINAL:
             return 0
         time.sleep(args.interval)

@@ -99,3 +99,25 @@ def test_follow_prints_new_lines_until_the_job_ends(aws):
     assert proc.returncode == 0, err
     assert out.splitlines() == [f"node 0 line {n}" for n in range(3)] + [
         "late line", '{"grid": [257, 257], "steps": 100}']
+
+
+def test_follow_waits_for_a_stream_that_does_not_exist_yet(aws):
+    job_id = aws.batch.submit_job(jobName="heat", jobQueue=QUEUE,
+                                  jobDefinition=DEFINITION)["jobId"]
+    aws.set_status(job_id, "RUNNING")
+    stream = aws.seed_nodes(job_id, ["RUNNING"])[0]  # described, but no stream in Logs yet
+    aws.start_recording()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "logs", job_id, "--follow", "--interval", "0.2"],
+        cwd=aws.tmp_path, env=aws.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.monotonic() + 30
+    while sum(r.operation == "getlogevents" for r in aws.requests()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    aws.put_logs(stream, ["first line"])
+    aws.set_status(job_id, "SUCCEEDED")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"waiting for log stream {stream}" in err
+    assert out.splitlines() == ["first line"]
