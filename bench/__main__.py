@@ -67,13 +67,15 @@ def main(argv: list[str]) -> int:
         info = machine()
         for key in args.only:
             print(f"bench: {key} ...", file=sys.stderr, flush=True)
-            start = time.perf_counter()
+            start, load = time.perf_counter(), load_average()
             try:
                 sec = _run_part(key, opts)
             except BenchError as exc:
                 failed = True
                 sec = Section(key, PARTS[key], skipped=f"failed: {exc}")
             sec.data["seconds"] = time.perf_counter() - start
+            sec.notes.append(f"This part took {sec.data['seconds']:.0f} s; load average "
+                             f"(1/5/15 min) when it started: {load}.")
             print(f"bench: {key} took {sec.data['seconds']:.1f} s", file=sys.stderr, flush=True)
             sections.append(sec)
         info["load_end"] = load_average()

@@ -6,6 +6,7 @@ import math
 import time
 
 import numpy as np
+from numba import njit
 
 from bench import plot
 from bench.common import Options, Row, Section, best_median
@@ -29,6 +30,27 @@ def copy_rate(reps: int) -> tuple[float, float]:
         times.append(time.perf_counter() - start)
     best, median = best_median(times)
     return COPY_ELEMENTS / best, COPY_ELEMENTS / median
+
+
+@njit(cache=True)
+def _line_stencil(a, b):  # pragma: no cover - compiled
+    for i in range(1, a.size - 1):
+        b[i] = a[i] + 0.1 * (a[i - 1] - 2.0 * a[i] + a[i + 1])
+
+
+def line_rate(reps: int) -> tuple[float, float]:
+    """(best, median) updates/s of a 1-D 3-point numba loop on 2^24 elements (a diagnostic:
+    what a plain loop of the same traffic reaches, beside the solver's 2-D/3-D kernels)."""
+    a = np.random.default_rng(2).random(COPY_ELEMENTS)
+    b = np.zeros_like(a)
+    _line_stencil(a, b)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        _line_stencil(a, b)
+        times.append(time.perf_counter() - start)
+    best, median = best_median(times)
+    return (COPY_ELEMENTS - 2) / best, (COPY_ELEMENTS - 2) / median
 
 
 def stencil_rate(n: int, ndim: int, reps: int, budget: float) -> tuple[float, float, int]:
@@ -70,12 +92,13 @@ def measure(opts: Options) -> Section:
             best, median, steps = stencil_rate(n, ndim, reps, budget)
             results.append({"ndim": ndim, "n": n, "steps": steps, "best": best, "median": median,
                             "mib": 2 * 8 * n**ndim / 2**20})
+    line = line_rate(reps)
     after = copy_rate(reps)
     copy_best = max(before[0], after[0])
     copy_median = max(before[1], after[1])
     sec = Section("kernel", "Solver kernel vs memory copy (1 core)")
     sec.data = {"copy_best": copy_best, "copy_median": copy_median, "copy_before": before,
-                "copy_after": after, "reps": reps, "results": results}
+                "copy_after": after, "line": line, "reps": reps, "results": results}
     sec.rows.append(Row(f"numpy.copyto, 2^24 float64 (best of {reps}, twice)", copy_best / 1e6,
                         "M elements/s", "", None, "", None))
     for r in results:
@@ -86,6 +109,9 @@ def measure(opts: Options) -> Section:
             f"stencil {r['ndim']}-D {shape} ({r['mib']:.0f} MiB, best of {reps})",
             r["best"] / 1e6, "MLUPS", f"copy {copy_best / 1e6:.0f} M el/s", ratio,
             f">= {TARGET}" if judged else "", (ratio >= TARGET) if judged else None))
+    sec.rows.append(Row(f"diagnostic: 1-D 3-point numba loop, 2^24 float64 (best of {reps})",
+                        line[0] / 1e6, "MLUPS", f"copy {copy_best / 1e6:.0f} M el/s",
+                        line[0] / copy_best, "", None))
     target = next(r for r in results if r["ndim"] == 2 and r["n"] == TARGET_N)
     sec.notes.append(
         f"Kernel: `solver.stencil.step` (numba loops, one pass, out-of-place). At {TARGET_N}^2 "
