@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from bench import plot
@@ -95,6 +96,15 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+def sleep0_us(n: int = 2000) -> float:
+    """Cost of one ``time.sleep(0)`` here (commcheck's poll loop sleeps between Testall calls;
+    the kernel's timer slack can make that tens of microseconds)."""
+    start = time.perf_counter()
+    for _ in range(n):
+        time.sleep(0)
+    return (time.perf_counter() - start) / n * 1e6
+
+
 def _best(runs: list[dict[str, dict]]) -> dict[str, dict]:
     """Per program and size, the repetition with the lowest latency (noise only adds time)."""
     best: dict[str, dict] = {}
@@ -152,6 +162,8 @@ def measure(opts: Options) -> Section:
         "Bandwidth is judged like "
         "for like: commcheck's ping-pong bandwidth against the OSU ping-pong's "
         "(size / latency); the streaming osu_bw figure is shown beside it.")
+    sec.notes.append(f"On this machine one `time.sleep(0)` takes {sleep0_us():.1f} us "
+                     "(measured now); commcheck sleeps that way between polls of its requests.")
     sec.figure = _figure(opts, results)
     return sec
 
