@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -47,8 +48,8 @@ class StopRequest:
         self.send = np.zeros(1, dtype=np.int32)
         self.recv = np.zeros(1, dtype=np.int32)
         self.request: MPI.Request | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handler)
+        self._previous = {sig: signal.signal(sig, self._handler)
+                          for sig in (signal.SIGTERM, signal.SIGUSR1)}
 
     def _handler(self, signum: int, frame: object) -> None:
         self.local[0] = 1
@@ -64,18 +65,21 @@ class StopRequest:
         return stop
 
     def close(self) -> None:
-        """Complete the outstanding reduction."""
+        """Complete the outstanding reduction and put the previous signal handlers back."""
         if self.request is not None:
             self.request.Wait()
             self.request = None
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:
     """Rank 0: job id, output/checkpoint dirs, and which checkpoint (if any) to resume."""
     jid = output.job_id(environ)
     output.check_writable(cfg.output_path, "output path")
-    out_dir = os.path.join(cfg.output_path, jid)
-    ckpt_dir = cfg.checkpoint_dir or os.path.join(out_dir, "checkpoints")
+    out_dir = os.path.abspath(os.path.join(cfg.output_path, jid))
+    ckpt_dir = os.path.abspath(cfg.checkpoint_dir or os.path.join(out_dir, "checkpoints"))
     output.check_writable(ckpt_dir, "checkpoint dir")
     found = checkpoint.find_latest(ckpt_dir, cfg)
     if found is None and int(environ.get("AWS_BATCH_JOB_ATTEMPT", "1") or 1) > 1:
@@ -207,6 +211,5 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
         output.write_png(field_path, Path(plan.out_dir) / "field.png",
                          f"u at t={t:.4g} ({'x'.join(map(str, cfg.grid))})")
     log(f"done: {done} steps in {seconds:.3f} s, l2_error={l2:.3e}, results in {plan.out_dir}")
-    import json
     print(json.dumps(summary), flush=True)
     return 0

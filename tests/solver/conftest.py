@@ -88,6 +88,22 @@ def run_python(solver_env: dict[str, str]) -> Callable[..., Run]:
 
 
 @pytest.fixture
+def heat_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Run the heat command in this process on COMM_SELF (no mpiexec start-up cost)."""
+    from mpi4py import MPI
+
+    from solver.heat import run
+
+    def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
+        capsys.readouterr()
+        code = run(MPI.COMM_SELF, args, env or {})
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return _run
+
+
+@pytest.fixture
 def run_solver(run_python: Callable[..., Run]) -> Callable[..., Run]:
     """Run ``python -m solver ARGS`` under mpiexec and return its outcome."""
 

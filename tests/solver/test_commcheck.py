@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.mpi
 
-
+@pytest.mark.mpi
 def test_all_ranks_answer(run_solver) -> None:
     result = run_solver(["commcheck", "--sizes", "8,4096,262144", "--iterations", "5"], ranks=3)
     assert result.returncode == 0, result.stderr
@@ -27,10 +26,14 @@ def test_all_ranks_answer(run_solver) -> None:
     assert summary["allreduce_ok"] is True
 
 
-def test_single_rank_checks_allreduce_only(run_solver) -> None:
-    result = run_solver(["commcheck"], ranks=1)
-    assert result.returncode == 0, result.stderr
-    assert result.summary["pairs"] == [] and result.summary["allreduce_ok"] is True
+def test_single_rank_checks_allreduce_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from mpi4py import MPI
+
+    from solver.commcheck import run
+
+    assert run(MPI.COMM_SELF, [], {}) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pairs"] == [] and summary["allreduce_ok"] is True and summary["ok"] is True
 
 
 def _rank_pids(mpiexec_pid: int) -> dict[int, int]:
@@ -43,6 +46,7 @@ def _rank_pids(mpiexec_pid: int) -> dict[int, int]:
     return found
 
 
+@pytest.mark.mpi
 def test_silent_rank_is_reported_and_exits_4(mpi_command, solver_env: dict[str, str]) -> None:
     cmd = mpi_command(4, ["commcheck", "--sizes", "8,65536", "--iterations", "2000",
                           "--timeout", "2"])
@@ -73,7 +77,17 @@ def test_silent_rank_is_reported_and_exits_4(mpi_command, solver_env: dict[str, 
     assert "rank 3 did not answer" in summary["errors"]
 
 
-def test_bad_commcheck_option(run_solver) -> None:
-    result = run_solver(["commcheck", "--sizes", "8,big"], ranks=2)
-    assert result.returncode == 2
-    assert result.stderr.count("--sizes: not a list of integers") == 1
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--sizes", "8,big"], "--sizes: not a list of integers"),
+    (["--sizes", "0"], "--sizes: byte counts must be >= 1"),
+    (["--timeout", "0"], "--iterations and --timeout must be positive"),
+])
+def test_bad_commcheck_option(capsys: pytest.CaptureFixture[str], args: list[str],
+                              fragment: str) -> None:
+    from mpi4py import MPI
+
+    from solver.commcheck import run
+
+    assert run(MPI.COMM_SELF, args, {}) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count(fragment) == 1
