@@ -34,6 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="small sizes, one repetition, no `make test` timing (the smoke test)")
+    p.add_argument("--no-make-test", dest="make_test", action="store_false",
+                   help="full run without timing `make test`")
     p.add_argument("--out", type=Path, help="where BENCHMARKS.md goes (plots in OUT/docs/bench)")
     p.add_argument("--scratch", type=Path,
                    help="parent of the run's scratch directory (default: the system temp dir)")
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=args.scratch))
     # numba reads this at import: a private cache, compiled once in this run
     os.environ["NUMBA_CACHE_DIR"] = str(work / "numba-cache")
-    opts = Options(args.quick, out, plots, work, work / "numba-cache")
+    opts = Options(args.quick, out, plots, work, work / "numba-cache",
+                   make_test=args.make_test and not args.quick)
     began = time.perf_counter()
     sections: list[Section] = []
     failed = False

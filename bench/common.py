@@ -36,6 +36,7 @@ class Options:
     plots: Path  # PNGs and results.json go here
     work: Path  # scratch (solver outputs, synth output in QUICK mode); removed afterwards
     numba_cache: Path
+    make_test: bool = False  # time the whole `make test` (full runs)
     cores: int = os.cpu_count() or 1
 
 
