@@ -94,6 +94,8 @@ def measure(opts: Options) -> Section:
             f"1 rank {best_one:.0f}", strong["mlups"] / best_one, "", None),
         Row(f"halo exchange share of step time, 2 ranks {wide}x{n} (bench.haloprobe)",
             100 * halo["halo_share"], "%", "", None, "", None),
+        Row("waiting for the other rank before the exchange, share of step time",
+            100 * halo["wait_share"], "%", "", None, "", None),
     ]
     over = None
     if not opts.quick:
@@ -112,10 +114,11 @@ def measure(opts: Options) -> Section:
         "a slight start skew lets one run alone briefly, which can only raise the ceiling.")
     sec.notes.append(
         "Halo share: `bench.haloprobe` runs the solver's decompose/Halo.exchange/stencil.step "
-        "loop and times the exchange apart (largest share over the ranks; it includes waiting "
-        "for the neighbour). Per rank: "
-        + "; ".join(f"rank {r['rank']} exchange {r['exchange_s']:.3f} s, update "
-                    f"{r['update_s']:.3f} s" for r in halo["per_rank"]) + ".")
+        "loop with a barrier before each exchange, and times the three apart (largest share "
+        "over the ranks; the barrier wait is imbalance, e.g. a rank slowed by other load). "
+        "Per rank: " + "; ".join(
+            f"rank {r['rank']} wait {r['wait_s']:.3f} s, exchange {r['exchange_s']:.3f} s, "
+            f"update {r['update_s']:.3f} s" for r in halo["per_rank"]) + ".")
     sec.figure = _figure(opts, best_one, ceiling, best_two, strong["mlups"], over)
     return sec
 
