@@ -46,6 +46,13 @@ class _Term:
         self.event.set()
 
 
+def _forward_term(root: int) -> None:
+    ranks = ssh.rank_pids(root)
+    ssh.signal_pids(ranks, signal.SIGUSR1 if os.environ.get("MNP_DEBUG_USR1") else signal.SIGTERM)
+    log.info("SIGTERM sent to %d local rank(s): %s", len(ranks),
+             ", ".join(f"{p} ({ssh.comm(p)})" for p in ranks))
+
+
 def _mpiexec() -> str:
     found = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
     return found
@@ -67,7 +74,7 @@ def _supervise(proc: subprocess.Popen[bytes], term: _Term,
             return rc, None
         if term.event.is_set():
             if not forwarded:
-                ssh.signal_pids(ssh.rank_pids(proc.pid), signal.SIGTERM)
+                _forward_term(os.getpid())
                 forwarded = True
             if time.monotonic() - term.at > TERM_GRACE:
                 ssh.kill_tree(proc.pid)
@@ -229,7 +236,7 @@ def _follow(client: Client, term: _Term) -> int:
     while True:
         if term.event.is_set():
             if forwarded_at is None:
-                ssh.signal_pids(ssh.rank_pids(os.getpid()), signal.SIGTERM)
+                _forward_term(os.getpid())
                 forwarded_at = time.monotonic()
             ranks = ssh.rank_pids(os.getpid())
             waited = time.monotonic() - forwarded_at

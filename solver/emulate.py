@@ -177,6 +177,8 @@ class Emulation:
     def node_env(self, index: int) -> dict[str, str]:
         """The environment Batch gives node `index` (children alone get the main address)."""
         env = dict(os.environ)
+        # Namespaces need root, so the launchers run as root: Open MPI must be told it is fine.
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         env.update(self.extra_env)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update({
@@ -346,8 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Kept after the run (unlike a library Emulation's default): it holds the results.
     shared = a.shared_dir or Path(tempfile.mkdtemp(prefix="mnp-efs-"))
     env = {"MNP_RANKS_PER_NODE": str(a.ranks_per_node),
-           "OUTPUT_PATH": os.environ.get("OUTPUT_PATH", str(shared / "output")),
-           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+           "OUTPUT_PATH": os.environ.get("OUTPUT_PATH", str(shared / "output"))}
     with Emulation(a.nodes, job_id=a.job_id, attempt=a.attempt, shared_dir=shared,
                    env=env, max_delay=a.max_delay, capture=False) as emu:
         print(f"emulate: {a.nodes} nodes on bridge {emu.bridge}, job {emu.job_id}, "
