@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--t-end", type=float, help="final time (sets the step count)")
     p.add_argument("--alpha", type=float, help="diffusivity (1.0)")
     p.add_argument("--dt", type=float, help=f"time step (default {DT_SAFETY} x stability limit)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints; 0 = off (100)")
+    p.add_argument("--checkpoint-every", type=int,
+                   help="steps between checkpoints; 0 = only on SIGTERM (100)")
     p.add_argument("--checkpoint-dir", help="checkpoint directory (<output>/<job id>/checkpoints)")
     p.add_argument("--restart-from", help="start from the latest checkpoint of DIR/<job id>")
     p.add_argument("--input-path", help="directory with params.json (env INPUT_PATH)")

@@ -128,7 +128,7 @@ def test_sigkill_at_a_random_step_then_retry(tmp_path: Path, solver_env: dict[st
                                              straight: np.ndarray) -> None:
     rng = random.Random()
     every = 37
-    target = every * rng.randint(1, 40)
+    target = every * rng.randint(1, 30)
     bg = _start(tmp_path, "killed", solver_env, mpi_command, ["--checkpoint-every", str(every)])
     ckpts = tmp_path / "killed" / "checkpoints"
     bg.wait_for(lambda: ckpts.is_dir() and any(
@@ -141,7 +141,7 @@ def test_sigkill_at_a_random_step_then_retry(tmp_path: Path, solver_env: dict[st
             pass
     bg.finish()
     assert not (tmp_path / "killed" / "field.npy").exists()
-    run = run_solver([*BASE, "--output-path", str(tmp_path), "--checkpoint-every", str(every)],
+    run = run_solver([*BASE, "--output-path", str(tmp_path), "--checkpoint-every", "0"],
                      ranks=2, env={"AWS_BATCH_JOB_ID": "killed", "AWS_BATCH_JOB_ATTEMPT": "2"})
     assert run.returncode == 0, run.stderr
     assert run.summary["restarted_from_step"] >= target
