@@ -53,6 +53,22 @@ def line_rate(reps: int) -> tuple[float, float]:
     return (COPY_ELEMENTS - 2) / best, (COPY_ELEMENTS - 2) / median
 
 
+def numpy_rate(n: int, reps: int) -> tuple[float, float]:
+    """(best, median) updates/s of the same 2-D update written as numpy slicing (temporaries):
+    the alternative to a numba kernel, measured for the kernel choice."""
+    u = np.random.default_rng(3).random((n, n))
+    out = np.zeros_like(u)
+    c = u[1:-1, 1:-1]
+    times = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        out[1:-1, 1:-1] = (c + 0.1 * (u[:-2, 1:-1] - 2.0 * c + u[2:, 1:-1])
+                           + 0.1 * (u[1:-1, :-2] - 2.0 * c + u[1:-1, 2:]))
+        times.append(time.perf_counter() - start)
+    best, median = best_median(times[1:])
+    return (n - 2) ** 2 / best, (n - 2) ** 2 / median
+
+
 def stencil_rate(n: int, ndim: int, reps: int, budget: float) -> tuple[float, float, int]:
     """(best, median) updates per second of solver.stencil.step on an n^ndim grid, and steps.
 
@@ -93,12 +109,15 @@ def measure(opts: Options) -> Section:
             results.append({"ndim": ndim, "n": n, "steps": steps, "best": best, "median": median,
                             "mib": 2 * 8 * n**ndim / 2**20})
     line = line_rate(reps)
+    numpy_n = 1025 if opts.quick else TARGET_N
+    sliced = numpy_rate(numpy_n, 2 if opts.quick else 3)
     after = copy_rate(reps)
     copy_best = max(before[0], after[0])
     copy_median = max(before[1], after[1])
     sec = Section("kernel", "Solver kernel vs memory copy (1 core)")
     sec.data = {"copy_best": copy_best, "copy_median": copy_median, "copy_before": before,
-                "copy_after": after, "line": line, "reps": reps, "results": results}
+                "copy_after": after, "line": line, "numpy": sliced, "numpy_n": numpy_n,
+                "reps": reps, "results": results}
     sec.rows.append(Row(f"numpy.copyto, 2^24 float64 (best of {reps}, twice)", copy_best / 1e6,
                         "M elements/s", "", None, "", None))
     for r in results:
@@ -112,6 +131,9 @@ def measure(opts: Options) -> Section:
     sec.rows.append(Row(f"diagnostic: 1-D 3-point numba loop, 2^24 float64 (best of {reps})",
                         line[0] / 1e6, "MLUPS", f"copy {copy_best / 1e6:.0f} M el/s",
                         line[0] / copy_best, "", None))
+    sec.rows.append(Row(f"alternative: the 2-D update as numpy slicing, {numpy_n}x{numpy_n}",
+                        sliced[0] / 1e6, "MLUPS", f"copy {copy_best / 1e6:.0f} M el/s",
+                        sliced[0] / copy_best, "", None))
     target = next(r for r in results if r["ndim"] == 2 and r["n"] == TARGET_N)
     sec.notes.append(
         f"Kernel: `solver.stencil.step` (numba loops over rows, one pass, out of place). At "
