@@ -199,7 +199,12 @@ class Client:
                 if not self._stop.is_set():
                     self.events.put(("lost", str(e)))
                 return
-            if msg.get("t") == "exit":
+            if msg.get("t") == "sync":
+                try:
+                    self._ch.send(t="synced")
+                except ChannelClosed:
+                    pass
+            elif msg.get("t") == "exit":
                 self.events.put(("exit", int(msg.get("code", 0))))
                 return
 

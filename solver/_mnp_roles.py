@@ -183,13 +183,13 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
             return EXIT_USAGE
         rc, reason = _supervise(proc, term, server)
         code = rc
-        if reason is None and rc != 0:
-            try:  # a dead child may have brought mpiexec down before its loss was noticed
-                index, why = server.lost.get(timeout=LOSS_GRACE)
+        if reason is None:
+            # A dead child may have brought mpiexec down (even with exit 0) before its loss
+            # was noticed: every child must still answer.
+            lost = server.confirm_alive(LOSS_GRACE)
+            for index, why in lost:
                 log.error("node %d lost mid-run (%s)", index, why)
-                code = EXIT_LOST
-            except queue.Empty:
-                code = _exit_code(rc)
+            code = EXIT_LOST if lost else _exit_code(rc)
         log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
         server.finish(code)
         return code

@@ -36,6 +36,7 @@ class Server:
         self.local_ip: str | None = None  # our address as the children reach us
         self.lost: queue.Queue[tuple[int, str]] = queue.Queue()
         self._chans: dict[int, Channel] = {}
+        self._synced: set[int] = set()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._finishing = False
@@ -83,7 +84,11 @@ class Server:
                     self.lost.put((index, str(e)))
                 ch.close()
                 return
-            if msg.get("t") not in ("ping", "bye"):
+            if msg.get("t") == "synced":
+                with self._cond:
+                    self._synced.add(index)
+                    self._cond.notify_all()
+            elif msg.get("t") != "ping":
                 log.warning("node %d sent unexpected %r", index, msg.get("t"))
 
     def _admit(self, ch: Channel, ip: str, local_ip: str) -> int:
@@ -133,6 +138,27 @@ class Server:
                     raise RendezvousError(f"rendezvous {why}: node(s) {missing} never reported")
                 self._cond.wait(min(left, 0.2))
             return dict(self.peers)
+
+    def confirm_alive(self, timeout: float) -> list[tuple[int, str]]:
+        """Round-trip every child; return those lost (mpiexec may exit 0 after losing one)."""
+        with self._cond:
+            self._synced.clear()
+            chans = list(self._chans.items())
+        for _, ch in chans:
+            try:
+                ch.send(t="sync")
+            except ChannelClosed:
+                pass  # the reader reports it
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (set(self._chans) - self._synced) and time.monotonic() < deadline:
+                self._cond.wait(0.05)
+            silent = sorted(set(self._chans) - self._synced)
+        lost = []
+        while not self.lost.empty():
+            lost.append(self.lost.get())
+        lost += [(i, f"no answer within {timeout:g}s") for i in silent]
+        return sorted(lost)
 
     def finish(self, code: int, grace: float = 5.0) -> None:
         """Tell every child to exit with `code`, wait up to `grace` s for them to hang up."""

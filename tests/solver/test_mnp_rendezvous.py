@@ -50,6 +50,7 @@ def test_children_in_any_order_are_admitted_and_told_to_exit() -> None:
         assert server.local_ip == "127.0.0.1"
         time.sleep(0.6)  # several heartbeats pass without anyone being declared lost
         assert server.lost.empty()
+        assert server.confirm_alive(timeout=5) == []
         closer = threading.Thread(target=lambda: [c.close() for c in clients.values()
                                                   if c.events.get(timeout=5) == ("exit", 7)])
         closer.start()
@@ -186,3 +187,21 @@ def test_keys_differ_per_job_attempt_and_secret() -> None:
             derive_key(JOB, 1, "s3cret")}
     assert len(keys) == 4
     assert derive_key(JOB, 1) == derive_key(JOB, 1)
+
+
+def test_a_child_gone_just_before_mpiexec_ends_is_still_caught() -> None:
+    """mpiexec can exit 0 after losing a daemon: the round trip must name the dead node."""
+    server = _server({1, 2})
+    clients = {i: _client(server, i) for i in (1, 2)}
+    try:
+        for i, c in clients.items():
+            c.connect(timeout=5)
+            c.ready(2200 + i, "ssh-ed25519 K")
+        server.wait_ready(timeout=5)
+        clients[2].close()  # the node's process died: the kernel closes its socket
+        lost = server.confirm_alive(timeout=5)
+        assert [index for index, _ in lost] == [2]
+    finally:
+        server.close()
+        for c in clients.values():
+            c.close()
