@@ -20,27 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from solver import _mnp_netns as netns
+from solver._mnp_netns import cleanup_stale, unavailable_reason
+
+__all__ = ["DEFAULT_SUBNET", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
+
 DEFAULT_SUBNET = "10.213.0.0/24"
-# Owner files let a later emulation remove namespaces left by a process that was SIGKILLed.
-_OWNERS = Path("/run/mnp-emulate")
-_LIVE: set[Emulation] = set()
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def unavailable_reason() -> str | None:
-    """Why this machine cannot emulate nodes (None when it can)."""
-    if os.geteuid() != 0:
-        return "network namespaces need root (run with sudo)"
-    if shutil.which("ip") is None:
-        return "the `ip` tool (iproute2) is not installed"
-    if _ip("netns", "list", check=False).returncode != 0:
-        return "`ip netns` is not available on this kernel"
-    if shutil.which("unshare") is None:
-        return "`unshare` (util-linux) is not installed"
-    return None
 
 
 @dataclass
@@ -122,32 +107,15 @@ class Emulation:
         if reason:
             raise RuntimeError(reason)
         cleanup_stale()
-        _LIVE.add(self)
-        _OWNERS.mkdir(parents=True, exist_ok=True)
-        (_OWNERS / self.tag).write_text(str(os.getpid()))
+        netns.OWNERS.mkdir(parents=True, exist_ok=True)
+        (netns.OWNERS / self.tag).write_text(str(os.getpid()))
         self._up = True
-        # No address on the bridge: the root namespace gets no route, so traffic stays inside.
-        _ip("link", "add", self.bridge, "type", "bridge")
-        # A host with br_netfilter and a FORWARD DROP policy (Docker) would drop bridged frames.
-        _ip("link", "set", self.bridge, "type", "bridge", "nf_call_iptables", "0", check=False)
-        _ip("link", "set", self.bridge, "up")
-        hosts = "127.0.0.1 localhost\n" + "".join(f"{n.ip} {n.hostname}\n" for n in self.nodes)
-        for n in self.nodes:
-            _ip("netns", "add", n.ns)
-            _ip("link", "add", n.veth, "type", "veth", "peer", "name", f"{n.veth}p")
-            _ip("link", "set", f"{n.veth}p", "netns", n.ns)
-            _ip("link", "set", n.veth, "master", self.bridge, "up")
-            inside = ("ip", "netns", "exec", n.ns, "ip")
-            for args in (("link", "set", "lo", "up"),
-                         ("link", "set", f"{n.veth}p", "name", "eth0"),
-                         ("addr", "add", f"{n.ip}/{self.prefixlen}", "dev", "eth0"),
-                         ("link", "set", "eth0", "up")):
-                subprocess.run([*inside, *args], check=True, capture_output=True)
-            # `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: per-node host names.
-            etc = Path("/etc/netns") / n.ns
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "hosts").write_text(hosts)
         atexit.register(self.close)
+        try:
+            netns.build(self.bridge, self.prefixlen, self.nodes)
+        except (OSError, subprocess.CalledProcessError):
+            self.close()  # undo what was made before the failure
+            raise
 
     def close(self) -> None:
         """Kill every process in the namespaces and remove namespaces, links and files."""
@@ -167,10 +135,9 @@ class Emulation:
                         n.proc.kill()
                 for f in n.files:
                     f.close()
-            _remove(self.tag, [n.ns for n in self.nodes])
+            netns.remove(self.tag, [n.ns for n in self.nodes])
         for path in self._owned:
             shutil.rmtree(path, ignore_errors=True)
-        _LIVE.discard(self)
         atexit.unregister(self.close)
 
     # -- running ----------------------------------------------------------------------------
@@ -257,7 +224,7 @@ class Emulation:
     # -- faults and inspection --------------------------------------------------------------
     def pids(self, index: int) -> list[int]:
         """Processes living in node `index`'s namespace."""
-        res = _ip("netns", "pids", self.nodes[index].ns, check=False)
+        res = netns.ip("netns", "pids", self.nodes[index].ns, check=False)
         return [int(p) for p in res.stdout.split()]
 
     def kill_node(self, index: int, sig: int = signal.SIGKILL) -> None:
@@ -283,45 +250,12 @@ class Emulation:
 
     def link_down(self, index: int) -> None:
         """Take node `index`'s link down: it goes silent, no reset reaches its peers."""
-        _ip("link", "set", self.nodes[index].veth, "down")
+        netns.ip("link", "set", self.nodes[index].veth, "down")
 
     def output(self, index: int) -> tuple[str, str]:
         """Captured (stdout, stderr) of node `index` so far."""
         read = lambda s: (self.log_dir / f"node{index}.{s}").read_text(errors="replace")  # noqa: E731
         return read("out"), read("err")
-
-
-def _remove(tag: str, namespaces: Iterable[str]) -> None:
-    for ns in namespaces:
-        for pid in _ip("netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _ip("netns", "del", ns, check=False)  # removes the veth pair with it
-        shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
-    # Deleting a namespace does not always take the root end of its veth with it (gVisor).
-    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(f"mv{tag}"):
-            _ip("link", "del", name, check=False)
-    _ip("link", "del", f"mb{tag}", check=False)
-    (_OWNERS / tag).unlink(missing_ok=True)
-
-
-def cleanup_stale() -> None:
-    """Remove emulations whose owning process died without cleaning up."""
-    if not _OWNERS.is_dir():
-        return
-    listed = _ip("netns", "list", check=False).stdout.split()
-    for owner in _OWNERS.iterdir():
-        try:
-            os.kill(int(owner.read_text()), 0)
-            continue
-        except (ProcessLookupError, ValueError):
-            pass
-        tag = owner.name
-        _remove(tag, [ns for ns in listed if ns.startswith(f"mnp{tag}n")])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
