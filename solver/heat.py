@@ -48,8 +48,10 @@ class StopRequest:
         self.send = np.zeros(1, dtype=np.int32)
         self.recv = np.zeros(1, dtype=np.int32)
         self.request: MPI.Request | None = None
-        self._previous = {sig: signal.signal(sig, self._handler)
-                          for sig in (signal.SIGTERM, signal.SIGUSR1)}
+        # Kept for the rest of the process: a second SIGTERM while the checkpoint or the
+        # results are being written must not kill this rank and leave its peers hanging.
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handler)
 
     def _handler(self, signum: int, frame: object) -> None:
         self.local[0] = 1
@@ -65,13 +67,10 @@ class StopRequest:
         return stop
 
     def close(self) -> None:
-        """Complete the outstanding reduction and put the previous signal handlers back."""
+        """Complete the outstanding reduction."""
         if self.request is not None:
             self.request.Wait()
             self.request = None
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
 
 
 def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:

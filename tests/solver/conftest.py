@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,7 +97,12 @@ def heat_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
 
     def _run(args: list[str], env: dict[str, str] | None = None) -> Run:
         capsys.readouterr()
-        code = run(MPI.COMM_SELF, args, env or {})
+        saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        try:
+            code = run(MPI.COMM_SELF, args, env or {})
+        finally:  # the solver keeps its stop handlers for the life of its process
+            for s, handler in saved.items():
+                signal.signal(s, handler)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 
