@@ -143,6 +143,7 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
 
 def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> int:
     rank0 = cart.Get_rank() == 0
+    stop = StopRequest(cart)  # before the slow setup, so an early SIGTERM is honoured too
     if rank0:
         Path(plan.out_dir).mkdir(parents=True, exist_ok=True)
         log(f"job {plan.job_id}: grid {'x'.join(map(str, cfg.grid))}, {cart.Get_size()} ranks "
@@ -162,7 +163,6 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
         u[(slice(1, -1),) * u.ndim] = stencil.sine_product(_local_axes(cfg, block))
     coeffs = stencil.coefficients(cfg.alpha, cfg.time_step, cfg.spacing)
     halo = Halo(cart, block.padded_shape)
-    stop = StopRequest(cart)
     stencil.warm_up(u.ndim)
     total = cfg.total_steps
     cart.Barrier()
