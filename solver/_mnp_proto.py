@@ -152,7 +152,12 @@ class Client:
                 last = str(e)
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
-            return self._handshake(Channel(sock))
+            ch = Channel(sock)
+            try:
+                return self._handshake(ch)
+            except BaseException:
+                ch.close()
+                raise
         raise RendezvousError(
             f"main node {self.addr[0]}:{self.addr[1]} did not answer within {timeout:g}s "
             f"({last})")
@@ -171,14 +176,11 @@ class Client:
                     mac=mac(self.key, "hello", hi["nonce"], nonce, self.index, self.slots))
             ans = ch.recv(HANDSHAKE_TIMEOUT)
         except ChannelClosed as e:
-            ch.close()
             raise RendezvousError(f"main node dropped the rendezvous: {e}") from e
         if ans.get("t") == "reject":
-            ch.close()
             raise RendezvousError(f"main node rejected this node: {ans.get('reason')}")
         expected = mac(self.key, "welcome", nonce, hi["nonce"])
         if ans.get("t") != "welcome" or not hmac.compare_digest(str(ans.get("mac")), expected):
-            ch.close()
             raise RendezvousError("main node failed to authenticate (wrong job key)")
         self._ch = ch
         return ans

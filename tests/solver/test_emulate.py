@@ -92,7 +92,8 @@ def test_leftovers_of_a_killed_owner_are_removed_by_the_next_emulation(tmp_path:
         [sys.executable, "-c", "import sys, time; from solver.emulate import Emulation; "
          "e = Emulation(2); e.setup(); print(e.tag, flush=True); time.sleep(600)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
-    tag = owner.stdout.readline().strip()
+    with owner.stdout:
+        tag = owner.stdout.readline().strip()
     owner.send_signal(signal.SIGKILL)  # no atexit, no cleanup
     owner.wait()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
