@@ -90,7 +90,8 @@ def test_cleanup_happens_when_the_test_body_fails(tmp_path: Path) -> None:
 def test_leftovers_of_a_killed_owner_are_removed_by_the_next_emulation(tmp_path: Path) -> None:
     owner = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from solver.emulate import Emulation; "
-         "e = Emulation(2); e.setup(); print(e.tag, flush=True); time.sleep(600)"],
+         "e = Emulation(2, shared_dir=sys.argv[1], log_dir=sys.argv[1]); e.setup(); "
+         "print(e.tag, flush=True); time.sleep(600)", str(tmp_path / "owner")],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     with owner.stdout:
         tag = owner.stdout.readline().strip()
