@@ -139,6 +139,15 @@ def test_the_exit_code_is_the_programs() -> None:
     assert run.returncode == 7, run.stderr
 
 
+@pytest.mark.mpi
+def test_a_rank_killed_by_a_signal_counts_as_a_lost_node() -> None:
+    prog = ("from mpi4py import MPI; import os, time; c = MPI.COMM_WORLD; c.Barrier(); "
+            "os.kill(os.getpid(), 9) if c.rank == 1 else time.sleep(30)")
+    run = _launcher(["python", "-c", prog], _env(MNP_RANKS_PER_NODE="2"))
+    assert run.returncode == 4, run.stderr
+    assert "a rank was killed by signal 9" in run.stderr
+
+
 SLEEPER = """
 import signal, sys, time
 from pathlib import Path
