@@ -6,15 +6,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-# Copied from CONTRACTS.md's exit-code table: a SubmitJob retryStrategy replaces the job
-# definition's whole strategy, so --attempts must carry the same rules (Batch allows 5).
-EVALUATE_ON_EXIT: list[dict[str, str]] = [
-    {"onStatusReason": "Host EC2*", "action": "RETRY"},
-    {"onExitCode": "3", "action": "RETRY"},
-    {"onExitCode": "4", "action": "RETRY"},
-    {"onExitCode": "143", "action": "RETRY"},
-    {"onReason": "*", "action": "EXIT"},
-]
+from solver.exitcodes import EVALUATE_ON_EXIT
+
 CLI_TAGS = {"submitted-by": "mnp-batch-jobs-cli"}
 # Fields of a DescribeJobDefinitions entry that RegisterJobDefinition accepts back.
 _REGISTER_FIELDS = (
@@ -78,7 +71,8 @@ def submit_request(spec: JobSpec) -> dict[str, Any]:
     if spec.attempts is not None:
         request["retryStrategy"] = {
             "attempts": spec.attempts,
-            "evaluateOnExit": copy.deepcopy(EVALUATE_ON_EXIT),
+            # Replaces the job definition's whole strategy, so it carries the same rules.
+            "evaluateOnExit": copy.deepcopy(list(EVALUATE_ON_EXIT)),
         }
     if spec.timeout is not None:
         request["timeout"] = {"attemptDurationSeconds": spec.timeout}

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from solver import _mnp_ssh as ssh
+from solver import exitcodes
 from solver._mnp_proto import Client, RendezvousError, derive_key, log
 from solver._mnp_server import Server
 
 if TYPE_CHECKING:
     from solver.mnp import BatchNode, Settings
 
-EXIT_USAGE, EXIT_RENDEZVOUS, EXIT_LOST, EXIT_SIGTERM = 2, 3, 4, 143
 TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
 LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
 # Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
@@ -79,13 +79,13 @@ def _supervise(proc: subprocess.Popen[bytes], term: _Term,
             if time.monotonic() - term.at > TERM_GRACE:
                 ssh.kill_tree(proc.pid)
                 proc.wait()
-                return EXIT_SIGTERM, None
+                return exitcodes.STOPPED, None
         if lost is not None and not lost.lost.empty():
             index, why = lost.lost.get()
             reason = f"node {index} lost mid-run ({why})"
             log.error("%s: stopping mpiexec", reason)
             _stop(proc)
-            return EXIT_LOST, reason
+            return exitcodes.NODE_LOST, reason
         time.sleep(0.1)
 
 
@@ -105,9 +105,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _exit_code(rc: int) -> int:
     """mpiexec's code, except that a rank killed by a signal (not SIGTERM) is a lost node."""
-    if 128 < rc <= 128 + 64 and rc != EXIT_SIGTERM:
+    if 128 < rc <= 128 + 64 and rc != exitcodes.STOPPED:
         log.error("a rank was killed by signal %d: treating it as a lost node", rc - 128)
-        return EXIT_LOST
+        return exitcodes.NODE_LOST
     return rc
 
 
@@ -128,7 +128,7 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) 
         proc = subprocess.Popen(argv, start_new_session=True)
     except OSError as e:
         log.error("cannot start mpiexec: %s", e)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     rc, _ = _supervise(proc, term)
     log.info("mpiexec exited with %d", rc)
     return _exit_code(rc)
@@ -153,15 +153,15 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         try:
             peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
         except RendezvousError as e:
-            code = EXIT_SIGTERM if term.event.is_set() else EXIT_RENDEZVOUS
+            code = exitcodes.STOPPED if term.event.is_set() else exitcodes.RENDEZVOUS_TIMEOUT
             log.error("%s", e)
             server.finish(code)
             return code
         if not server.lost.empty():
             index, why = server.lost.get()
             log.error("node %d lost before the run (%s)", index, why)
-            server.finish(EXIT_LOST)
-            return EXIT_LOST
+            server.finish(exitcodes.NODE_LOST)
+            return exitcodes.NODE_LOST
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         hostfile = state / "hostfile"
@@ -179,8 +179,8 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
             proc = subprocess.Popen(argv, start_new_session=True)
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
-            server.finish(EXIT_USAGE)
-            return EXIT_USAGE
+            server.finish(exitcodes.USAGE)
+            return exitcodes.USAGE
         rc, reason = _supervise(proc, term, server)
         code = rc
         if reason is None:
@@ -189,7 +189,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
             lost = server.confirm_alive(LOSS_GRACE)
             for index, why in lost:
                 log.error("node %d lost mid-run (%s)", index, why)
-            code = EXIT_LOST if lost else _exit_code(rc)
+            code = exitcodes.NODE_LOST if lost else _exit_code(rc)
         log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
         server.finish(code)
         return code
@@ -214,7 +214,7 @@ def run_child(node: BatchNode, settings: Settings, term: _Term) -> int:
             welcome = client.connect(settings.rendezvous_timeout, stop=term.event)
         except RendezvousError as e:
             log.error("%s", e)
-            return EXIT_SIGTERM if term.event.is_set() else EXIT_RENDEZVOUS
+            return exitcodes.STOPPED if term.event.is_set() else exitcodes.RENDEZVOUS_TIMEOUT
         port = int(os.environ.get("MNP_SSH_PORT") or ssh.free_port())
         try:
             _, host_key = ssh.start_sshd(state, port, str(welcome["public_key"]),
@@ -243,13 +243,13 @@ def _follow(client: Client, term: _Term) -> int:
             # sshd stays up while ranks checkpoint; then a short wait for the main's word.
             if waited > TERM_GRACE or (not ranks and waited > 5):
                 log.info("SIGTERM: local ranks ended; exiting")
-                return EXIT_SIGTERM
+                return exitcodes.STOPPED
         try:
             kind, value = client.events.get(timeout=0.2)
         except queue.Empty:
             continue
         if kind == "exit":
             log.info("main node ended the job with %s; exiting", value)
-            return EXIT_SIGTERM if term.event.is_set() else 0
+            return exitcodes.STOPPED if term.event.is_set() else 0
         log.error("main node lost (%s): stopping local ranks", value)
-        return EXIT_LOST
+        return exitcodes.NODE_LOST

@@ -15,11 +15,10 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from solver import exitcodes
 from solver.config import UsageError
 from solver.output import log
 
-EXIT_WRONG = 1
-EXIT_UNREACHABLE = 4
 _HELLO, _PING = 11, 12
 _NAME_BYTES = 256
 
@@ -168,7 +167,7 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
         errors.append("allreduce returned a wrong result on at least one rank")
     summary = _summary(comm, names, [], began, pairs, allreduce_ok, errors)
     print(json.dumps(summary), flush=True)
-    return 0 if not errors else EXIT_WRONG
+    return 0 if not errors else exitcodes.APPLICATION_ERROR
 
 
 def _summary(comm: MPI.Comm, names: dict[int, str], missing: list[int], began: float,
@@ -189,5 +188,5 @@ def _unreachable(comm: MPI.Comm, names: dict[int, str], missing: list[int], bega
     log(f"error: unreachable rank(s) {missing}; aborting")
     print(json.dumps(summary), flush=True)
     sys.stderr.flush()
-    comm.Abort(EXIT_UNREACHABLE)
-    return EXIT_UNREACHABLE
+    comm.Abort(exitcodes.NODE_LOST)
+    return exitcodes.NODE_LOST

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from solver import _mnp_ssh as ssh
+from solver import exitcodes
 from solver._mnp_proto import log
-from solver._mnp_roles import EXIT_USAGE, _Term, run_child, run_local, run_main
+from solver._mnp_roles import _Term, run_child, run_local, run_main
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ, args.rendezvous_timeout)
     except ValueError as e:
         print(f"mnp: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exitcodes.USAGE
     _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
     if not cmd and (node.is_main or node.num_nodes == 1):
         log.error("no command to run (give it after the options, e.g. python -m solver heat)")
-        return EXIT_USAGE
+        return exitcodes.USAGE
     ssh.become_subreaper()
     term = _Term()
     log.info("node %d of %d (main is %d), %d slots", node.index, node.num_nodes,

@@ -32,6 +32,7 @@ from cdktf_cdktf_provider_aws.launch_template import (
 from cdktf_cdktf_provider_aws.placement_group import PlacementGroup
 from constructs import Construct
 
+from solver.exitcodes import EVALUATE_ON_EXIT
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
 
 # Queue reasons after which a RUNNABLE job can never start on its own.
@@ -40,9 +41,6 @@ STUCK_RUNNABLE_REASONS = (
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
 )
-# Exit codes of ../shared/CONTRACTS.md worth another attempt: 3 rendezvous timeout,
-# 4 node lost (resumes from checkpoint), 143 SIGTERM after a checkpoint.
-RETRY_EXIT_CODES = ("3", "4", "143")
 EFS_VOLUME = "efs"
 
 
@@ -101,14 +99,11 @@ def node_properties(node: NodeDefaults, wiring: JobWiring) -> dict:
 
 
 def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
-    """RETRY on host loss and on the launcher's retryable codes; EXIT on anything else."""
-    rules = [BatchJobDefinitionRetryStrategyEvaluateOnExit(action="RETRY",
-                                                           on_status_reason="Host EC2*")]
-    rules += [BatchJobDefinitionRetryStrategyEvaluateOnExit(action="RETRY", on_exit_code=code)
-              for code in RETRY_EXIT_CODES]
-    # Batch retries when no rule matches, so the last rule must catch everything.
-    rules.append(BatchJobDefinitionRetryStrategyEvaluateOnExit(action="EXIT", on_reason="*"))
-    return rules
+    """The contract's evaluateOnExit rules as provider blocks (RETRY 3, 4, 143, Host EC2*)."""
+    keys = {"onStatusReason": "on_status_reason", "onExitCode": "on_exit_code",
+            "onReason": "on_reason", "action": "action"}
+    return [BatchJobDefinitionRetryStrategyEvaluateOnExit(**{keys[k]: v for k, v in rule.items()})
+            for rule in EVALUATE_ON_EXIT]
 
 
 class BatchCompute(Construct):
