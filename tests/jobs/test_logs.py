@@ -83,8 +83,8 @@ def test_node_without_stream_yet(aws):
     assert f"no log stream yet for {job_id}#0 (status RUNNABLE)" in result.stderr
 
 
-def test_follow_prints_new_lines_until_the_job_ends(aws):
-    job_id, streams = job_with_logs(aws, status="RUNNING", nodes=1)
+def _follow_until_polling(aws, job_id: str) -> subprocess.Popen:
+    """Start `logs --follow` and return once it has polled the log stream twice."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "logs", job_id, "--follow", "--interval", "0.2"],
         cwd=aws.tmp_path, env=aws.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -93,6 +93,12 @@ def test_follow_prints_new_lines_until_the_job_ends(aws):
     while sum(r.operation == "getlogevents" for r in aws.requests()) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
+
+
+def test_follow_prints_new_lines_until_the_job_ends(aws):
+    job_id, streams = job_with_logs(aws, status="RUNNING", nodes=1)
+    proc = _follow_until_polling(aws, job_id)
     aws.put_logs(streams[0], ["late line", '{"grid": [257, 257], "steps": 100}'])
     aws.set_status(job_id, "SUCCEEDED")
     out, err = proc.communicate(timeout=30)
@@ -107,14 +113,7 @@ def test_follow_waits_for_a_stream_that_does_not_exist_yet(aws):
     aws.set_status(job_id, "RUNNING")
     stream = aws.seed_nodes(job_id, ["RUNNING"])[0]  # described, but no stream in Logs yet
     aws.start_recording()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs", "logs", job_id, "--follow", "--interval", "0.2"],
-        cwd=aws.tmp_path, env=aws.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    deadline = time.monotonic() + 30
-    while sum(r.operation == "getlogevents" for r in aws.requests()) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = _follow_until_polling(aws, job_id)
     aws.put_logs(stream, ["first line"])
     aws.set_status(job_id, "SUCCEEDED")
     out, err = proc.communicate(timeout=30)
