@@ -118,8 +118,9 @@ def measure(opts: Options) -> Section:
         "that ceiling (halo exchange and synchronisation cost). The pair is started together; "
         "a slight start skew lets one run alone briefly, which can only raise the ceiling.")
     sec.notes.append(
-        "Halo share: `bench.haloprobe` runs the solver's decompose/Halo.exchange/stencil.step "
-        "loop with a barrier before each exchange, and times the three apart (largest share "
+        "Halo share: `bench.haloprobe` runs the solver's loop (decompose, Halo.exchange, the "
+        "stencil update, fused in pairs where the solver fuses) with a barrier before each "
+        "exchange, and times the three apart (largest share "
         "over the ranks; the barrier wait is imbalance, e.g. a rank slowed by other load). "
         "Per rank: " + "; ".join(
             f"rank {r['rank']} wait {r['wait_s']:.3f} s, exchange {r['exchange_s']:.3f} s, "
