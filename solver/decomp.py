@@ -51,11 +51,24 @@ class Block:
     coords: tuple[int, ...]
     offset: tuple[int, ...]
     count: tuple[int, ...]
+    ghost: int = 1  # ghost layers of the compute arrays (2: steps may be fused in pairs)
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
-        """Local array shape with one ghost layer per side."""
+        """Local array shape with one ghost layer per side (the layout of field I/O)."""
         return tuple(c + 2 for c in self.count)
+
+    @property
+    def compute_shape(self) -> tuple[int, ...]:
+        """Local array shape with ``ghost`` layers per side (the time-stepping arrays)."""
+        return tuple(c + 2 * self.ghost for c in self.count)
+
+
+def ghost_width(interior: tuple[int, ...], dims: tuple[int, ...]) -> int:
+    """2 if every split axis gives each rank at least 2 layers (a neighbour can fill 2 ghost
+    layers, so steps can be fused in pairs), else 1 (single steps throughout)."""
+    thinnest = [n // d for n, d in zip(interior, dims, strict=True) if d > 1]
+    return 2 if all(c >= 2 for c in thinnest) else 1
 
 
 def decompose(comm: MPI.Comm, grid: tuple[int, ...]) -> tuple[MPI.Cartcomm, Block]:
@@ -65,5 +78,6 @@ def decompose(comm: MPI.Comm, grid: tuple[int, ...]) -> tuple[MPI.Cartcomm, Bloc
     cart = comm.Create_cart(list(dims), periods=[False] * len(dims), reorder=True)
     coords = tuple(cart.Get_coords(cart.Get_rank()))
     ranges = [block_range(n, d, c) for n, d, c in zip(interior, dims, coords, strict=True)]
-    block = Block(dims, coords, tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
+    block = Block(dims, coords, tuple(r[0] for r in ranges), tuple(r[1] for r in ranges),
+                  ghost_width(interior, dims))
     return cart, block

@@ -9,35 +9,44 @@ _TAG = 7
 
 
 class Halo:
-    """Preallocated contiguous send/receive buffers for one local array shape."""
+    """Preallocated contiguous send/receive buffers for one local array shape.
 
-    def __init__(self, cart: MPI.Cartcomm, padded_shape: tuple[int, ...]) -> None:
+    ``width`` ghost layers per side are exchanged. Axis by axis, each slab spans the ghost
+    layers of the axes already exchanged, so corner ghosts arrive too (via the neighbour that
+    received them one axis earlier): the fused two-step kernel reads them.
+    """
+
+    def __init__(self, cart: MPI.Cartcomm, padded_shape: tuple[int, ...], width: int = 1) -> None:
         self.cart = cart
         self.ndim = len(padded_shape)
+        self.width = width
         self.neighbours = [cart.Shift(axis, 1) for axis in range(self.ndim)]  # (lower, upper)
         self._buffers = []
         for axis in range(self.ndim):
-            face = tuple(n - 2 for a, n in enumerate(padded_shape) if a != axis)
-            self._buffers.append([np.empty(face, dtype=np.float64) for _ in range(2)])
+            slab = tuple(width if a == axis else n if a < axis else n - 2 * width
+                         for a, n in enumerate(padded_shape))
+            self._buffers.append([np.empty(slab, dtype=np.float64) for _ in range(2)])
 
-    def _face(self, u: np.ndarray, axis: int, index: int) -> np.ndarray:
-        sl = [slice(1, -1)] * self.ndim
-        sl[axis] = index
+    def _slab(self, u: np.ndarray, axis: int, start: int) -> np.ndarray:
+        w = self.width
+        sl = [slice(None) if a < axis else slice(w, -w) for a in range(self.ndim)]
+        sl[axis] = slice(start, start + w)
         return u[tuple(sl)]
 
     def exchange(self, u: np.ndarray) -> None:
-        """Fill ``u``'s ghost faces from the neighbours; edges (PROC_NULL) stay untouched."""
+        """Fill ``u``'s ghost layers from the neighbours; edges (PROC_NULL) stay untouched."""
+        w = self.width
         for axis in range(self.ndim):
             lower, upper = self.neighbours[axis]
             send, recv = self._buffers[axis]
             n = u.shape[axis]
-            # upward: my last interior layer goes to upper, lower's arrives in my ghost 0
-            np.copyto(send, self._face(u, axis, n - 2))
+            # upward: my last interior layers go to upper, lower's arrive in my low ghosts
+            np.copyto(send, self._slab(u, axis, n - 2 * w))
             self.cart.Sendrecv([send, MPI.DOUBLE], upper, _TAG, [recv, MPI.DOUBLE], lower, _TAG)
             if lower != MPI.PROC_NULL:
-                self._face(u, axis, 0)[...] = recv
-            # downward: my first interior layer goes to lower, upper's arrives in ghost n-1
-            np.copyto(send, self._face(u, axis, 1))
+                self._slab(u, axis, 0)[...] = recv
+            # downward: my first interior layers go to lower, upper's arrive in my high ghosts
+            np.copyto(send, self._slab(u, axis, w))
             self.cart.Sendrecv([send, MPI.DOUBLE], lower, _TAG, [recv, MPI.DOUBLE], upper, _TAG)
             if upper != MPI.PROC_NULL:
-                self._face(u, axis, n - 1)[...] = recv
+                self._slab(u, axis, n - w)[...] = recv

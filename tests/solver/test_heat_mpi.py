@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from solver import stencil
+from solver.config import SolverConfig
+
 
 def _same_results(a: dict, b: dict) -> None:
     assert a["grid"] == b["grid"] and a["steps"] == b["steps"]
@@ -18,10 +21,10 @@ def _same_results(a: dict, b: dict) -> None:
 
 @pytest.mark.mpi
 def test_results_do_not_depend_on_rank_count(tmp_path: Path, run_solver) -> None:
-    # interior 65 x 43: divisible by none of 2, 3, 4
+    # interior 65 x 43: divisible by none of 2, 3, 4; an odd step count ends on a single step
     fields, runs = {}, {}
     for ranks in (1, 2, 3, 4):
-        run = run_solver(["heat", "--nx", "67", "--ny", "45", "--steps", "80",
+        run = run_solver(["heat", "--nx", "67", "--ny", "45", "--steps", "81",
                           "--output-path", str(tmp_path)],
                          ranks=ranks, env={"AWS_BATCH_JOB_ID": f"ranks{ranks}#0"})
         assert run.returncode == 0, run.stderr
@@ -35,6 +38,47 @@ def test_results_do_not_depend_on_rank_count(tmp_path: Path, run_solver) -> None
         _same_results(runs[1].summary, runs[ranks].summary)
     assert runs[1].summary["l2_error"] < 1e-4
     _check_layout(tmp_path / "ranks4", runs[4])
+
+
+def _single_steps(nx: int, ny: int, steps: int) -> np.ndarray:
+    """The field after ``steps`` unfused serial steps of the default problem."""
+    cfg = SolverConfig(nx=nx, ny=ny, steps=steps)
+    u = np.zeros(cfg.grid)
+    u[1:-1, 1:-1] = stencil.sine_product(tuple(stencil.axis_sine(n)[1:-1] for n in cfg.grid))
+    nxt = u.copy()
+    coeffs = stencil.coefficients(cfg.alpha, cfg.time_step, cfg.spacing)
+    for _ in range(steps):
+        stencil.step(u, nxt, coeffs)
+        u, nxt = nxt, u
+    return u
+
+
+@pytest.mark.parametrize(("steps", "every"), [(13, "0"), (13, "5"), (14, "3")])
+def test_fused_run_equals_single_steps(tmp_path: Path, heat_here, steps: int,
+                                       every: str) -> None:
+    # pairs of steps are fused; an odd leftover or a checkpoint step in between takes one
+    run = heat_here(["--nx", "23", "--ny", "17", "--steps", str(steps), "--checkpoint-every",
+                     every, "--no-png", "--output-path", str(tmp_path)],
+                    env={"AWS_BATCH_JOB_ID": "fused"})
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "fused" / "field.npy"),
+                                  _single_steps(23, 17, steps))
+    if every != "0":
+        saved = sorted(p.name for p in (tmp_path / "fused" / "checkpoints").iterdir())
+        last = (steps - 1) // int(every) * int(every)
+        assert saved[-1] == f"step-{last:010d}"  # checkpoints still land on their steps
+
+
+@pytest.mark.mpi
+def test_thin_blocks_match_serial(tmp_path: Path, run_solver) -> None:
+    # interior 5 x 7: 3 ranks get 1-layer blocks (single steps), 4 ranks 2-layer blocks (fused)
+    want = _single_steps(7, 9, 11)
+    for ranks in (3, 4):
+        run = run_solver(["heat", "--nx", "7", "--ny", "9", "--steps", "11", "--no-png",
+                          "--output-path", str(tmp_path)],
+                         ranks=ranks, env={"AWS_BATCH_JOB_ID": f"thin{ranks}"})
+        assert run.returncode == 0, run.stderr
+        np.testing.assert_array_equal(np.load(tmp_path / f"thin{ranks}" / "field.npy"), want)
 
 
 def _check_layout(job: Path, run) -> None:

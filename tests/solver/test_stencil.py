@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -39,16 +40,75 @@ def test_kernel_matches_numpy_expression_bitwise(shape: tuple[int, ...]) -> None
     assert np.all(out[mask] == -7.0)
 
 
-def test_run_steps_equals_repeated_step() -> None:
-    rng = np.random.default_rng(2)
-    u = np.zeros((12, 10))
-    u[1:-1, 1:-1] = rng.random((10, 8))
-    a, b = u.copy(), np.zeros_like(u)
-    for _ in range(5):
-        stencil.step(a, b, (0.2, 0.1))
+def _random_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Random interior, zero boundary layer."""
+    u = np.zeros(shape)
+    u[(slice(1, -1),) * len(shape)] = np.random.default_rng(seed).random(
+        tuple(n - 2 for n in shape))
+    return u
+
+
+def _single_steps(u: np.ndarray, coeffs: tuple[float, ...], steps: int) -> np.ndarray:
+    a, b = u.copy(), u.copy()
+    for _ in range(steps):
+        stencil.step(a, b, coeffs)
         a, b = b, a
-    result = stencil.run_steps(u.copy(), np.zeros_like(u), (0.2, 0.1), 5)
-    np.testing.assert_array_equal(result, a)
+    return a
+
+
+@pytest.mark.parametrize(("shape", "steps"), [((12, 10), 4), ((12, 10), 5), ((3, 9), 3),
+                                              ((8, 7, 9), 4), ((8, 7, 9), 7)])
+def test_run_steps_fused_equals_single_steps(shape: tuple[int, ...], steps: int) -> None:
+    u = _random_field(shape, 2)
+    coeffs = (0.2, 0.1, 0.05)[: len(shape)]
+    result = stencil.run_steps(u.copy(), u.copy(), coeffs, steps)
+    np.testing.assert_array_equal(result, _single_steps(u, coeffs, steps))
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (6, 8, 7)])
+def test_pair_never_writes_ghosts(shape: tuple[int, ...]) -> None:
+    u = _random_field(shape, 4)
+    out = np.full(shape, -7.0)
+    stencil.step_pair(u, out, stencil.pair_buffer(shape), (0.1,) * len(shape))
+    inner = (slice(1, -1),) * len(shape)
+    np.testing.assert_array_equal(out[inner], _single_steps(u, (0.1,) * len(shape), 2)[inner])
+    mask = np.ones(shape, dtype=bool)
+    mask[inner] = False
+    assert np.all(out[mask] == -7.0)
+
+
+@pytest.mark.parametrize("shape", [(13, 17), (9, 11, 10)])
+def test_pair_on_two_ghost_blocks_matches_the_global_steps(shape: tuple[int, ...]) -> None:
+    # cut the global field into blocks with 2 ghost layers (as ranks hold them); open sides
+    # compute the intermediate step in the ghost layer too, closed ones keep the boundary
+    ndim = len(shape)
+    coeffs = (0.11, 0.07, 0.05)[:ndim]
+    field = _random_field(shape, 5)
+    want = _single_steps(field, coeffs, 2)
+    padded = np.pad(field, 1, constant_values=np.nan)  # the outer layer must never be read
+    cuts = [[(0, 2), (2, n - 4), (0, n - 2), (n - 5, 3)] for n in shape]
+    for block in itertools.product(*cuts):
+        u = padded[tuple(slice(o, o + c + 4) for o, c in block)].copy()
+        out = np.full_like(u, -7.0)
+        sides = tuple((o > 0, o + c < n - 2) for (o, c), n in zip(block, shape, strict=True))
+        stencil.step_pair(u, out, stencil.pair_buffer(u.shape), coeffs, 2, sides)
+        got = out[(slice(2, -2),) * ndim]
+        np.testing.assert_array_equal(got, want[tuple(slice(o + 1, o + 1 + c) for o, c in block)])
+
+
+def test_pair_refuses_open_sides_with_one_ghost_layer() -> None:
+    u = np.zeros((6, 6))
+    with pytest.raises(ValueError, match="ghost width >= 2"):
+        stencil.step_pair(u, u.copy(), stencil.pair_buffer(u.shape), (0.1, 0.1), 1,
+                          ((True, False), (False, False)))
+
+
+def test_single_step_with_two_ghost_layers_updates_the_inner_block() -> None:
+    u = _random_field((10, 9), 6)
+    out = np.full_like(u, -7.0)
+    stencil.step(u, out, (0.2, 0.1), ghost=2)
+    np.testing.assert_array_equal(out[2:-2, 2:-2], _reference(u[1:-1, 1:-1], (0.2, 0.1)))
+    assert np.all(out[:2] == -7.0) and np.all(out[:, -2:] == -7.0)
 
 
 def test_stable_dt_and_coefficients() -> None:
