@@ -65,6 +65,15 @@ def test_run_steps_fused_equals_single_steps(shape: tuple[int, ...], steps: int)
     np.testing.assert_array_equal(result, _single_steps(u, coeffs, steps))
 
 
+def test_pair_with_prefetch_equals_single_steps() -> None:
+    shape = (1450, 1460)  # over the 16 MiB above which the 2-D pair kernel prefetches rows
+    assert np.zeros(shape).nbytes > stencil._PREFETCH_BYTES
+    u = _random_field(shape, 3)
+    out = u.copy()
+    stencil.step_pair(u, out, stencil.pair_buffer(shape), (0.2, 0.1))
+    np.testing.assert_array_equal(out, _single_steps(u, (0.2, 0.1), 2))
+
+
 @pytest.mark.parametrize("shape", [(9, 13), (6, 8, 7)])
 def test_pair_never_writes_ghosts(shape: tuple[int, ...]) -> None:
     u = _random_field(shape, 4)
