@@ -1,7 +1,7 @@
 """``mpiexec -n 2 python -m bench.osu --sizes ...``: OSU-style latency and bandwidth as JSON.
 
 A reimplementation of the algorithm of mpi4py's ``demo/osu_latency.py`` and ``demo/osu_bw.py``
-(mpi4py project, BSD-2-Clause; after the OSU Micro-Benchmarks of Ohio State University):
+(mpi4py, BSD-3-Clause, (c) Lisandro Dalcin; after the OSU Micro-Benchmarks of Ohio State):
 
 - latency: blocking ``Send``/``Recv`` ping-pong, ``skip`` warm-up round trips, then ``loop``
   timed ones; latency = elapsed / (2 * loop). Fewer iterations above 8 KiB, as there.
