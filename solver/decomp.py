@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mpi4py import MPI
 
 from solver.config import UsageError
+from solver.stencil import MAX_DEPTH
 
 
 def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
@@ -51,7 +52,7 @@ class Block:
     coords: tuple[int, ...]
     offset: tuple[int, ...]
     count: tuple[int, ...]
-    ghost: int = 1  # ghost layers of the compute arrays (2: steps may be fused in pairs)
+    ghost: int = 1  # ghost layers of the compute arrays (= steps a sweep may fuse)
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -64,11 +65,11 @@ class Block:
         return tuple(c + 2 * self.ghost for c in self.count)
 
 
-def ghost_width(interior: tuple[int, ...], dims: tuple[int, ...]) -> int:
-    """2 if every split axis gives each rank at least 2 layers (a neighbour can fill 2 ghost
-    layers, so steps can be fused in pairs), else 1 (single steps throughout)."""
+def ghost_width(interior: tuple[int, ...], dims: tuple[int, ...], depth: int) -> int:
+    """Ghost layers for sweeps of up to ``depth`` fused steps: ``depth``, or less where a split
+    axis leaves some rank fewer layers than that (a neighbour fills ghosts from its own block)."""
     thinnest = [n // d for n, d in zip(interior, dims, strict=True) if d > 1]
-    return 2 if all(c >= 2 for c in thinnest) else 1
+    return max(1, min([depth, *thinnest]))
 
 
 def decompose(comm: MPI.Comm, grid: tuple[int, ...]) -> tuple[MPI.Cartcomm, Block]:
@@ -79,5 +80,5 @@ def decompose(comm: MPI.Comm, grid: tuple[int, ...]) -> tuple[MPI.Cartcomm, Bloc
     coords = tuple(cart.Get_coords(cart.Get_rank()))
     ranges = [block_range(n, d, c) for n, d, c in zip(interior, dims, coords, strict=True)]
     block = Block(dims, coords, tuple(r[0] for r in ranges), tuple(r[1] for r in ranges),
-                  ghost_width(interior, dims))
+                  ghost_width(interior, dims, MAX_DEPTH[len(grid)]))
     return cart, block

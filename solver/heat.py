@@ -113,9 +113,13 @@ def _errors(comm: MPI.Comm, cfg: SolverConfig, block: Block, u: np.ndarray,
     return math.sqrt(total[0] * math.prod(cfg.spacing)), float(biggest[0])
 
 
-def _next_boundary(step: int, total: int, every: int) -> int:
-    """The next step at which the field must be complete: a checkpoint or the end."""
-    return min(total, (step // every + 1) * every) if every else total
+def _next_boundary(step: int, total: int, cfg: SolverConfig) -> int:
+    """The next step at which the field must be complete: a checkpoint, a log line, the end."""
+    boundary = total
+    for every in (cfg.checkpoint_every, cfg.log_every):
+        if every:
+            boundary = min(boundary, (step // every + 1) * every)
+    return boundary
 
 
 def _io_layout(u: np.ndarray, ghost: int) -> np.ndarray:
@@ -178,29 +182,26 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
         u[(slice(g, -g),) * u.ndim] = stencil.sine_product(_local_axes(cfg, block))
     coeffs = stencil.coefficients(cfg.alpha, cfg.time_step, cfg.spacing)
     halo = Halo(cart, block.compute_shape, g)
-    # open sides (a neighbour rank) get the fused kernel's redundant intermediate layer
+    # open sides (a neighbour rank) get the fused kernel's redundant intermediate layers
     sides = tuple((lo != MPI.PROC_NULL, hi != MPI.PROC_NULL) for lo, hi in halo.neighbours)
-    buf = stencil.pair_buffer(block.compute_shape) if g == 2 else None
+    bufs = stencil.sweep_buffer(block.compute_shape, g)
     stencil.warm_up(u.ndim)
     total = cfg.total_steps
     cart.Barrier()
     began = time.perf_counter()
     step = start
     while step < total:
+        # one exchange of g layers, then up to g steps fused, ending on checkpoint/log steps
+        taken = min(g, _next_boundary(step, total, cfg) - step)
         halo.exchange(u)
-        if buf is not None and step + 2 <= _next_boundary(step, total, cfg.checkpoint_every):
-            stencil.step_pair(u, nxt, buf, coeffs, g, sides)
-            taken = 2
-        else:
-            stencil.step(u, nxt, coeffs, g)
-            taken = 1
+        stencil.sweep(u, nxt, bufs, coeffs, taken, g, sides)
         u, nxt = nxt, u
         step += taken
         saved = False
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
             checkpoint.save(cart, block, _io_layout(u, g), cfg, plan.ckpt_dir, step, plan.job_id)
             saved = True
-        if cfg.log_every and step // cfg.log_every > (step - taken) // cfg.log_every and rank0:
+        if cfg.log_every and step % cfg.log_every == 0 and rank0:
             log(f"step {step}/{total}")
         if stop.poll() and step < total:
             stop.close()

@@ -92,40 +92,50 @@ def _step_3d(u, out, cx, cy, cz, g):  # pragma: no cover - compiled
         _plane_3d(u[i - 1], u[i], u[i + 1], out[i], cx, cy, cz, g, n1 - g, g, n2 - g)
 
 
-# The fused kernels: the intermediate step of layer r (row in 2-D, plane in 3-D) goes into
-# buf[r % 3], then the final step of layer r - 1 is computed from the three buffered layers.
-# The intermediate is needed on the interior [f, n - f) plus one layer around it; on
-# [a, b) it is computed (open sides: a neighbour's ghost layer, redundant work), the rest
-# of that ring is a fixed Dirichlet boundary and keeps u's value.
+# Fused kernels (temporal blocking). Level L = 1..d of a sweep is the field after L steps;
+# layer r (row in 2-D, plane in 3-D) of level L is computed as soon as level L - 1 has layers
+# r - 1..r + 1, into a rolling buffer of three layers per level, and level d goes to ``out``.
+# So the field is read and written once per d steps. Level L is needed on the interior
+# [g, n - g) widened by d - L layers on open sides (a neighbour's ghost layers: redundant
+# work) and by the fixed Dirichlet boundary layer on closed sides, which keeps u's value.
 
 
 @njit(cache=True)
-def _mid_row_2d(u, r, v, cx, cy, f1, g1, a1, b1):  # pragma: no cover - compiled
-    _row_2d(u[r - 1], u[r], u[r + 1], v, cx, cy, a1, b1)
-    if a1 == f1:
-        v[f1 - 1] = u[r, f1 - 1]
-    if b1 == g1:
-        v[g1] = u[r, g1]
+def _sweep_2d(u, out, bufs, cx, cy, g, d, opn, fetch):  # pragma: no cover - compiled
+    n0, n1 = u.shape
+    for rin in range(n0 + d):
+        if fetch and rin + 2 < n0:
+            _prefetch_row(u[rin + 2], False)
+            if 0 <= rin - d + 1 < n0:
+                _prefetch_row(out[rin - d + 1], True)
+        for lev in range(1, d + 1):
+            r = rin - lev
+            e = d - lev
+            lo = g - e * opn[0] if e else g
+            hi = n0 - g + e * opn[1] if e else n0 - g
+            fixed = e > 0 and ((r == g - 1 and not opn[0]) or (r == n0 - g and not opn[1]))
+            if not (lo <= r < hi or fixed):
+                continue
+            dst = out[r] if e == 0 else bufs[lev - 1, r % 3]
+            if fixed:
+                dst[:] = u[r]
+                continue
+            if lev == 1:
+                src_m, src_c, src_p = u[r - 1], u[r], u[r + 1]
+            else:
+                src = bufs[lev - 2]
+                src_m, src_c, src_p = src[(r - 1) % 3], src[r % 3], src[(r + 1) % 3]
+            if e == 0:
+                _row_2d(src_m, src_c, src_p, dst, cx, cy, g, n1 - g)
+                continue
+            _row_2d(src_m, src_c, src_p, dst, cx, cy, g - e * opn[2], n1 - g + e * opn[3])
+            if not opn[2]:
+                dst[g - 1] = u[r, g - 1]
+            if not opn[3]:
+                dst[n1 - g] = u[r, n1 - g]
 
 
-@njit(cache=True)
-def _pair_2d(u, out, buf, cx, cy, f, a, b, fetch):  # pragma: no cover - compiled
-    f0, f1 = f
-    n0 = u.shape[0]
-    g0 = n0 - f0
-    g1 = u.shape[1] - f1
-    for r in range(f0 - 1, g0 + 1):
-        if fetch and r + 2 < n0:
-            _prefetch_row(u[r + 2], False)
-            _prefetch_row(out[r], True)
-        v = buf[r % 3]
-        if a[0] <= r < b[0]:
-            _mid_row_2d(u, r, v, cx, cy, f1, g1, a[1], b[1])
-        else:
-            v[f1 - 1:g1 + 1] = u[r, f1 - 1:g1 + 1]
-        if r > f0:
-            i = r - 1
-            _row_2d(buf[(i - 1) % 3], buf[i % 3], v, out[i], cx, cy, f1, g1)
+# The 3-D pair kernel (d = 2, one level buffered in buf[r % 3]) written out directly.
 
 
 @njit(cache=True)
@@ -169,38 +179,53 @@ def step(u: np.ndarray, out: np.ndarray, coeffs: tuple[float, ...], ghost: int =
         _step_3d(u, out, coeffs[0], coeffs[1], coeffs[2], ghost)
 
 
-def pair_buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """The rolling buffer ``step_pair`` needs for arrays of ``shape`` (three rows or planes)."""
+MAX_DEPTH = {2: 8, 3: 2}  # steps fused per sweep: 2-D reaches copy speed at ~6 (see README)
+
+
+def sweep_buffer(shape: tuple[int, ...], depth: int) -> np.ndarray:
+    """The rolling buffers ``sweep`` needs for ``depth`` steps on arrays of ``shape``."""
+    if len(shape) == 2:
+        return np.zeros((max(depth - 1, 1), 3, shape[1]))
     return np.zeros((3, *shape[1:]))
 
 
-def step_pair(u: np.ndarray, out: np.ndarray, buf: np.ndarray, coeffs: tuple[float, ...],
-              ghost: int = 1, open_sides: tuple[tuple[bool, bool], ...] | None = None) -> None:
-    """Write two explicit steps of ``u`` into ``out``'s interior in one sweep over memory.
+def sweep(u: np.ndarray, out: np.ndarray, bufs: np.ndarray, coeffs: tuple[float, ...],
+          depth: int, ghost: int = 1,
+          open_sides: tuple[tuple[bool, bool], ...] | None = None) -> None:
+    """Write ``depth`` explicit steps of ``u`` into ``out``'s interior in one sweep over memory.
 
-    Bitwise equal to two ``step`` calls. ``open_sides[axis]`` = (lower, upper): True where a
-    neighbour rank holds the ``ghost`` >= 2 layers beyond (the intermediate step is computed
-    there too); False where the layer next to the interior is a fixed boundary.
+    Bitwise equal to ``depth`` ``step`` calls. ``open_sides[axis]`` = (lower, upper): True
+    where a neighbour rank filled the ``ghost`` >= ``depth`` layers beyond (intermediate
+    steps are computed there too); False where the layer next to the interior is a fixed
+    boundary. ``bufs`` comes from ``sweep_buffer`` with at least this depth.
     """
-    shape = u.shape
     sides = open_sides or ((False, False),) * u.ndim
-    if any(any(s) for s in sides) and ghost < 2:
-        raise ValueError("step_pair: open sides need ghost width >= 2")
-    first = (ghost,) * u.ndim
-    lo = tuple(ghost - 1 if s[0] else ghost for s in sides)
-    hi = tuple(n - ghost + 1 if s[1] else n - ghost for n, s in zip(shape, sides, strict=True))
-    if u.ndim == 2:
-        _pair_2d(u, out, buf, coeffs[0], coeffs[1], first, lo, hi, u.nbytes > _PREFETCH_BYTES)
+    if depth > MAX_DEPTH[u.ndim]:
+        raise ValueError(f"sweep: at most {MAX_DEPTH[u.ndim]} steps per sweep in {u.ndim}-D")
+    if any(any(s) for s in sides) and ghost < depth:
+        raise ValueError(f"sweep: open sides need ghost width >= depth ({depth})")
+    if depth == 1:
+        step(u, out, coeffs, ghost)
+    elif u.ndim == 2:
+        opn = tuple(int(flag) for s in sides for flag in s)
+        _sweep_2d(u, out, bufs, coeffs[0], coeffs[1], ghost, depth, opn,
+                  u.nbytes > _PREFETCH_BYTES)
     else:
-        _pair_3d(u, out, buf, coeffs[0], coeffs[1], coeffs[2], first, lo, hi)
+        first = (ghost,) * 3
+        lo = tuple(ghost - 1 if s[0] else ghost for s in sides)
+        hi = tuple(n - ghost + 1 if s[1] else n - ghost
+                   for n, s in zip(u.shape, sides, strict=True))
+        _pair_3d(u, out, bufs, coeffs[0], coeffs[1], coeffs[2], first, lo, hi)
 
 
 def warm_up(ndim: int) -> None:
     """Compile (or load from the numba cache) the kernels for ``ndim`` axes outside timed code."""
-    u = np.zeros((5,) * ndim)
+    depth = MAX_DEPTH[ndim]
+    u = np.zeros((2 * depth + 1,) * ndim)
     out = u.copy()
     step(u, out, (0.0,) * ndim)
-    step_pair(u, out, pair_buffer(u.shape), (0.0,) * ndim, 2, ((True, True),) * ndim)
+    sweep(u, out, sweep_buffer(u.shape, depth), (0.0,) * ndim, depth, depth,
+          ((True, True),) * ndim)
 
 
 def coefficients(alpha: float, dt: float, spacing: tuple[float, ...]) -> tuple[float, ...]:
@@ -236,15 +261,16 @@ def decay(ndim: int, alpha: float, t: float) -> float:
 
 
 def run_steps(u: np.ndarray, out: np.ndarray, coeffs: tuple[float, ...], steps: int) -> np.ndarray:
-    """Advance ``steps`` serial steps, fused in pairs (ghosts kept as they are, and equal in
-    both arrays); returns the result's array."""
-    buf = pair_buffer(u.shape)
-    for _ in range(steps // 2):
-        step_pair(u, out, buf, coeffs)
+    """Advance ``steps`` serial steps, fused ``MAX_DEPTH`` at a time (ghosts kept as they are,
+    and equal in both arrays); returns the result's array."""
+    depth = MAX_DEPTH[u.ndim]
+    bufs = sweep_buffer(u.shape, depth)
+    done = 0
+    while done < steps:
+        taken = min(depth, steps - done)
+        sweep(u, out, bufs, coeffs, taken)
         u, out = out, u
-    if steps % 2:
-        step(u, out, coeffs)
-        u, out = out, u
+        done += taken
     return u
 
 
@@ -254,14 +280,14 @@ def kernel_rate(shape: tuple[int, ...], steps: int = 20, repeats: int = 3) -> fl
     For benchmarks: ``shape`` is the interior size (2 or 3 axes); the arrays get one ghost
     layer, are zero-initialised except a random interior, and the kernels are compiled (or
     loaded from the numba cache) before timing. Each repeat times ``steps`` updates, fused
-    in pairs by ``run_steps`` as the solver does.
+    by ``run_steps`` as the solver does.
     """
     padded = tuple(n + 2 for n in shape)
     u = np.zeros(padded)
     u[(slice(1, -1),) * len(shape)] = np.random.default_rng(0).random(shape)
     out = np.zeros(padded)
     coeffs = (0.1,) * len(shape)
-    run_steps(u, out, coeffs, 2)
+    run_steps(u, out, coeffs, MAX_DEPTH[len(shape)])
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()

@@ -43,13 +43,14 @@ def test_decompose_on_comm_self_owns_everything() -> None:
         assert block.offset == (0, 0, 0)
         assert block.count == (7, 4, 3)
         assert block.padded_shape == (9, 6, 5)
-        assert block.ghost == 2 and block.compute_shape == (11, 8, 7)
+        assert block.ghost == 2 and block.compute_shape == (11, 8, 7)  # 3-D: pairs
     finally:
         cart.Free()
 
 
-def test_two_ghost_layers_unless_a_split_axis_is_too_thin() -> None:
-    assert ghost_width((100, 100), (2, 2)) == 2
-    assert ghost_width((5, 100), (2, 1)) == 2  # blocks of 3 and 2 layers
-    assert ghost_width((5, 100), (3, 1)) == 1  # a 1-layer block cannot fill 2 ghost layers
-    assert ghost_width((1, 100), (1, 4)) == 2  # an unsplit axis has no neighbour to fill
+def test_ghost_width_is_the_depth_unless_a_split_axis_is_thinner() -> None:
+    assert ghost_width((100, 100), (2, 2), 8) == 8
+    assert ghost_width((5, 100), (2, 1), 8) == 2  # blocks of 3 and 2 layers
+    assert ghost_width((5, 100), (3, 1), 8) == 1  # a 1-layer block fills only 1 ghost layer
+    assert ghost_width((1, 100), (1, 4), 8) == 8  # an unsplit axis has no neighbour to fill
+    assert ghost_width((100, 100, 100), (2, 1, 1), 2) == 2

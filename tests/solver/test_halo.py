@@ -53,11 +53,11 @@ _SCRIPT = textwrap.dedent("""
         bad = int(not np.array_equal(u, expected))
         return cart.allreduce(bad), block.dims
 
-    for width in (1, 2):
-        for grid in ((11, 9), (7, 8, 9)):
-            total, dims = check(grid, width)
-            if MPI.COMM_WORLD.Get_rank() == 0:
-                print("BAD", total, "DIMS", *dims)
+    for width, grid in ((1, (11, 9)), (1, (7, 8, 9)), (2, (11, 9)), (2, (7, 8, 9)),
+                        (3, (11, 9)), (8, (37, 35))):
+        total, dims = check(grid, width)
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            print("BAD", total, "DIMS", *dims)
 """)
 
 
@@ -67,5 +67,6 @@ def test_ghosts_hold_neighbour_values(tmp_path: Path, run_python) -> None:
     script.write_text(_SCRIPT)
     proc = run_python([str(script)], ranks=4)
     assert proc.returncode == 0, proc.stderr
-    # 2-D on a 2x2 process grid, 3-D on 2x2x1, ghost widths 1 and 2: no ghost may differ
-    assert proc.stdout.split("\n")[:4] == ["BAD 0 DIMS 2 2", "BAD 0 DIMS 2 2 1"] * 2, proc.stdout
+    # 2-D on a 2x2 process grid, 3-D on 2x2x1, ghost widths 1 to 8: no ghost may differ
+    assert proc.stdout.split("\n")[:6] == ["BAD 0 DIMS 2 2", "BAD 0 DIMS 2 2 1"] * 2 + [
+        "BAD 0 DIMS 2 2"] * 2, proc.stdout

@@ -57,7 +57,7 @@ def _single_steps(u: np.ndarray, coeffs: tuple[float, ...], steps: int) -> np.nd
 
 
 @pytest.mark.parametrize(("shape", "steps"), [((12, 10), 4), ((12, 10), 5), ((3, 9), 3),
-                                              ((8, 7, 9), 4), ((8, 7, 9), 7)])
+                                              ((12, 10), 19), ((8, 7, 9), 4), ((8, 7, 9), 7)])
 def test_run_steps_fused_equals_single_steps(shape: tuple[int, ...], steps: int) -> None:
     u = _random_field(shape, 2)
     coeffs = (0.2, 0.1, 0.05)[: len(shape)]
@@ -65,51 +65,60 @@ def test_run_steps_fused_equals_single_steps(shape: tuple[int, ...], steps: int)
     np.testing.assert_array_equal(result, _single_steps(u, coeffs, steps))
 
 
-def test_pair_with_prefetch_equals_single_steps() -> None:
-    shape = (1450, 1460)  # over the 16 MiB above which the 2-D pair kernel prefetches rows
+def test_sweep_with_prefetch_equals_single_steps() -> None:
+    shape = (1450, 1460)  # over the 16 MiB above which the 2-D sweep prefetches rows
     assert np.zeros(shape).nbytes > stencil._PREFETCH_BYTES
     u = _random_field(shape, 3)
     out = u.copy()
-    stencil.step_pair(u, out, stencil.pair_buffer(shape), (0.2, 0.1))
-    np.testing.assert_array_equal(out, _single_steps(u, (0.2, 0.1), 2))
+    depth = stencil.MAX_DEPTH[2]
+    stencil.sweep(u, out, stencil.sweep_buffer(shape, depth), (0.2, 0.1), depth)
+    np.testing.assert_array_equal(out, _single_steps(u, (0.2, 0.1), depth))
 
 
 @pytest.mark.parametrize("shape", [(9, 13), (6, 8, 7)])
-def test_pair_never_writes_ghosts(shape: tuple[int, ...]) -> None:
+def test_sweep_never_writes_ghosts(shape: tuple[int, ...]) -> None:
     u = _random_field(shape, 4)
     out = np.full(shape, -7.0)
-    stencil.step_pair(u, out, stencil.pair_buffer(shape), (0.1,) * len(shape))
+    depth = stencil.MAX_DEPTH[len(shape)]
+    stencil.sweep(u, out, stencil.sweep_buffer(shape, depth), (0.1,) * len(shape), depth)
     inner = (slice(1, -1),) * len(shape)
-    np.testing.assert_array_equal(out[inner], _single_steps(u, (0.1,) * len(shape), 2)[inner])
+    want = _single_steps(u, (0.1,) * len(shape), depth)
+    np.testing.assert_array_equal(out[inner], want[inner])
     mask = np.ones(shape, dtype=bool)
     mask[inner] = False
     assert np.all(out[mask] == -7.0)
 
 
-@pytest.mark.parametrize("shape", [(13, 17), (9, 11, 10)])
-def test_pair_on_two_ghost_blocks_matches_the_global_steps(shape: tuple[int, ...]) -> None:
-    # cut the global field into blocks with 2 ghost layers (as ranks hold them); open sides
-    # compute the intermediate step in the ghost layer too, closed ones keep the boundary
+@pytest.mark.parametrize(("shape", "depth"), [((17, 19), 2), ((17, 19), 3), ((21, 23), 8),
+                                              ((9, 11, 10), 2)])
+def test_sweep_on_ghost_blocks_matches_the_global_steps(shape: tuple[int, ...],
+                                                        depth: int) -> None:
+    # cut the global field into blocks with `depth` ghost layers (as ranks hold them); open
+    # sides compute intermediate steps in the ghost layers too, closed ones keep the boundary
     ndim = len(shape)
     coeffs = (0.11, 0.07, 0.05)[:ndim]
     field = _random_field(shape, 5)
-    want = _single_steps(field, coeffs, 2)
-    padded = np.pad(field, 1, constant_values=np.nan)  # the outer layer must never be read
-    cuts = [[(0, 2), (2, n - 4), (0, n - 2), (n - 5, 3)] for n in shape]
+    want = _single_steps(field, coeffs, depth)
+    g = depth
+    padded = np.pad(field, g - 1, constant_values=np.nan)  # outside the grid: never read
+    cuts = [[(0, g), (g, n - 2 - 2 * g), (0, n - 2), (n - 2 - g - 1, g + 1)] for n in shape]
     for block in itertools.product(*cuts):
-        u = padded[tuple(slice(o, o + c + 4) for o, c in block)].copy()
+        u = padded[tuple(slice(o, o + c + 2 * g) for o, c in block)].copy()
         out = np.full_like(u, -7.0)
         sides = tuple((o > 0, o + c < n - 2) for (o, c), n in zip(block, shape, strict=True))
-        stencil.step_pair(u, out, stencil.pair_buffer(u.shape), coeffs, 2, sides)
-        got = out[(slice(2, -2),) * ndim]
+        stencil.sweep(u, out, stencil.sweep_buffer(u.shape, depth), coeffs, depth, g, sides)
+        got = out[(slice(g, -g),) * ndim]
         np.testing.assert_array_equal(got, want[tuple(slice(o + 1, o + 1 + c) for o, c in block)])
 
 
-def test_pair_refuses_open_sides_with_one_ghost_layer() -> None:
-    u = np.zeros((6, 6))
-    with pytest.raises(ValueError, match="ghost width >= 2"):
-        stencil.step_pair(u, u.copy(), stencil.pair_buffer(u.shape), (0.1, 0.1), 1,
-                          ((True, False), (False, False)))
+def test_sweep_refuses_open_sides_thinner_than_its_depth() -> None:
+    u = np.zeros((9, 9))
+    with pytest.raises(ValueError, match=r"ghost width >= depth \(3\)"):
+        stencil.sweep(u, u.copy(), stencil.sweep_buffer(u.shape, 3), (0.1, 0.1), 3, 2,
+                      ((True, False), (False, False)))
+    with pytest.raises(ValueError, match="at most 2 steps per sweep in 3-D"):
+        stencil.sweep(np.zeros((9, 9, 9)), np.zeros((9, 9, 9)), np.zeros((3, 9, 9)),
+                      (0.1,) * 3, 3)
 
 
 def test_single_step_with_two_ghost_layers_updates_the_inner_block() -> None:
