@@ -1,6 +1,6 @@
 """Explicit heat-equation update kernels (numba, no MPI) and the analytic solution.
 
-Arrays carry ``g`` ghost layers on every side (1, or 2 for the fused two-step kernel);
+Arrays carry ``g`` ghost layers on every side (1, or up to ``MAX_DEPTH`` for fused sweeps);
 kernels update only the interior ``[g:-g, ...]`` and never touch the ghost layers. Every
 point is updated with the same floating-point expression whatever the decomposition and
 whether steps are fused, which is what keeps results bitwise equal across rank counts
@@ -37,11 +37,11 @@ def _prefetch_intrinsic(write: int):  # noqa: ANN202 - numba intrinsic factory
     return _prefetch
 
 
-# Software prefetch of the next rows: the fused kernel computes twice per row fetched, and
+# Software prefetch of the next rows: a sweep computes several steps per row fetched, and
 # the hardware stream prefetcher alone leaves the memory fetch unoverlapped with that work.
 _prefetch_read = _prefetch_intrinsic(0)
 _prefetch_write = _prefetch_intrinsic(1)
-_PREFETCH_BYTES = 16 << 20  # below this an array pair stays in the 32 MiB L3: prefetch only costs
+_PREFETCH_BYTES = 16 << 20  # below this both arrays stay in the 32 MiB L3: prefetch only costs
 
 
 @njit(cache=True)

@@ -69,6 +69,16 @@ def test_fused_run_equals_single_steps(tmp_path: Path, heat_here, steps: int,
         assert saved[-1] == f"step-{last:010d}"  # checkpoints still land on their steps
 
 
+def test_progress_lines_land_on_their_steps(tmp_path: Path, heat_here) -> None:
+    # sweeps fuse up to 8 steps but end on every log step, so each line names its own step
+    run = heat_here(["--nx", "23", "--ny", "17", "--steps", "25", "--log-every", "5",
+                     "--no-png", "--output-path", str(tmp_path)], env={"AWS_BATCH_JOB_ID": "log"})
+    assert run.returncode == 0, run.stderr
+    assert [f"step {n}/25" in run.stderr for n in (5, 10, 15, 20, 25)] == [True] * 5
+    np.testing.assert_array_equal(np.load(tmp_path / "log" / "field.npy"),
+                                  _single_steps(23, 17, 25))
+
+
 @pytest.mark.mpi
 def test_thin_blocks_match_serial(tmp_path: Path, run_solver) -> None:
     # interior 5 x 7: 3 ranks get 1-layer blocks (single steps), 4 ranks 2-layer blocks (fused)
