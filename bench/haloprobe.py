@@ -1,7 +1,7 @@
 """``mpiexec -n P python -m bench.haloprobe --nx N --ny N --steps S``: halo share of step time.
 
 The solver's summary gives only a total, so this runs the solver's own pieces (decompose,
-Halo.exchange, stencil.step) in the solver's loop order and times, on every rank, the wait at
+Halo.exchange, stencil.sweep) in the solver's loop order and times, on every rank, the wait at
 a barrier before each exchange (imbalance between ranks), the exchange and the update.
 Rank 0 prints one JSON line.
 """
@@ -25,30 +25,25 @@ from solver.halo import Halo
 def probe(comm: MPI.Comm, grid: tuple[int, ...], steps: int) -> dict | None:
     """Time ``steps`` time steps; rank 0 gets per-rank figures, others None.
 
-    Follows the solver's loop: one exchange per call of the update, which advances two steps
-    when the solver fuses steps in pairs (ghost width 2) and one step otherwise.
+    Follows the solver's loop: one exchange of ``ghost`` layers, then one fused sweep of up
+    to ``ghost`` steps (stencil.sweep), as solver.heat does.
     """
     cart, block = decompose(comm, grid)
-    ghost = getattr(block, "ghost", 1)  # older solvers: one ghost layer, single steps
-    shape = getattr(block, "compute_shape", block.padded_shape)
+    ghost = block.ghost
+    shape = block.compute_shape
     u = np.zeros(shape)
     inner = (slice(ghost, -ghost),) * u.ndim
     u[inner] = np.random.default_rng(cart.Get_rank()).random(block.count)
     nxt = np.zeros_like(u)
-    halo = Halo(cart, shape, ghost) if ghost != 1 else Halo(cart, shape)
+    halo = Halo(cart, shape, ghost)
     coeffs = (0.1,) * u.ndim
     stencil.warm_up(u.ndim)
-    if ghost == 2 and hasattr(stencil, "step_pair"):
-        sides = tuple((lo != MPI.PROC_NULL, hi != MPI.PROC_NULL) for lo, hi in halo.neighbours)
-        buf = stencil.pair_buffer(shape)
+    sides = tuple((lo != MPI.PROC_NULL, hi != MPI.PROC_NULL) for lo, hi in halo.neighbours)
+    bufs = stencil.sweep_buffer(shape, ghost)
 
-        def update(a: np.ndarray, b: np.ndarray) -> int:
-            stencil.step_pair(a, b, buf, coeffs, ghost, sides)
-            return 2
-    else:
-        def update(a: np.ndarray, b: np.ndarray) -> int:
-            stencil.step(a, b, coeffs)
-            return 1
+    def update(a: np.ndarray, b: np.ndarray) -> int:
+        stencil.sweep(a, b, bufs, coeffs, ghost, ghost, sides)
+        return ghost
     halo.exchange(u)  # untimed: first touch of buffers and the shared-memory channel
     update(u, nxt)
     cart.Barrier()
