@@ -30,7 +30,7 @@ def _command(opts: Options) -> list[str]:
     sizes = ",".join(map(str, SIZES[opts.quick]))
     quick = ["--loop", "200", "--skip", "20", "--loop-large", "10", "--skip-large", "2"]
     return ["python", "-m", "bench.osu", "--sizes", sizes,
-            "--commcheck", "30" if opts.quick else "200", *(quick if opts.quick else [])]
+            "--commcheck", "30" if opts.quick else "1000", *(quick if opts.quick else [])]
 
 
 def _parse(stdout: str) -> dict[str, dict]:

@@ -88,6 +88,11 @@ def _hello(comm: MPI.Comm, timeout: float) -> tuple[dict[int, str], list[int]]:
     return names, missing
 
 
+def _warmup(iterations: int) -> int:
+    """Untimed round trips before the timed ones (osu_latency skips 1 in 10)."""
+    return iterations // 10 + 1
+
+
 def _pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int,
               timeout: float) -> tuple[float, int] | None:
     """Rank 0 side: seconds per round trip and payload mismatches, or None if ``peer`` is silent."""
@@ -109,6 +114,9 @@ def _pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int,
     np.bitwise_xor(pattern, 0x5A, out=send)
     recv.fill(0)
     send_msg, recv_msg = [send, MPI.BYTE], [recv, MPI.BYTE]  # built once, outside the timing
+    for _ in range(_warmup(iterations)):  # as osu_latency's skip: caches and channels settle
+        comm.Send(send_msg, peer, _PING)
+        comm.Recv(recv_msg, peer, _PING)
     start = time.perf_counter()
     for _ in range(iterations):
         comm.Send(send_msg, peer, _PING)
@@ -122,7 +130,7 @@ def _echo(comm: MPI.Comm, sizes: list[int], iterations: int) -> None:
     """Non-root side: send every ping straight back."""
     for size in sizes:
         msg = [np.empty(size, dtype=np.uint8), MPI.BYTE]
-        for _ in range(VERIFY_ROUNDS + iterations):
+        for _ in range(VERIFY_ROUNDS + _warmup(iterations) + iterations):
             comm.Recv(msg, 0, _PING)
             comm.Send(msg, 0, _PING)
 
