@@ -31,7 +31,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.stdout.flush()
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

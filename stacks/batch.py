@@ -98,6 +98,15 @@ def node_properties(node: NodeDefaults, wiring: JobWiring) -> dict:
                                      "container": container_properties(node, wiring)}]}
 
 
+def node_image(template: LaunchTemplate) -> dict:
+    """Compute-resource settings every environment shares: our launch template, ECS AL2023 AMI."""
+    return {"launch_template": BatchComputeEnvironmentComputeResourcesLaunchTemplate(
+                launch_template_id=template.id,
+                version=Token.as_string(template.latest_version)),
+            "ec2_configuration": [BatchComputeEnvironmentComputeResourcesEc2Configuration(
+                image_type="ECS_AL2023")]}
+
+
 def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
     """The contract's evaluateOnExit rules as provider blocks (RETRY 3, 4, 143, Host EC2*)."""
     keys = {"onStatusReason": "on_status_reason", "onExitCode": "on_exit_code",
@@ -119,27 +128,25 @@ class BatchCompute(Construct):
         self.placement_group = PlacementGroup(self, "placement_group",
                                               name=name(cluster, "mpi"), strategy="cluster",
                                               tags=tags(cluster))
-        self.launch_template = self.add_launch_template(self, config, cluster)
+        self.launch_template = self._add_launch_template()
         self.compute_environment = self._add_compute_environment(
             instance_types, max_vcpus, subnet_id, security_group_id, instance_profile_arn)
         # --- Scheduling
         self.job_queue = self._add_job_queue()
         self.job_definition = self._add_job_definition(wiring)
 
-    @staticmethod
-    def add_launch_template(scope: Construct, config: PlatformConfig,
-                            cluster: str) -> LaunchTemplate:
+    def _add_launch_template(self) -> LaunchTemplate:
         """IMDSv2 only, hop limit 1 (containers cannot reach instance credentials), gp3 root."""
         return LaunchTemplate(
-            scope, "launch_template", name_prefix=f"{name(cluster, 'node')}-",
+            self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
             metadata_options=LaunchTemplateMetadataOptions(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
             block_device_mappings=[LaunchTemplateBlockDeviceMappings(
                 device_name="/dev/xvda",
                 ebs=LaunchTemplateBlockDeviceMappingsEbs(
-                    volume_size=config.limits.root_volume_gib, volume_type="gp3",
+                    volume_size=self._config.limits.root_volume_gib, volume_type="gp3",
                     encrypted="true", delete_on_termination="true"))],
-            tags=tags(cluster))
+            tags=tags(self._cluster))
 
     def _add_compute_environment(self, instance_types: list[str], max_vcpus: float,
                                  subnet_id: str, security_group_id: str,
@@ -155,11 +162,7 @@ class BatchCompute(Construct):
                 subnets=[subnet_id], security_group_ids=[security_group_id],
                 instance_role=instance_profile_arn,
                 placement_group=self.placement_group.name,
-                launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
-                    launch_template_id=self.launch_template.id,
-                    version=Token.as_string(self.launch_template.latest_version)),
-                ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(
-                    image_type="ECS_AL2023")],
+                **node_image(self.launch_template),
                 tags=tags(self._cluster, Name=name(self._cluster, "node"))),
             # Most compute-resource changes force replacement; a prefix lets the new one exist
             # before the queue is moved off the old one.

@@ -8,8 +8,6 @@ from cdktf import TerraformResource, Token
 from cdktf_cdktf_provider_aws.batch_compute_environment import (
     BatchComputeEnvironment,
     BatchComputeEnvironmentComputeResources,
-    BatchComputeEnvironmentComputeResourcesEc2Configuration,
-    BatchComputeEnvironmentComputeResourcesLaunchTemplate,
 )
 from cdktf_cdktf_provider_aws.batch_job_definition import BatchJobDefinition
 from cdktf_cdktf_provider_aws.batch_job_queue import (
@@ -19,7 +17,7 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
 from cdktf_cdktf_provider_aws.launch_template import LaunchTemplate
 from constructs import Construct
 
-from stacks.batch import JobWiring, container_properties, retry_rules
+from stacks.batch import JobWiring, container_properties, node_image, retry_rules
 from stacks.config import PlatformConfig, name, tags
 
 ENABLED = "var.enable_spot_queue"
@@ -52,11 +50,7 @@ class SpotQueue(Construct):
                 min_vcpus=0, max_vcpus=max_vcpus, instance_type=instance_types,
                 subnets=subnet_ids, security_group_ids=[security_group_id],
                 instance_role=instance_profile_arn,
-                launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
-                    launch_template_id=launch_template.id,
-                    version=Token.as_string(launch_template.latest_version)),
-                ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(
-                    image_type="ECS_AL2023")],
+                **node_image(launch_template),
                 tags=tags(cluster, Name=name(cluster, "spot-node"))),
             tags=tags(cluster))
         queue = BatchJobQueue(

@@ -34,7 +34,6 @@ class SharedStorage(Construct):
                  variables: Variables, network: Network, encryption: Encryption) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
-        self._encryption = encryption
         self.file_system = self._add_file_system(variables, encryption)
         self.mount_targets = [
             EfsMountTarget(self, f"mount_target_{i}", file_system_id=self.file_system.id,
