@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
+import math
+import statistics
 from pathlib import Path
 
 from bench import plot
@@ -23,41 +24,53 @@ from bench.common import (
 
 TOLERANCE = 0.10
 SIZES = {True: (8, 4096, 1048576), False: (8, 64, 512, 4096, 32768, 262144, 1048576, 4194304)}
+ROUNDS = {True: 2, False: 16}  # even: each program goes first equally often (ABBA)
 
 
 def _command(opts: Options) -> list[str]:
-    """One MPI program: `solver commcheck`, then the OSU loops, with the same message sizes."""
+    """One MPI program: rounds of `solver commcheck` against the OSU latency loop, then OSU."""
     sizes = ",".join(map(str, SIZES[opts.quick]))
-    quick = ["--loop", "200", "--skip", "20", "--loop-large", "10", "--skip-large", "2"]
-    return ["python", "-m", "bench.osu", "--sizes", sizes,
-            "--commcheck", "30" if opts.quick else "1000", *(quick if opts.quick else [])]
+    quick = ["--loop", "200", "--skip", "20", "--loop-large", "10", "--skip-large", "2",
+             "--pair-loop", "100", "--pair-loop-large", "10"]
+    return ["python", "-m", "bench.osu", "--sizes", sizes, "--pairs", str(ROUNDS[opts.quick]),
+            *(quick if opts.quick else [])]
 
 
-def _parse(stdout: str) -> dict[str, dict]:
-    """Both programs' JSON lines, by name."""
+def _parse(stdout: str) -> dict[int, dict]:
+    """Per size: both programs' median latency, the paired ratios' median and range, osu_bw."""
     found = {}
     for line in stdout.splitlines():
         if line.startswith("{"):
             obj = json.loads(line)
             found[obj.get("command")] = obj
-    if not {"commcheck", "osu"} <= set(found):
-        raise BenchError(f"expected commcheck and osu JSON lines, got:\n{stdout[-2000:]}")
-    if not found["commcheck"].get("ok"):
+    if "commcheck" in found and not found["commcheck"].get("ok"):
         raise BenchError(f"commcheck reported errors: {found['commcheck'].get('errors')}")
-    return {name: _per_size(name, found[name]) for name in ("commcheck", "osu")}
+    if "pairs" not in found.get("osu", {}):
+        raise BenchError(f"expected the paired osu JSON line, got:\n{stdout[-2000:]}")
+    out = {}
+    for size, rounds in found["osu"]["pairs"].items():
+        cc, osu = rounds["commcheck_us"], rounds["osu_us"]
+        ratios = [c / o for c, o in zip(cc, osu, strict=True)]
+        out[int(size)] = {
+            "commcheck_us": statistics.median(cc), "osu_us": statistics.median(osu),
+            "ratio": crossover_ratio(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "rounds": len(ratios),
+            "osu_bw_MBps": found["osu"]["sizes"][size]["bandwidth_MBps"]}
+    return out
 
 
-def _per_size(name: str, summary: dict) -> dict[int, dict[str, float]]:
-    """{size: {latency_us, bandwidth_MBps}} from either program's JSON line."""
-    if name == "osu":
-        return {int(s): v for s, v in summary["sizes"].items()}
-    pair = summary["pairs"][0]
-    # commcheck reports size / half round trip; invert it for the per-size latency
-    return {int(s): {"latency_us": int(s) / bw, "bandwidth_MBps": bw}
-            for s, bw in pair["bandwidth_MBps"].items()}
+def crossover_ratio(ratios: list[float]) -> float:
+    """Median over AB/BA blocks of the two rounds' geometric mean.
+
+    Rounds alternate which program goes first; whichever goes first can be systematically
+    faster or slower (4 MiB on one host: 0.9 vs 1.2 here), so each block averages one round
+    of each order before the median takes out bursts of load.
+    """
+    blocks = [math.sqrt(a * b) for a, b in zip(ratios[::2], ratios[1::2], strict=False)]
+    return statistics.median(blocks or ratios)
 
 
-def _same_host(opts: Options) -> dict[str, dict]:
+def _same_host(opts: Options) -> dict[int, dict]:
     argv = [MPIEXEC, *MPI_ARGS, "-n", "2", PYTHON, *_command(opts)[1:]]
     return _parse(run(argv, environ=env(opts), timeout=600).stdout)
 
@@ -72,7 +85,7 @@ def netns_unavailable() -> str | None:
     return reason
 
 
-def _two_namespaces(opts: Options) -> dict[str, dict]:
+def _two_namespaces(opts: Options) -> dict[int, dict]:
     """The same program as a 2-node job of the emulator (solver.emulate), one rank per node."""
     from solver.emulate import Emulation
 
@@ -96,74 +109,55 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def sleep0_us(n: int = 2000) -> float:
-    """Cost of one ``time.sleep(0)`` here (commcheck's poll loop sleeps between Testall calls;
-    the kernel's timer slack can make that tens of microseconds)."""
-    start = time.perf_counter()
-    for _ in range(n):
-        time.sleep(0)
-    return (time.perf_counter() - start) / n * 1e6
-
-
-def _best(runs: list[dict[str, dict]]) -> dict[str, dict]:
-    """Per program and size, the repetition with the lowest latency (noise only adds time)."""
-    best: dict[str, dict] = {}
-    for name in ("commcheck", "osu"):
-        sizes = runs[0][name]
-        best[name] = {s: {k: (min if k == "latency_us" else max)(r[name][s][k] for r in runs)
-                          for k in sizes[s]} for s in sizes}
-    return best
-
-
-def _rows(where: str, res: dict[str, dict]) -> list[Row]:
-    cc, osu = res["commcheck"], res["osu"]
-    small, big = min(cc), max(cc)
-    lat = cc[small]["latency_us"] / osu[small]["latency_us"]
-    pp = cc[big]["bandwidth_MBps"] / osu[big]["pingpong_MBps"]
-    stream = cc[big]["bandwidth_MBps"] / osu[big]["bandwidth_MBps"]
-    worst = max((cc[s]["latency_us"] / osu[s]["latency_us"] for s in cc), key=lambda r: abs(r - 1))
+def _rows(where: str, res: dict[int, dict]) -> list[Row]:
+    small, big = min(res), max(res)
+    lo, hi = res[small], res[big]
+    bw, osu_bw = big / hi["commcheck_us"], big / hi["osu_us"]
+    worst = max(res, key=lambda s: abs(res[s]["ratio"] - 1))
     within = f"1 +- {TOLERANCE}"
+    rounds = f"{lo['rounds']} paired rounds"
     return [
-        Row(f"{where}: commcheck latency, {small} B", cc[small]["latency_us"], "us",
-            f"osu_latency {osu[small]['latency_us']:.2f} us", lat, within,
-            judge(abs(lat - 1), "<=", TOLERANCE)),
-        Row(f"{where}: commcheck bandwidth, {big} B (ping-pong)", cc[big]["bandwidth_MBps"],
-            "MB/s", f"osu_latency ping-pong {osu[big]['pingpong_MBps']:.0f} MB/s", pp, within,
-            judge(abs(pp - 1), "<=", TOLERANCE)),
-        Row(f"{where}: same, against streaming osu_bw", cc[big]["bandwidth_MBps"], "MB/s",
-            f"osu_bw {osu[big]['bandwidth_MBps']:.0f} MB/s", stream, "", None),
-        Row(f"{where}: commcheck/osu latency, farthest from 1 over all sizes", None, "", "",
-            worst, "", None),
+        Row(f"{where}: commcheck latency, {small} B ({rounds})", lo["commcheck_us"], "us",
+            f"osu_latency {lo['osu_us']:.2f} us", lo["ratio"], within,
+            judge(abs(lo["ratio"] - 1), "<=", TOLERANCE)),
+        Row(f"{where}: commcheck bandwidth, {big} B (ping-pong, {rounds})", bw, "MB/s",
+            f"osu_latency ping-pong {osu_bw:.0f} MB/s", 1 / hi["ratio"], within,
+            judge(abs(1 / hi["ratio"] - 1), "<=", TOLERANCE)),
+        Row(f"{where}: same, against streaming osu_bw", bw, "MB/s",
+            f"osu_bw {hi['osu_bw_MBps']:.0f} MB/s", bw / hi["osu_bw_MBps"], "", None),
+        Row(f"{where}: commcheck/osu time per message, size farthest from 1 ({worst} B)",
+            None, "", "", res[worst]["ratio"], within,
+            judge(abs(res[worst]["ratio"] - 1), "<=", TOLERANCE)),
     ]
 
 
 def measure(opts: Options) -> Section:
     """Same host always; two namespaces when the emulator can run here."""
     sec = Section("comm", "MPI communication")
-    reps = 1 if opts.quick else 3
-    results = {"same host": _best([_same_host(opts) for _ in range(reps)])}
+    results = {"same host": _same_host(opts)}
     reason = netns_unavailable()
     if reason is None:
-        results["2 namespaces"] = _best([_two_namespaces(opts) for _ in range(max(1, reps - 1))])
+        results["2 namespaces"] = _two_namespaces(opts)
     else:
         sec.notes.append(f"Two-namespace figures skipped: {reason}.")
     for where, res in results.items():
         sec.rows += _rows(where, res)
-    sec.data = {where: {name: {str(s): v for s, v in per.items()} for name, per in res.items()}
-                for where, res in results.items()}
+    sec.data = {where: {str(s): v for s, v in res.items()} for where, res in results.items()}
     sec.notes.append(
-        "`solver commcheck` (rank 0 <-> rank 1 ping-pong, median of its iterations; its "
-        "`run` on the job's communicator) and then the OSU loops (`bench.osu`, the algorithm "
-        "of mpi4py's demo/osu_latency.py and osu_bw.py) run with the same sizes in one MPI "
-        "job: under `mpiexec --bind-to none -n 2` on one host, and as a 2-node job of "
-        "`solver.emulate` (network namespaces on a bridge, one rank per node, the "
-        "launcher's mpiexec over ssh/TCP). Each job is repeated (3 times on one host, twice "
-        "across namespaces in the full run) and the best figure per program and size kept. "
-        "Bandwidth is judged like "
-        "for like: commcheck's ping-pong bandwidth against the OSU ping-pong's "
-        "(size / latency); the streaming osu_bw figure is shown beside it.")
-    sec.notes.append(f"On this machine one `time.sleep(0)` takes {sleep0_us():.1f} us "
-                     "(measured now); commcheck sleeps that way between polls of its requests.")
+        "One MPI job per setting runs `bench.osu --pairs`: in each of "
+        f"{ROUNDS[opts.quick]} rounds, `solver commcheck` (its `run` on the job's "
+        "communicator, rank 0 <-> rank 1) and the OSU latency loop (`bench.osu`, the algorithm "
+        "of mpi4py's demo/osu_latency.py) measure the same sizes back to back with the same "
+        "counts (1000 timed round trips up to 8 KiB, 100 above, 1 in 10 more as warm-up), the "
+        "order flipping every round; afterwards osu_bw's streaming loop runs once. Each "
+        "ratio is commcheck/OSU time per message: the geometric mean of two consecutive "
+        "rounds (one of each order, which cancels a first-mover effect), then the median over "
+        "those blocks, so a burst of other load falls on both sides of a pair; the latencies "
+        "shown are medians over rounds; `ratio_min`/`ratio_max` in results.json are the "
+        "single rounds' extremes. Settings: `mpiexec --bind-to none -n 2` on one host, and "
+        "a 2-node job of `solver.emulate` (network namespaces on a bridge, one rank per node, the "
+        "launcher's mpiexec over ssh/TCP). Both programs send from buffers allocated once, "
+        "page-aligned and written (`solver.commcheck.message_buffer`).")
     sec.figure = _figure(opts, results)
     return sec
 
@@ -173,18 +167,22 @@ def _figure(opts: Options, results: dict[str, dict]) -> str:
     styles = {"same host": "-", "2 namespaces": "--"}
     for where, res in results.items():
         ls = styles[where]
-        sizes = sorted(res["commcheck"])
-        cc = [res["commcheck"][s] for s in sizes]
-        osu = [res["osu"][s] for s in sizes]
-        ax1.plot(sizes, [c["latency_us"] for c in cc], "o" + ls, label=f"commcheck, {where}")
-        ax1.plot(sizes, [o["latency_us"] for o in osu], "s" + ls, label=f"osu_latency, {where}")
-        ax2.plot(sizes, [c["bandwidth_MBps"] for c in cc], "o" + ls, label=f"commcheck, {where}")
-        ax2.plot(sizes, [o["pingpong_MBps"] for o in osu], "s" + ls,
+        sizes = sorted(res)
+        cc = [res[s]["commcheck_us"] for s in sizes]
+        osu = [res[s]["osu_us"] for s in sizes]
+        ax1.plot(sizes, cc, "o" + ls, label=f"commcheck, {where}")
+        ax1.plot(sizes, osu, "s" + ls, label=f"osu_latency, {where}")
+        ax2.plot(sizes, [s / c for s, c in zip(sizes, cc, strict=True)], "o" + ls,
+                 label=f"commcheck, {where}")
+        ax2.plot(sizes, [s / o for s, o in zip(sizes, osu, strict=True)], "s" + ls,
                  label=f"osu ping-pong, {where}")
-        ax2.plot(sizes, [o["bandwidth_MBps"] for o in osu], "^" + ls, alpha=0.6,
+        ax2.plot(sizes, [res[s]["osu_bw_MBps"] for s in sizes], "^" + ls, alpha=0.6,
                  label=f"osu_bw, {where}")
-        ax3.plot(sizes, [c["latency_us"] / o["latency_us"] for c, o in zip(cc, osu, strict=True)],
-                 "o" + ls, label=where)
+        mid = [res[s]["ratio"] for s in sizes]
+        spread = [[m - res[s]["ratio_min"] for s, m in zip(sizes, mid, strict=True)],
+                  [res[s]["ratio_max"] - m for s, m in zip(sizes, mid, strict=True)]]
+        ax3.errorbar(sizes, mid, yerr=spread, fmt="o" + ls, capsize=3,
+                     label=f"{where} (median, min-max of rounds)")
     ax3.axhspan(1 - TOLERANCE, 1 + TOLERANCE, color="green", alpha=0.15, label="target band")
     for ax in (ax1, ax2, ax3):
         ax.set_xscale("log", base=2)
@@ -192,8 +190,7 @@ def _figure(opts: Options, results: dict[str, dict]) -> str:
         ax.legend(fontsize=7)
     ax1.set_yscale("log")
     ax2.set_yscale("log")
-    ax3.set_yscale("log")
-    ax1.set_ylabel("one-way latency (us)")
+    ax1.set_ylabel("one-way latency (us, median of rounds)")
     ax2.set_ylabel("bandwidth (MB/s)")
     ax3.set_ylabel("commcheck / OSU time per message")
-    return plot.save(fig, opts, "comm", "commcheck vs OSU-style ping-pong (same run)")
+    return plot.save(fig, opts, "comm", "commcheck vs OSU-style ping-pong (paired rounds)")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
+
 import pytest
 
-from bench.comm import _best, _parse, _rows
+from bench.comm import _parse, _rows, crossover_ratio
 from bench.common import BenchError, Row, Section, judge, last_json
 from bench.report import fmt, table
 
@@ -24,41 +28,47 @@ def test_judge(ratio: float | None, op: str, bound: float, want: bool | None) ->
     assert judge(ratio, op, bound) is want
 
 
-def test_commcheck_and_osu_lines_become_per_size_latencies() -> None:
-    stdout = "\n".join([
-        '{"command": "commcheck", "ok": true, "pairs": [{"rank": 1, "latency_us": 2.0,'
-        ' "bandwidth_MBps": {"8": 4.0, "1048576": 5000.0}}]}',
-        '{"command": "osu", "sizes": {"8": {"latency_us": 1.0, "bandwidth_MBps": 9.0,'
-        ' "pingpong_MBps": 8.0}, "1048576": {"latency_us": 200.0, "bandwidth_MBps": 7000.0,'
-        ' "pingpong_MBps": 5242.88}}}',
-    ])
+def _osu_line(pairs: dict[str, tuple[list[float], list[float]]]) -> str:
+    return json.dumps({"command": "osu",
+                       "pairs": {s: {"commcheck_us": cc, "osu_us": osu}
+                                 for s, (cc, osu) in pairs.items()},
+                       "sizes": {s: {"latency_us": 1.0, "bandwidth_MBps": 7000.0,
+                                     "pingpong_MBps": 1.0} for s in pairs}})
+
+
+def test_paired_rounds_become_per_size_ratios_and_verdicts() -> None:
+    stdout = "log line\n" + _osu_line({
+        "8": ([2.0, 2.2, 1.9, 2.1], [1.0, 1.0, 1.0, 1.0]),  # commcheck twice as slow
+        "1048576": ([200.0, 210.0, 190.0, 205.0], [200.0, 200.0, 200.0, 200.0]),
+    })
     res = _parse(stdout)
-    assert res["commcheck"][8]["latency_us"] == pytest.approx(2.0)  # 8 B / 4 MB/s
-    assert res["commcheck"][1048576]["latency_us"] == pytest.approx(209.7152)
-    rows = {r.name.split(": ", 1)[1]: r for r in _rows("same host", res)}
+    assert res[8]["commcheck_us"] == pytest.approx(2.05)  # median of the rounds
+    assert res[8]["ratio_min"] == pytest.approx(1.9) and res[8]["ratio_max"] == pytest.approx(2.2)
+    assert res[8]["ratio"] == pytest.approx(statistics.median(
+        [math.sqrt(2.0 * 2.2), math.sqrt(1.9 * 2.1)]))
+    rows = {r.name.split(": ", 1)[1].split(" (", 1)[0]: r for r in _rows("same host", res)}
     lat = rows["commcheck latency, 8 B"]
-    assert lat.ratio == pytest.approx(2.0) and lat.met is False
-    bw = rows["commcheck bandwidth, 1048576 B (ping-pong)"]
-    assert bw.ratio == pytest.approx(5000.0 / 5242.88) and bw.met is True
+    assert lat.ratio == pytest.approx(res[8]["ratio"]) and lat.met is False
+    bw = rows["commcheck bandwidth, 1048576 B"]
+    assert bw.ratio == pytest.approx(1 / res[1048576]["ratio"]) and bw.met is True
+    assert bw.value == pytest.approx(1048576 / 202.5)
+    worst = rows["commcheck/osu time per message, size farthest from 1"]
+    assert worst.ratio == pytest.approx(res[8]["ratio"]) and worst.met is False
+
+
+def test_crossover_ratio_cancels_a_first_mover_effect() -> None:
+    # rounds alternate who goes first: 0.8 when commcheck leads, 1.25 when OSU does
+    assert crossover_ratio([0.8, 1.25] * 4) == pytest.approx(1.0)
+    assert crossover_ratio([3.0]) == 3.0  # a single round (QUICK) is its own figure
 
 
 def test_a_failed_commcheck_is_an_error_not_a_figure() -> None:
     bad = ('{"command": "commcheck", "ok": false, "errors": ["rank 1 did not answer"]}\n'
-           '{"command": "osu", "sizes": {}}')
+           + _osu_line({"8": ([1.0], [1.0])}))
     with pytest.raises(BenchError, match="rank 1 did not answer"):
         _parse(bad)
-    with pytest.raises(BenchError, match="expected commcheck and osu"):
+    with pytest.raises(BenchError, match="expected the paired osu"):
         _parse('{"command": "osu", "sizes": {}}')
-
-
-def test_best_of_repetitions_keeps_lowest_latency_and_highest_bandwidth() -> None:
-    def run(lat: float, bw: float) -> dict:
-        fig = {"latency_us": lat, "bandwidth_MBps": bw}
-        return {"commcheck": {8: dict(fig)}, "osu": {8: dict(fig, pingpong_MBps=bw)}}
-
-    best = _best([run(3.0, 10.0), run(1.5, 30.0), run(2.0, 20.0)])
-    assert best["commcheck"][8] == {"latency_us": 1.5, "bandwidth_MBps": 30.0}
-    assert best["osu"][8]["pingpong_MBps"] == 30.0
 
 
 def test_table_shows_verdicts_and_failed_parts() -> None:

@@ -91,3 +91,15 @@ def test_bad_commcheck_option(capsys: pytest.CaptureFixture[str], args: list[str
     assert run(MPI.COMM_SELF, args, {}) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count(fragment) == 1
+
+
+def test_message_buffers_are_page_aligned_written_and_writable() -> None:
+    import mmap
+
+    from solver.commcheck import message_buffer
+
+    buf = message_buffer(3 * mmap.PAGESIZE + 5, 7)
+    assert buf.ctypes.data % mmap.PAGESIZE == 0
+    assert buf.size == 3 * mmap.PAGESIZE + 5 and (buf == 7).all()
+    buf[-1] = 9
+    assert buf[-1] == 9
