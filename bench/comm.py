@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bench.common import (
     Options,
     Row,
     Section,
+    crossover_ratio,
     env,
     judge,
     run,
@@ -57,17 +57,6 @@ def _parse(stdout: str) -> dict[int, dict]:
             "ratio_max": max(ratios), "rounds": len(ratios),
             "osu_bw_MBps": found["osu"]["sizes"][size]["bandwidth_MBps"]}
     return out
-
-
-def crossover_ratio(ratios: list[float]) -> float:
-    """Median over AB/BA blocks of the two rounds' geometric mean.
-
-    Rounds alternate which program goes first; whichever goes first can be systematically
-    faster or slower (4 MiB on one host: 0.9 vs 1.2 here), so each block averages one round
-    of each order before the median takes out bursts of load.
-    """
-    blocks = [math.sqrt(a * b) for a, b in zip(ratios[::2], ratios[1::2], strict=False)]
-    return statistics.median(blocks or ratios)
 
 
 def _same_host(opts: Options) -> dict[int, dict]:

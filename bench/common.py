@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -109,6 +110,17 @@ def last_json(text: str) -> dict:
 def best_median(samples: list[float]) -> tuple[float, float]:
     """(smallest, median) of timing samples."""
     return min(samples), statistics.median(samples)
+
+
+def crossover_ratio(ratios: list[float]) -> float:
+    """Median over AB/BA blocks of two consecutive rounds' ratios' geometric mean.
+
+    Paired benchmarks alternate which side goes first; going first can be systematically
+    faster or slower (a 4 MiB ping-pong on one host: 0.9 vs 1.2 here), so each block
+    averages one round of each order before the median takes out bursts of other load.
+    """
+    blocks = [math.sqrt(a * b) for a, b in zip(ratios[::2], ratios[1::2], strict=False)]
+    return statistics.median(blocks or ratios)
 
 
 def judge(ratio: float | None, op: str, bound: float) -> bool | None:

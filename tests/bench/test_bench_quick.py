@@ -120,3 +120,22 @@ def test_make_target_runs_the_same_entry_point() -> None:
     dry = subprocess.run(["make", "-n", "-C", str(REPO), "bench", "QUICK=1", "BENCH_OUT=/x/y"],
                          capture_output=True, text=True, check=True)
     assert "-m bench --quick --out /x/y" in dry.stdout
+
+
+def test_paired_rounds_are_recorded_for_weak_scaling_and_comm(quick) -> None:
+    out, _ = quick
+    from bench import comm, scaling
+
+    raw = json.loads((out / "docs" / "bench" / "results.json").read_text())
+    data = {sec["key"]: sec["data"] for sec in raw["sections"]}
+    weak = data["scaling"]["weak_pairs"]
+    assert len(weak["pair"]) == len(weak["coupled"]) == scaling.ROUNDS[True]
+    assert all(len(p) == 2 and min(p) > 0 for p in weak["pair"])
+    assert min(weak["coupled"]) > 0
+    for where, per_size in data["comm"].items():
+        if where == "seconds":
+            continue
+        assert {int(s) for s in per_size} == set(comm.SIZES[True]), where
+        for figures in per_size.values():
+            assert figures["rounds"] == comm.ROUNDS[True]
+            assert figures["ratio_min"] <= figures["ratio"] <= figures["ratio_max"]

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from bench.comm import _parse, _rows, crossover_ratio
-from bench.common import BenchError, Row, Section, judge, last_json
+from bench.comm import _parse, _rows
+from bench.common import BenchError, Row, Section, crossover_ratio, judge, last_json
 from bench.report import fmt, table
 
 
