@@ -15,7 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, BenchError, Options, Section, load_average, machine
+from bench.common import (
+    REPO,
+    BenchError,
+    Options,
+    Section,
+    cpu_ticks,
+    load_average,
+    machine,
+    steal_share,
+)
 
 PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
          "scaling": "Scaling on one 2-core host", "comm": "MPI communication"}
@@ -29,6 +38,13 @@ def _parts(text: str) -> list[str]:
     return parts
 
 
+def _memory_dir() -> Path | None:
+    """/dev/shm when writable: solver outputs written there start no disk writeback, whose
+    kernel threads would otherwise take CPU time from later timed runs."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -37,8 +53,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-make-test", dest="make_test", action="store_false",
                    help="full run without timing `make test`")
     p.add_argument("--out", type=Path, help="where BENCHMARKS.md goes (plots in OUT/docs/bench)")
-    p.add_argument("--scratch", type=Path,
-                   help="parent of the run's scratch directory (default: the system temp dir)")
+    p.add_argument("--scratch", type=Path, default=_memory_dir(),
+                   help="parent of the run's scratch directory (default: /dev/shm where "
+                        "writable, else the system temp dir)")
     p.add_argument("--only", type=_parts, default=list(PARTS), help="comma-separated parts")
     return p.parse_args(argv)
 
@@ -70,15 +87,17 @@ def main(argv: list[str]) -> int:
         info = machine()
         for key in args.only:
             print(f"bench: {key} ...", file=sys.stderr, flush=True)
-            start, load = time.perf_counter(), load_average()
+            start, load, ticks = time.perf_counter(), load_average(), cpu_ticks()
             try:
                 sec = _run_part(key, opts)
             except BenchError as exc:
                 failed = True
                 sec = Section(key, PARTS[key], skipped=f"failed: {exc}")
             sec.data["seconds"] = time.perf_counter() - start
+            sec.data["steal"] = steal_share(ticks, cpu_ticks())
             sec.notes.append(f"This part took {sec.data['seconds']:.0f} s; load average "
-                             f"(1/5/15 min) when it started: {load}.")
+                             f"(1/5/15 min) when it started: {load}; CPU time stolen by the "
+                             f"hypervisor for other guests meanwhile: {sec.data['steal']}.")
             print(f"bench: {key} took {sec.data['seconds']:.1f} s", file=sys.stderr, flush=True)
             sections.append(sec)
         info["load_end"] = load_average()

@@ -55,6 +55,7 @@ def _parse(stdout: str) -> dict[int, dict]:
             "commcheck_us": statistics.median(cc), "osu_us": statistics.median(osu),
             "ratio": crossover_ratio(ratios), "ratio_min": min(ratios),
             "ratio_max": max(ratios), "rounds": len(ratios),
+            "commcheck_rounds_us": cc, "osu_rounds_us": osu,
             "osu_bw_MBps": found["osu"]["sizes"][size]["bandwidth_MBps"]}
     return out
 
@@ -171,7 +172,7 @@ def _figure(opts: Options, results: dict[str, dict]) -> str:
         spread = [[m - res[s]["ratio_min"] for s, m in zip(sizes, mid, strict=True)],
                   [res[s]["ratio_max"] - m for s, m in zip(sizes, mid, strict=True)]]
         ax3.errorbar(sizes, mid, yerr=spread, fmt="o" + ls, capsize=3,
-                     label=f"{where} (median, min-max of rounds)")
+                     label=f"{where} (paired median; bars: range of single rounds)")
     ax3.axhspan(1 - TOLERANCE, 1 + TOLERANCE, color="green", alpha=0.15, label="target band")
     for ax in (ax1, ax2, ax3):
         ax.set_xscale("log", base=2)

@@ -149,6 +149,23 @@ def load_average() -> str:
         return "n/a"
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks since boot from /proc/stat; None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    """Share of CPU time the hypervisor gave to other guests between two cpu_ticks()."""
+    if before is None or after is None or after[1] <= before[1]:
+        return "n/a"
+    return f"{100 * (after[0] - before[0]) / (after[1] - before[1]):.1f} %"
+
+
 def machine() -> dict[str, str]:
     """Facts about this machine and software that the table header shows."""
     import numba

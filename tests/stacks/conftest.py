@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
@@ -28,9 +32,33 @@ def synth_stack(environ: dict[str, str]) -> dict:
     return json.loads(CdktfTesting.synth(stack))
 
 
+ENTRY_POINT_ENV = {"CLUSTER_NAME": "cfd-team", "INSTANCE_TYPES": "c5n.18xlarge"}
+
+
 @pytest.fixture(scope="session")
-def synthesized() -> dict:
-    """The stack with every setting at its default (no settings in the environment)."""
+def entry_point(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Popen[str]]]:
+    """`python main.py` (make synth's recipe) with ENTRY_POINT_ENV set, started at once.
+
+    It loads the provider bindings in its own process while this one synthesizes (two cores:
+    the two loads overlap instead of adding ~15 s to the suite). Yields (cwd, process).
+    """
+    out = tmp_path_factory.mktemp("entry-point")
+    env = {**os.environ, **ENTRY_POINT_ENV, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py")], cwd=out, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    yield out, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def synthesized(entry_point: tuple[Path, Popen[str]]) -> dict:
+    """The stack with every setting at its default (no settings in the environment).
+
+    Requests ``entry_point`` only to start that subprocess before this synthesis.
+    """
     return synth_stack({})
 
 

@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
 from stacks.config import ConfigError, StackSettings
+from tests.stacks.conftest import ENTRY_POINT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,14 +64,11 @@ def test_synth_refuses_bad_env_before_writing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_synth_entry_point_writes_the_stack(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CLUSTER_NAME": "cfd-team",
-           "INSTANCE_TYPES": "c5n.18xlarge", "CHECKPOINT_DISABLE": "1",
-           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-    proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    stack = json.loads((tmp_path / "cdktf.out/stacks/mnp-batch/cdk.tf.json").read_text())
-    assert stack["variable"]["cluster_name"]["default"] == "cfd-team"
-    assert stack["variable"]["instance_types"]["default"] == ["c5n.18xlarge"]
+def test_synth_entry_point_writes_the_stack(entry_point: tuple[Path, Popen[str]]) -> None:
+    cwd, proc = entry_point
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    stack = json.loads((cwd / "cdktf.out/stacks/mnp-batch/cdk.tf.json").read_text())
+    assert stack["variable"]["cluster_name"]["default"] == ENTRY_POINT_ENV["CLUSTER_NAME"]
+    assert stack["variable"]["instance_types"]["default"] == [ENTRY_POINT_ENV["INSTANCE_TYPES"]]
     assert "aws_batch_job_definition" in stack["resource"]
