@@ -137,5 +137,5 @@ def test_paired_rounds_are_recorded_for_weak_scaling_and_comm(quick) -> None:
     for where, per_size in places.items():
         assert {int(s) for s in per_size} == set(comm.SIZES[True]), where
         for figures in per_size.values():
-            assert figures["rounds"] == comm.ROUNDS[True]
+            assert figures["rounds"] == comm.ROUNDS[True][where]
             assert figures["ratio_min"] <= figures["ratio"] <= figures["ratio_max"]
