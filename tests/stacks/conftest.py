@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 from subprocess import Popen
 
@@ -35,30 +36,42 @@ def synth_stack(environ: dict[str, str]) -> dict:
 ENTRY_POINT_ENV = {"CLUSTER_NAME": "cfd-team", "INSTANCE_TYPES": "c5n.18xlarge"}
 
 
-@pytest.fixture(scope="session")
-def entry_point(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Popen[str]]]:
-    """`python main.py` (make synth's recipe) with ENTRY_POINT_ENV set, started at once.
+_ENTRY: list[tuple[Path, Popen[str]]] = []
 
-    It loads the provider bindings in its own process while this one synthesizes (two cores:
-    the two loads overlap instead of adding ~15 s to the suite). Yields (cwd, process).
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start `python main.py` (make synth's recipe) with ENTRY_POINT_ENV set, in a scratch dir.
+
+    Called as soon as pytest reaches this folder, so that process's ~13 s load of the provider
+    bindings overlaps this one's (collecting the stack tests imports them): two cores, one
+    load's time instead of two.
     """
-    out = tmp_path_factory.mktemp("entry-point")
+    out = Path(tempfile.mkdtemp(prefix="stack-entry-point-"))
     env = {**os.environ, **ENTRY_POINT_ENV, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py")], cwd=out, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
-    yield out, proc
-    if proc.poll() is None:
-        proc.kill()
+    _ENTRY.append((out, proc))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the entry-point run if no test waited for it, and remove its directory."""
+    for out, proc in _ENTRY:
+        if proc.poll() is None:
+            proc.kill()
         proc.communicate()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def synthesized(entry_point: tuple[Path, Popen[str]]) -> dict:
-    """The stack with every setting at its default (no settings in the environment).
+def entry_point() -> tuple[Path, Popen[str]]:
+    """The entry-point run started at configure time: (its working directory, process)."""
+    return _ENTRY[0]
 
-    Requests ``entry_point`` only to start that subprocess before this synthesis.
-    """
+
+@pytest.fixture(scope="session")
+def synthesized() -> dict:
+    """The stack with every setting at its default (no settings in the environment)."""
     return synth_stack({})
 
 
