@@ -10,7 +10,8 @@ A reimplementation of the algorithm of mpi4py's ``demo/osu_latency.py`` and ``de
 
 Differences: message sizes come from ``--sizes`` and buffers are numpy arrays; the figures are
 returned as JSON rather than printed as a table. With ``--pairs``, `solver commcheck` and the
-latency loop take turns per size in the same job, so both see the same moment's machine.
+latency loop take turns in the same job, round by round (sizes up to 8 KiB, then the larger
+ones), so both see the same moment's machine.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def latency(comm: MPI.Comm, size: int, loop: int, skip: int,
 def bandwidth(comm: MPI.Comm, size: int, loop: int, skip: int, window: int,
               bufs: tuple[np.ndarray, np.ndarray]) -> float:
     """Streaming bandwidth in MB/s for a window of ``size``-byte sends (rank 0's view)."""
-    big, ack = bufs[0] if comm.Get_rank() == 0 else bufs[1], np.zeros(4, "B")
     rank = comm.Get_rank()
+    big, ack = bufs[0] if rank == 0 else bufs[1], np.zeros(4, "B")
     requests = [MPI.REQUEST_NULL] * window
     comm.Barrier()
     t_start = MPI.Wtime()
@@ -116,11 +117,13 @@ def paired(comm: MPI.Comm, sizes: list[int], reps: int, loops: tuple[int, int],
     per: dict[str, dict[str, list[float]]] = {str(s): {"commcheck_us": [], "osu_us": []}
                                               for s in sizes}
     for rep in range(reps):
+        ours_first = rep % 2 == 0
         for group, loop in groups:
-            ours_first = rep % 2 == 0
-            cc = commcheck_latencies(comm, group, loop) if ours_first else {}
+            if ours_first:
+                cc = commcheck_latencies(comm, group, loop)
             osu = {s: latency(comm, s, loop, loop // 10, bufs) for s in group}
-            cc = cc if ours_first else commcheck_latencies(comm, group, loop)
+            if not ours_first:
+                cc = commcheck_latencies(comm, group, loop)
             for s in group:
                 per[str(s)]["commcheck_us"].append(cc.get(s, 0.0))
                 per[str(s)]["osu_us"].append(osu[s])
@@ -142,7 +145,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--pairs", type=int, metavar="ROUNDS", default=0,
                    help="first ROUNDS rounds of `solver commcheck` against the OSU latency "
-                        "loop, per size back to back (--pair-loop, --pair-loop-large counts)")
+                        "loop, back to back per group of sizes (--pair-loop, --pair-loop-large "
+                        "counts)")
     p.add_argument("--pair-loop", type=int, default=1000)
     p.add_argument("--pair-loop-large", type=int, default=100)
     a = p.parse_args(argv)
