@@ -31,12 +31,39 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# The ECS agent gives every awsvpc task a second interface for the credentials endpoint; every
+# node has the same address on it, so an MPI that uses it reaches itself instead of its peer.
+ECS_ETH0 = ("ecs-eth0", "169.254.172.2/22")
+
+
+def ecs_eth0_commands() -> tuple[tuple[str, ...], ...]:
+    """`ip` arguments that add awsvpc's `ecs-eth0`: a veth whose peer (on ECS, the host's
+    ecs-bridge) stays inside the node, so the link is up and nothing else answers on it."""
+    name, cidr = ECS_ETH0
+    return (("link", "add", name, "type", "veth", "peer", "name", "ecs-peer"),
+            ("addr", "add", cidr, "dev", name), ("link", "set", "ecs-peer", "up"),
+            ("link", "set", name, "up"))
+
+
+def _forward_rule(action: str, bridge: str) -> None:
+    """Insert (-I) or delete (-D) an ACCEPT for frames within `bridge` in iptables' FORWARD.
+
+    Docker sets the FORWARD policy to DROP, and with br_netfilter loaded that drops frames
+    between two ports of our bridge too: the nodes would never hear each other.
+    """
+    if shutil.which("iptables") is None:
+        return
+    subprocess.run(["iptables", "-w", action, "FORWARD", "-i", bridge, "-o", bridge,
+                    "-j", "ACCEPT"], capture_output=True, check=False)
+
+
 def build(bridge: str, prefixlen: int, nodes: Sequence) -> None:
     """Bridge, one namespace per node (veth renamed eth0, lo up) and per-node /etc/hosts."""
     # No address on the bridge: the root namespace gets no route, so traffic stays inside.
     ip("link", "add", bridge, "type", "bridge")
     # A host with br_netfilter and a FORWARD DROP policy (Docker) would drop bridged frames.
     ip("link", "set", bridge, "type", "bridge", "nf_call_iptables", "0", check=False)
+    _forward_rule("-I", bridge)  # where the per-bridge switch above is not honoured
     ip("link", "set", bridge, "up")
     hosts = "127.0.0.1 localhost\n" + "".join(f"{n.ip} {n.hostname}\n" for n in nodes)
     for n in nodes:
@@ -48,7 +75,8 @@ def build(bridge: str, prefixlen: int, nodes: Sequence) -> None:
         for args in (("link", "set", "lo", "up"),
                      ("link", "set", f"{n.veth}p", "name", "eth0"),
                      ("addr", "add", f"{n.ip}/{prefixlen}", "dev", "eth0"),
-                     ("link", "set", "eth0", "up")):
+                     ("link", "set", "eth0", "up"),
+                     *ecs_eth0_commands()):
             subprocess.run([*inside, *args], check=True, capture_output=True)
         # `ip netns exec` bind-mounts /etc/netns/<ns>/* over /etc: per-node host names.
         etc = Path("/etc/netns") / n.ns
@@ -72,6 +100,7 @@ def remove(tag: str, namespaces: Iterable[str]) -> None:
         if name.startswith(f"mv{tag}"):
             ip("link", "del", name, check=False)
     ip("link", "del", f"mb{tag}", check=False)
+    _forward_rule("-D", f"mb{tag}")
     (OWNERS / tag).unlink(missing_ok=True)
 
 

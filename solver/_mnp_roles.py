@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import queue
 import shlex
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
 LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
+LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 # Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
 FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_NODES",
                "INPUT_PATH", "OUTPUT_PATH", "NUMBA_CACHE_DIR", "PATH", "PYTHONPATH",
@@ -62,6 +64,22 @@ def _forward_args() -> list[str]:
     names = [n for n in FORWARD_ENV if n in os.environ]
     names += [n for n in os.environ.get("MNP_FORWARD_ENV", "").split(",") if n in os.environ]
     return [arg for n in names for arg in ("-x", n)]
+
+
+def job_networks(ips: list[str]) -> str:
+    """Open MPI's `*_if_include` value that admits the job's node addresses and nothing else.
+
+    awsvpc tasks also carry `ecs-eth0` (169.254.172.x on every node alike): an MPI that
+    listens or connects there reaches itself. Matching by address, not interface name,
+    works whatever the image or instance calls its interfaces.
+    """
+    addrs = [ipaddress.ip_address(a) for a in ips]
+    net = ipaddress.ip_network(f"{addrs[0]}/32")
+    while not all(a in net for a in addrs):
+        net = net.supernet()
+    if net.prefixlen >= 8 and not net.overlaps(LINK_LOCAL):
+        return str(net)
+    return ",".join(f"{a}/32" for a in addrs)
 
 
 def _supervise(proc: subprocess.Popen[bytes], term: _Term,
@@ -168,8 +186,11 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         hostfile.write_text("".join(f"{ip} slots={n}\n" for ip, n in hosts))
         agent = ssh.write_ssh_client(state, key, peers.values())
         total = sum(n for _, n in hosts)
+        nets = job_networks([ip for ip, _ in hosts])
         argv = [_mpiexec(), "--hostfile", str(hostfile), "-n", str(total),
                 "--prtemca", "plm_ssh_agent", str(agent),
+                # MPI traffic and the daemons' own channel stay on the rendezvous addresses.
+                "--mca", "btl_tcp_if_include", nets, "--prtemca", "oob_tcp_if_include", nets,
                 # The main node starts every remote daemon itself: children hold no private key.
                 "--prtemca", "plm_ssh_no_tree_spawn", "1",
                 *settings.mpiexec_args, *_forward_args(), *cmd]

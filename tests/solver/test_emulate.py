@@ -18,9 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 _WHY = unavailable_reason()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(_WHY is not None, reason=f"{_WHY}")]
 
-SHOW = ("import json, os, socket; print(json.dumps({'env': {k: v for k, v in os.environ.items() "
-        "if k.startswith('AWS_BATCH_')}, 'host': socket.gethostname(), 'peers': "
-        "[socket.gethostbyname(f'ip-10-213-0-{i}') for i in (1, 2, 3)]}))")
+SHOW = ("import json, os, socket, subprocess; print(json.dumps({'env': {k: v for k, v in "
+        "os.environ.items() if k.startswith('AWS_BATCH_')}, 'host': socket.gethostname(), "
+        "'peers': [socket.gethostbyname(f'ip-10-213-0-{i}') for i in (1, 2, 3)], 'ecs': "
+        "subprocess.run(['ip', '-o', '-4', 'addr', 'show', 'ecs-eth0'], capture_output=True, "
+        "text=True).stdout.split()[3:4]}))")
 SERVE = ("import socket, sys; s = socket.create_server(('0.0.0.0', 5000)); "
          "[(c := s.accept()[0]).sendall(sys.argv[1].encode()) or c.close() for _ in range(9)]")
 ASK = ("import socket, sys\ntry:\n    s = socket.create_connection((sys.argv[1], 5000), "
@@ -53,6 +55,8 @@ def test_nodes_get_batch_variables_host_names_and_addresses(tmp_path: Path) -> N
             None if i == 0 else "10.213.0.1")
         assert got["host"] == f"ip-10-213-0-{i + 1}"
         assert got["peers"] == ["10.213.0.1", "10.213.0.2", "10.213.0.3"]
+        # awsvpc's second interface, the same link-local address on every node
+        assert got["ecs"] == ["169.254.172.2/22"]
     assert _ns_gone(emu)
 
 

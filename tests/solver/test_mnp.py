@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from solver._mnp_roles import _state_dir
+from solver._mnp_roles import _state_dir, job_networks
 from solver._mnp_ssh import kill_tree
 from solver.mnp import BatchNode, Settings
 
@@ -59,6 +59,19 @@ def test_bad_batch_variables_are_named(change: dict, message: str) -> None:
         del env[k]
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         BatchNode.from_env(env)
+
+
+@pytest.mark.parametrize(("ips", "nets"), [
+    (["10.0.1.7", "10.0.1.9"], "10.0.1.0/28"),
+    (["10.0.1.7", "10.0.200.9"], "10.0.0.0/16"),
+    (["10.213.0.1", "10.213.0.2", "10.213.0.3"], "10.213.0.0/30"),
+    # no network of /8 or narrower holds both: each address alone, never 0.0.0.0/0
+    (["10.0.0.5", "172.16.0.5"], "10.0.0.5/32,172.16.0.5/32"),
+    # a supernet would take in awsvpc's link-local ecs-eth0 (169.254.172.x)
+    (["169.254.10.1", "169.254.200.1"], "169.254.10.1/32,169.254.200.1/32"),
+])
+def test_mpi_is_held_to_the_nodes_addresses(ips: list[str], nets: str) -> None:
+    assert job_networks(ips) == nets
 
 
 def test_settings_defaults_and_overrides() -> None:
