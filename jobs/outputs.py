@@ -103,14 +103,33 @@ def _local_state(workdir: Path) -> Path | None:
     return (workdir / local.get("path", "terraform.tfstate")).resolve()
 
 
+def stack_workdir(root: Path, stack: str | None = None) -> tuple[str, Path]:
+    """The synthesized stack's name and directory (`cdktf.out/stacks/<stack>`)."""
+    manifest = root / "cdktf.out" / "manifest.json"
+    stacks = json.loads(manifest.read_text()).get("stacks", {})
+    name, info = _pick_stack(stacks, str(manifest), stack)
+    return name, root / "cdktf.out" / info.get("workingDirectory", f"stacks/{name}")
+
+
+def synthesized_config(root: Path, stack: str | None = None) -> dict[str, Any]:
+    """The stack's Terraform JSON as `make synth` wrote it."""
+    if not (root / "cdktf.out" / "manifest.json").is_file():
+        raise InvalidInput(f"no synthesized stack in {root / 'cdktf.out'}",
+                           hint="run `make synth` first")
+    _, workdir = stack_workdir(root, stack)
+    try:
+        return json.loads((workdir / "cdk.tf.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read {workdir / 'cdk.tf.json'}: {exc}",
+                           hint="run `make synth` again") from exc
+
+
 def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
     """`terraform output -json` in the synthesized stack directory, else its local state file."""
     manifest = root / "cdktf.out" / "manifest.json"
     if not manifest.is_file():
         return StackOutputs(source=f"no {manifest} (run `make synth` and deploy first)")
-    stacks = json.loads(manifest.read_text()).get("stacks", {})
-    name, info = _pick_stack(stacks, str(manifest), stack)
-    workdir = root / "cdktf.out" / info.get("workingDirectory", f"stacks/{name}")
+    name, workdir = stack_workdir(root, stack)
     terraform = shutil.which("terraform")
     reason = "terraform is not on PATH"
     if terraform is not None and (workdir / ".terraform").is_dir():
@@ -153,6 +172,11 @@ class Settings:
         self._outputs_file = outputs_file
         self._stack = stack
         self._outputs: StackOutputs | None = None
+
+    @property
+    def stack(self) -> str | None:
+        """The stack chosen by --stack or JOBS_STACK (None: the only one)."""
+        return self._stack or os.environ.get(STACK_ENV) or None
 
     @property
     def outputs(self) -> StackOutputs:

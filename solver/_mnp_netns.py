@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from emulator.awsvpc import ecs_eth0_commands
+
 # Owner files let a later emulation remove namespaces left by a process that was SIGKILLed.
 OWNERS = Path("/run/mnp-emulate")
 
@@ -29,20 +31,6 @@ def unavailable_reason() -> str | None:
     if shutil.which("unshare") is None:
         return "`unshare` (util-linux) is not installed"
     return None
-
-
-# The ECS agent gives every awsvpc task a second interface for the credentials endpoint; every
-# node has the same address on it, so an MPI that uses it reaches itself instead of its peer.
-ECS_ETH0 = ("ecs-eth0", "169.254.172.2/22")
-
-
-def ecs_eth0_commands() -> tuple[tuple[str, ...], ...]:
-    """`ip` arguments that add awsvpc's `ecs-eth0`: a veth whose peer (on ECS, the host's
-    ecs-bridge) stays inside the node, so the link is up and nothing else answers on it."""
-    name, cidr = ECS_ETH0
-    return (("link", "add", name, "type", "veth", "peer", "name", "ecs-peer"),
-            ("addr", "add", cidr, "dev", name), ("link", "set", "ecs-peer", "up"),
-            ("link", "set", name, "up"))
 
 
 def _forward_rule(action: str, bridge: str) -> None:

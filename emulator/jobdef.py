@@ -1,0 +1,107 @@
+"""The multi-node job definition as synthesized, and a SubmitJob request applied to it as
+Batch applies one: node count, per-range container overrides, environment by name."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class JobDefinitionError(ValueError):
+    """The synthesized stack holds no usable multi-node job definition, or the request
+    does not fit it (message names what)."""
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    """What Batch would start: one container block per node, in node order."""
+
+    name: str
+    main_node: int
+    containers: tuple[dict[str, Any], ...]
+    owner: tuple[int, int]  # uid, gid of the EFS access point: files on EFS belong to it
+    attempt_seconds: int | None
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.containers)
+
+
+def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
+    """The stack's multi-node job definition in Batch API shape (nodeProperties parsed)."""
+    found = [r for r in config.get("resource", {}).get("aws_batch_job_definition", {}).values()
+             if r.get("type") == "multinode"]
+    if len(found) != 1:
+        raise JobDefinitionError(f"the synthesized stack has {len(found)} multi-node job "
+                                 "definitions; expected one (run `make synth`)")
+    resource = found[0]
+    timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
+    return {"jobDefinitionName": resource.get("name", ""), "type": "multinode",
+            "nodeProperties": json.loads(resource["node_properties"]),
+            "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
+
+
+def access_point_owner(config: dict[str, Any]) -> tuple[int, int]:
+    """uid/gid the stack's EFS access point gives every file (1000/1000 when there is none)."""
+    for ap in config.get("resource", {}).get("aws_efs_access_point", {}).values():
+        user = ap.get("posix_user", {})
+        return int(user.get("uid", 1000)), int(user.get("gid", 1000))
+    return 1000, 1000
+
+
+def _targets(spec: str, num_nodes: int) -> range:
+    """Node indices of a `targetNodes` range: "2", "0:", ":3", "1:4" (ends inclusive)."""
+    lo, sep, hi = spec.partition(":")
+    first = int(lo) if lo else 0
+    last = (int(hi) if hi else num_nodes - 1) if sep else first
+    return range(first, min(last, num_nodes - 1) + 1)
+
+
+def _override(container: dict[str, Any], over: dict[str, Any]) -> None:
+    """Apply one containerOverrides block in place (Batch's rules for each field)."""
+    if "command" in over:
+        container["command"] = list(over["command"])
+    if "environment" in over:
+        merged = {e["name"]: e["value"] for e in container.get("environment", [])}
+        merged.update({e["name"]: e["value"] for e in over["environment"]})
+        container["environment"] = [{"name": k, "value": v} for k, v in merged.items()]
+    if "resourceRequirements" in over:
+        by_type = {r["type"]: r for r in container.get("resourceRequirements", [])}
+        by_type.update({r["type"]: r for r in over["resourceRequirements"]})
+        container["resourceRequirements"] = list(by_type.values())
+
+
+def apply_request(definition: dict[str, Any], request: dict[str, Any],
+                  owner: tuple[int, int] = (1000, 1000)) -> LocalJob:
+    """The containers Batch would start for SubmitJob `request` on `definition`."""
+    if "containerOverrides" in request:
+        raise JobDefinitionError("a single-node (Spot) request: run-local runs the multi-node "
+                                 "job definition")
+    props = definition["nodeProperties"]
+    over = request.get("nodeOverrides", {})
+    num_nodes = int(over.get("numNodes", props["numNodes"]))
+    per_node: list[dict[str, Any] | None] = [None] * num_nodes
+    for node_range in props["nodeRangeProperties"]:
+        for i in _targets(node_range["targetNodes"], num_nodes):
+            per_node[i] = copy.deepcopy(node_range["container"])
+    missing = [i for i, c in enumerate(per_node) if c is None]
+    if missing:
+        raise JobDefinitionError(f"no node range of {definition['jobDefinitionName']} covers "
+                                 f"node(s) {missing} of {num_nodes}")
+    for node_override in over.get("nodePropertyOverrides", []):
+        for i in _targets(node_override["targetNodes"], num_nodes):
+            _override(per_node[i], node_override.get("containerOverrides", {}))  # type: ignore[arg-type]
+    timeout = request.get("timeout", definition.get("timeout", {})).get("attemptDurationSeconds")
+    return LocalJob(request.get("jobName", definition["jobDefinitionName"]),
+                    int(props.get("mainNode", 0)), tuple(per_node), owner,  # type: ignore[arg-type]
+                    timeout)
+
+
+def resource(container: dict[str, Any], kind: str) -> int | None:
+    """The container's VCPU or MEMORY requirement as an integer."""
+    for r in container.get("resourceRequirements", []):
+        if r["type"] == kind:
+            return int(float(r["value"]))
+    return None

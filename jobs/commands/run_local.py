@@ -1,0 +1,161 @@
+"""`run-local`: the job as Batch would run it, as containers of the image on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from emulator import engine
+from emulator.containers import ContainerJob
+from emulator.jobdef import (
+    JobDefinitionError,
+    access_point_owner,
+    apply_request,
+    multinode_definition,
+)
+from jobs import validate
+from jobs.commands.common import add_job_arguments, dry_run
+from jobs.context import Context
+from jobs.errors import InvalidInput, JobsError
+from jobs.outputs import project_root, synthesized_config
+from jobs.request import JobSpec, submit_request, with_tag
+from solver.exitcodes import EVALUATE_ON_EXIT
+
+NAME = "run-local"
+HELP = ("run a multi-node job as Batch would, as one container of the image per node on this "
+        "machine (no AWS); '-- CMD...' replaces the job definition's command")
+TAKES_COMMAND = True
+
+
+class EngineFailed(JobsError):
+    """The local container engine is missing or failed."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """submit's flags plus the image and the local stand-ins for EFS and CloudWatch."""
+    parser.add_argument("--job-name", type=validate.job_name, default="local-run",
+                        metavar="NAME", help="job name (default local-run)")
+    add_job_arguments(parser, validate.nodes, f"number of nodes, 1..{validate.MAX_NODES}")
+    parser.add_argument("--image", default=engine.IMAGE, metavar="NAME",
+                        help=f"local image (default {engine.IMAGE}); --image-tag swaps its tag")
+    parser.add_argument("--build", action="store_true",
+                        help="build the image from solver/Dockerfile first (a local base "
+                        "image is made once when no registry is reachable)")
+    parser.add_argument("--efs-dir", type=Path, default=Path("local-efs"), metavar="DIR",
+                        help="directory mounted where the job definition mounts EFS "
+                        "(default ./local-efs)")
+    parser.add_argument("--log-dir", type=Path, default=Path("local-logs"), metavar="DIR",
+                        help="per-node logs, named as the CloudWatch streams (default "
+                        "./local-logs)")
+    parser.add_argument("--attempt", type=validate.attempts, default=1, metavar="N",
+                        help="start at attempt N (AWS_BATCH_JOB_ATTEMPT), e.g. to resume")
+    parser.add_argument("--job-id", type=validate.job_id, metavar="ID",
+                        help="job id (default: a new uuid; reuse one to share checkpoints)")
+    parser.add_argument("--max-delay", type=validate.positive_seconds, default=1.0,
+                        metavar="S", help="children start in random order up to S s after "
+                        "the main node (default 1)")
+    parser.epilog = (
+        "--job-queue, --tag, --wait and --interval have no local meaning and are accepted "
+        "so that a submit command line runs unchanged.\nexample:\n  python -m jobs "
+        "run-local --nodes 4 --vcpus 1 --memory 2048 --output-path /mnt/efs/out \\\n"
+        "      -- python -m solver heat --nx 257 --ny 257")
+
+
+# The reason ECS gives when the main node's container exits on its own.
+EXIT_REASON = "Essential container in task exited"
+
+
+def _retried(code: int) -> bool:
+    """Whether the retry rules (first match wins; no match retries) retry exit `code`."""
+    for rule in EVALUATE_ON_EXIT:
+        matched = (fnmatch.fnmatchcase(str(code), rule["onExitCode"]) if "onExitCode" in rule
+                   else fnmatch.fnmatchcase(EXIT_REASON, rule["onReason"])
+                   if "onReason" in rule else False)  # onStatusReason: host failures only
+        if matched:
+            return rule["action"] == "RETRY"
+    return True
+
+
+def _follow(job: ContainerJob) -> subprocess.Popen[bytes]:
+    """Stream the main node's output to this terminal, as `logs --follow` would."""
+    return subprocess.Popen(["docker", "logs", "-f", job.nodes[job.job.main_node].name])
+
+
+def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
+             job_id: str | None) -> tuple[int, str]:
+    with ContainerJob(local, args.image, efs_dir=args.efs_dir.resolve(),
+                      log_dir=args.log_dir.resolve(), job_id=job_id, attempt=attempt,
+                      max_delay=args.max_delay) as job:
+        ctx.err.print(f"run-local: job {job.job_id} attempt {attempt}: {local.num_nodes} "
+                      f"containers of {args.image} on network {job.network}", markup=False)
+        job.start()
+        follower = _follow(job)
+        try:
+            code = job.wait(local.attempt_seconds or 10**9)
+        except subprocess.TimeoutExpired:
+            ctx.err.print(f"run-local: attempt timed out after {local.attempt_seconds}s: "
+                          "stopping every node as Batch does", markup=False)
+            job.stop_job()
+            code = job.wait(60)
+        finally:
+            try:
+                follower.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                follower.kill()
+        job.write_logs()
+        for note in job.notes:
+            ctx.err.print(f"run-local: note: {note}", markup=False)
+        streams = ", ".join(job.stream_name(n.index) for n in job.nodes if n.started)
+        ctx.err.print(f"run-local: node logs in {args.log_dir.resolve()}: {streams}",
+                      markup=False)
+        return code, job.job_id
+
+
+def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Read the synthesized job definition, apply the request, run each attempt."""
+    config = synthesized_config(project_root(), ctx.settings.stack)
+    try:
+        definition = multinode_definition(config)
+    except JobDefinitionError as exc:
+        raise InvalidInput(str(exc)) from exc
+    mounts = [m["containerPath"] for m in definition["nodeProperties"]["nodeRangeProperties"][0]
+              ["container"].get("mountPoints", [])]
+    for flag, path in (("--input-path", args.input_path), ("--output-path", args.output_path)):
+        validate.check_under_mount(flag, path, mounts[0] if mounts else "/mnt/efs")
+    spec = JobSpec(name=args.job_name, queue="local", definition=definition[
+        "jobDefinitionName"], nodes=args.nodes, vcpus=args.vcpus, memory=args.memory,
+        input_path=args.input_path, output_path=args.output_path,
+        command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout)
+    request = submit_request(spec)
+    if args.dry_run:
+        return dry_run(ctx, [request], None)
+    if args.image_tag:
+        args.image = with_tag(args.image, args.image_tag)
+    try:
+        engine.ensure_running()
+        if args.build:
+            engine.build_image(args.image)
+        elif not engine.image_exists(args.image):
+            raise InvalidInput(f"image {args.image} is not in the local engine's store",
+                               hint="add --build, or docker build -f solver/Dockerfile -t "
+                               f"{args.image} .")
+    except engine.EngineError as exc:
+        raise EngineFailed(str(exc)) from exc
+    local = apply_request(definition, request, access_point_owner(config))
+    last = request.get("retryStrategy", {}).get("attempts", 1)
+    job_id, attempt = (args.job_id or "").split("#")[0] or None, args.attempt
+    while True:
+        code, job_id = _attempt(ctx, args, local, attempt, job_id)
+        if attempt >= last or not _retried(code):
+            break
+        ctx.err.print(f"run-local: attempt {attempt} exited {code}, which the retry rules "
+                      f"retry: starting attempt {attempt + 1}", markup=False)
+        attempt += 1
+    ctx.err.print(f"run-local: job {job_id} exited {code}", markup=False)
+    if args.json:
+        print(json.dumps({"jobId": job_id, "attempt": attempt, "exitCode": code}))
+    return code

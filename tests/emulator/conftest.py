@@ -1,0 +1,64 @@
+"""The real image in the local engine and the stack's job definition exactly as synthesized."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from emulator import engine
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def container_skip_reason() -> str | None:
+    """Why containers cannot run here: only a machine where no engine can be started."""
+    reason = engine.unavailable_reason()
+    if reason is None and shutil.which("nsenter") is None:
+        reason = "nsenter (util-linux) is not installed"
+    return reason
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory holding `make synth`'s output for the default settings."""
+    out = tmp_path_factory.mktemp("project")
+    shutil.copy(REPO / "cdktf.json", out)
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "MAX_VCPUS")}
+    env.update(PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1",
+               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    subprocess.run([sys.executable, str(REPO / "main.py")], cwd=out, env=env, check=True,
+                   capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthesized_config(project: Path) -> dict:
+    """The synthesized stack's Terraform JSON."""
+    return json.loads((project / "cdktf.out" / "stacks" / "mnp-batch" / "cdk.tf.json")
+                      .read_text())
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """Our Dockerfile built in the local engine (on the stand-in base made once)."""
+    reason = container_skip_reason()
+    if reason:
+        pytest.skip(f"no container engine: {reason}")
+    engine.ensure_running()
+    return engine.build_image()
+
+
+@pytest.fixture
+def scratch() -> Path:
+    """A scratch directory the containers' uid can use (pytest's tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix="mnp-containers-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
