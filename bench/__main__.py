@@ -27,7 +27,8 @@ from bench.common import (
 )
 
 PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
-         "scaling": "Scaling on one 2-core host", "comm": "MPI communication"}
+         "scaling": "Scaling on one 2-core host", "comm": "MPI communication",
+         "start": "Job start in the real image"}
 
 
 def _parts(text: str) -> list[str]:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from emulator.awsvpc import ecs_eth0_commands
@@ -354,14 +355,26 @@ class ContainerJob:
         res = docker("logs", node.name, check=False)
         return res.stdout, res.stderr
 
+    def timed_lines(self, index: int) -> list[tuple[float, str]]:
+        """Node `index`'s stdout and stderr lines with the engine's receive time, in order."""
+        res = subprocess.run(["docker", "logs", "-t", self.nodes[index].name],
+                             capture_output=True, text=True, check=False)
+        lines = []
+        for line in res.stdout.splitlines() + res.stderr.splitlines():
+            stamp, _, text = line.partition(" ")
+            try:  # RFC 3339 with nanoseconds: keep microseconds for datetime
+                head, _, frac = stamp.rstrip("Z").partition(".")
+                when = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+            except ValueError:
+                continue
+            lines.append((when.timestamp(), text))
+        return sorted(lines, key=lambda pair: pair[0])
+
     def write_logs(self) -> None:
         """Each started node's log as its CloudWatch stream would hold it, time-ordered."""
         for n in self.nodes:
             if not n.started:
                 continue
-            res = subprocess.run(["docker", "logs", "-t", n.name], capture_output=True,
-                                 text=True, check=False)
-            lines = sorted(res.stdout.splitlines() + res.stderr.splitlines())
             path = self.log_dir / self.stream_name(n.index)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(line.split(" ", 1)[-1] + "\n" for line in lines))
+            path.write_text("".join(text + "\n" for _, text in self.timed_lines(n.index)))

@@ -93,6 +93,8 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
         ctx.err.print(f"run-local: job {job.job_id} attempt {attempt}: {local.num_nodes} "
                       f"containers of {args.image} on network {job.network}", markup=False)
         job.start()
+        for note in job.notes:  # the main node's container is made: its limits are known
+            ctx.err.print(f"run-local: note: {note}", markup=False)
         follower = _follow(job)
         try:
             code = job.wait(local.attempt_seconds or 10**9)
@@ -107,10 +109,8 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
             except subprocess.TimeoutExpired:
                 follower.kill()
         job.write_logs()
-        for note in job.notes:
-            ctx.err.print(f"run-local: note: {note}", markup=False)
         streams = ", ".join(job.stream_name(n.index) for n in job.nodes if n.started)
-        ctx.err.print(f"run-local: node logs in {args.log_dir.resolve()}: {streams}",
+        ctx.err.print(f"run-local: node logs in {args.log_dir}: {streams}",
                       markup=False)
         return code, job.job_id
 

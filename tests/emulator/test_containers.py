@@ -173,3 +173,37 @@ def test_batch_stop_checkpoints_and_attempt_2_resumes_bit_identical(
         assert summary[key] == pytest.approx(ref[key], rel=1e-12, abs=0), key
     np.testing.assert_array_equal(np.load(scratch / "efs" / "out" / "stopped" / "field.npy"),
                                   ref_field)
+
+
+def test_leftovers_of_a_killed_owner_are_removed_by_the_next_run(
+        image: str, synthesized_config: dict, scratch: Path) -> None:
+    script = (
+        "import json, os, signal, sys; from pathlib import Path\n"
+        "from tests.emulator.test_containers import _run\n"
+        "job = _run(json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), 2, ['true'])\n"
+        "job.setup(); print(job.tag, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
+    owner = subprocess.run([sys.executable, "-c", script, json.dumps(synthesized_config),
+                            image, str(scratch)], cwd=REPO, capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    tag = owner.stdout.strip()
+    assert owner.returncode == -9 and len(_left(tag)) == 2  # two pause containers left
+    with _run(synthesized_config, image, scratch, 1, ["true"]):
+        assert _left(tag) == []
+    networks = docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert f"mnp-{tag}" not in networks
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--image", "mnp-no-such-image:x"], "image mnp-no-such-image:x is not in the local "
+     "engine's store (hint: add --build"),
+    (["--output-path", "/data/out"], "--output-path /data/out is not under the EFS mount"),
+])
+def test_run_local_refuses_what_cannot_run_before_starting_anything(
+        image: str, project: Path, args: list[str], message: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "jobs", "run-local", "--nodes", "2", "--vcpus",
+                          "1", "--memory", "1024", *args, "--", "true"], cwd=project,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+

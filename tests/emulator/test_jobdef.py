@@ -1,0 +1,81 @@
+"""A SubmitJob request applied to the synthesized job definition as Batch applies it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulator.jobdef import (
+    JobDefinitionError,
+    access_point_owner,
+    apply_request,
+    multinode_definition,
+    resource,
+)
+from jobs.request import JobSpec, submit_request
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["environment"]}
+
+
+def _spec(**kw: object) -> JobSpec:
+    fields = dict(name="j", queue="q", definition="d", nodes=3, vcpus=2, memory=3000,
+                  output_path="/mnt/efs/runs", command=("python", "-m", "solver", "commcheck"))
+    fields.update(kw)
+    return JobSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_the_request_overrides_every_node_as_batch_does(synthesized_config: dict) -> None:
+    definition = multinode_definition(synthesized_config)
+    default = definition["nodeProperties"]["nodeRangeProperties"][0]["container"]
+    job = apply_request(definition, submit_request(_spec(attempts=2, timeout=600)),
+                        access_point_owner(synthesized_config))
+    assert job.num_nodes == 3 and job.main_node == 0 and job.attempt_seconds == 600
+    assert job.owner == (1000, 1000)
+    for container in job.containers:
+        assert container["command"] == ["python", "-m", "solver", "commcheck"]
+        assert (resource(container, "VCPU"), resource(container, "MEMORY")) == (2, 3000)
+        env = _env(container)
+        # overridden by name, others kept from the definition
+        assert env["MNP_RANKS_PER_NODE"] == "2" and env["OUTPUT_PATH"] == "/mnt/efs/runs"
+        assert env["MNP_RENDEZVOUS_TIMEOUT"] == _env(default)["MNP_RENDEZVOUS_TIMEOUT"]
+        assert container["user"] == default["user"]
+        assert container["linuxParameters"] == default["linuxParameters"]
+    assert default["command"][:4] == ["python", "-m", "solver", "heat"]  # definition untouched
+
+
+def test_without_overrides_the_definition_runs_as_written(synthesized_config: dict) -> None:
+    definition = multinode_definition(synthesized_config)
+    job = apply_request(definition, {"jobName": "plain"})
+    assert job.num_nodes == definition["nodeProperties"]["numNodes"]
+    assert job.containers[0]["command"] == definition["nodeProperties"][
+        "nodeRangeProperties"][0]["container"]["command"]
+
+
+def test_requests_that_do_not_fit_are_refused(synthesized_config: dict) -> None:
+    definition = multinode_definition(synthesized_config)
+    with pytest.raises(JobDefinitionError, match="single-node"):
+        apply_request(definition, submit_request(_spec(single_node=True, nodes=1)))
+    narrow = json.loads(json.dumps(definition))
+    narrow["nodeProperties"]["nodeRangeProperties"][0]["targetNodes"] = "0:1"
+    with pytest.raises(JobDefinitionError, match=r"node\(s\) \[2, 3\] of 4"):
+        apply_request(narrow, submit_request(_spec(nodes=4)))
+    with pytest.raises(JobDefinitionError, match="0 multi-node job definitions"):
+        multinode_definition({"resource": {}})
+
+
+def test_run_local_without_a_synthesized_stack_says_to_synth(tmp_path: Path) -> None:
+    (tmp_path / "cdktf.json").write_text("{}")
+    run = subprocess.run([sys.executable, "-m", "jobs", "run-local", "--nodes", "2", "--vcpus",
+                          "1", "--memory", "1024", "--", "true"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "run `make synth` first" in run.stderr, run.stderr
