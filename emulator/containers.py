@@ -16,7 +16,6 @@ import re
 import secrets
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from emulator.awsvpc import ecs_eth0_commands
+from emulator.batchorder import BatchNodeGroup
 from emulator.engine import EngineError, docker
 from emulator.jobdef import LocalJob, resource
 
@@ -82,7 +82,7 @@ def cleanup_stale() -> None:
         docker("network", "rm", f"mnp-{run}", check=False)
 
 
-class ContainerJob:
+class ContainerJob(BatchNodeGroup):
     """Run `job` (from emulator.jobdef) as containers of `image`; a context manager."""
 
     def __init__(self, job: LocalJob, image: str, *, efs_dir: Path, log_dir: Path,
@@ -99,15 +99,7 @@ class ContainerJob:
         self.tag = secrets.token_hex(3)
         self.network = f"mnp-{self.tag}"
         self.nodes: list[ContainerNode] = []
-        self._starter: threading.Thread | None = None
         self._closed = False
-
-    def __enter__(self) -> ContainerJob:
-        self.setup()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- setup and teardown ------------------------------------------------------------------
     def _labels(self) -> list[str]:
@@ -169,8 +161,7 @@ class ContainerJob:
         if self._closed:
             return
         self._closed = True
-        if self._starter is not None:
-            self._starter.join(timeout=self.max_delay * self.job.num_nodes + 5)
+        self.join_starter(self.max_delay * self.job.num_nodes + 5)
         self.write_logs()
         ids = docker("ps", "-aq", "--filter", f"label={LABEL_RUN}={self.tag}",
                      check=False).stdout.split()
@@ -261,45 +252,24 @@ class ContainerJob:
 
     def start(self, skip: Iterable[int] = ()) -> None:
         """The main node now, the children in random order after random delays."""
-        self.start_node(self.job.main_node)
-        skipped = set(skip)
-        children = [n.index for n in self.nodes
-                    if n.index != self.job.main_node and n.index not in skipped]
-        self._rng.shuffle(children)
-        delays = [self._rng.uniform(0, self.max_delay) for _ in children]
-
-        def run() -> None:
-            for index, delay in zip(children, delays, strict=True):
-                time.sleep(delay)
-                if self._closed:
-                    return
-                self.start_node(index)
-
-        self._starter = threading.Thread(target=run, daemon=True)
-        self._starter.start()
+        main, skipped = self.job.main_node, set(skip)
+        self.start_in_order(main, [n.index for n in self.nodes
+                                   if n.index != main and n.index not in skipped])
 
     def wait(self, timeout: float) -> int:
         """The main node's exit code (subprocess.TimeoutExpired after `timeout` s)."""
-        return self._wait(self.nodes[self.job.main_node], timeout)
+        return self._wait_index(self.job.main_node, timeout)
 
-    def _wait(self, node: ContainerNode, timeout: float) -> int:
-        res = subprocess.run(["docker", "wait", node.name], capture_output=True, text=True,
-                             timeout=timeout, check=True)
+    def _start_index(self, index: int) -> None:
+        self.start_node(index)
+
+    def _started(self) -> list[int]:
+        return [n.index for n in self.nodes if n.started]
+
+    def _wait_index(self, index: int, timeout: float) -> int:
+        res = subprocess.run(["docker", "wait", self.nodes[index].name], capture_output=True,
+                             text=True, timeout=timeout, check=True)
         return int(res.stdout.strip())
-
-    def wait_all(self, timeout: float) -> dict[int, int | None]:
-        """Every started node's exit code; None marks one still running after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        if self._starter is not None:
-            self._starter.join(timeout=max(0.0, deadline - time.monotonic()))
-        codes: dict[int, int | None] = {}
-        for n in self.nodes:
-            if n.started:
-                try:
-                    codes[n.index] = self._wait(n, max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    codes[n.index] = None
-        return codes
 
     def running(self) -> list[int]:
         """Indices of nodes whose job container still runs."""

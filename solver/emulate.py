@@ -13,13 +13,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.batchorder import BatchNodeGroup
 from solver import _mnp_netns as netns
 from solver._mnp_netns import cleanup_stale, unavailable_reason
 
@@ -42,7 +42,7 @@ class Node:
     files: list = field(default_factory=list)
 
 
-class Emulation:
+class Emulation(BatchNodeGroup):
     """N network namespaces on a private bridge, each running the launcher as a Batch node."""
 
     def __init__(
@@ -89,18 +89,10 @@ class Emulation:
                  "ip-" + str(hosts[i]).replace(".", "-"))
             for i in range(nodes)
         ]
-        self._starter: threading.Thread | None = None
         self._closed = False
         self._up = False
 
     # -- setup and teardown ---------------------------------------------------------------
-    def __enter__(self) -> Emulation:
-        self.setup()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def setup(self) -> None:
         """Create the bridge, namespaces, veth pairs and per-node /etc/hosts."""
         reason = unavailable_reason()
@@ -122,8 +114,7 @@ class Emulation:
         if self._closed:
             return
         self._closed = True
-        if self._starter is not None:
-            self._starter.join(timeout=self.max_delay * len(self.nodes) + 5)
+        self.join_starter(self.max_delay * len(self.nodes) + 5)
         if self._up:
             for n in self.nodes:
                 self.kill_node(n.index)
@@ -185,20 +176,8 @@ class Emulation:
         """Start the main node now and the children in random order with random delays."""
         argv = self.entrypoint(cmd, launcher_args)
         skipped = set(skip)
-        self.start_node(0, argv, cwd)
-        children = [n.index for n in self.nodes[1:] if n.index not in skipped]
-        self._rng.shuffle(children)
-        delays = [self._rng.uniform(0, self.max_delay) for _ in children]
-
-        def run() -> None:
-            for index, delay in zip(children, delays, strict=True):
-                time.sleep(delay)
-                if self._closed:
-                    return
-                self.start_node(index, argv, cwd)
-
-        self._starter = threading.Thread(target=run, daemon=True)
-        self._starter.start()
+        self.start_in_order(0, [n.index for n in self.nodes[1:] if n.index not in skipped],
+                            lambda index: self.start_node(index, argv, cwd))
 
     def wait(self, timeout: float) -> int:
         """Wait for the main node's launcher; its exit code is the job's."""
@@ -206,20 +185,13 @@ class Emulation:
         assert main is not None, "start() first"
         return main.wait(timeout=timeout)
 
-    def wait_all(self, timeout: float) -> dict[int, int | None]:
-        """Wait up to `timeout` s for every started node; None marks one still running."""
-        deadline = time.monotonic() + timeout
-        if self._starter is not None:
-            self._starter.join(timeout=max(0.0, deadline - time.monotonic()))
-        codes: dict[int, int | None] = {}
-        for n in self.nodes:
-            if n.proc is None:
-                continue
-            try:
-                codes[n.index] = n.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                codes[n.index] = None
-        return codes
+    def _started(self) -> list[int]:
+        return [n.index for n in self.nodes if n.proc is not None]
+
+    def _wait_index(self, index: int, timeout: float) -> int:
+        proc = self.nodes[index].proc
+        assert proc is not None
+        return proc.wait(timeout=timeout)
 
     # -- faults and inspection --------------------------------------------------------------
     def pids(self, index: int) -> list[int]:
