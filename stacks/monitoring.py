@@ -28,7 +28,7 @@ DURATION_METRICS = ("JobSubmittedToRunnableDuration", "JobAttemptRunnableToStart
                     "JobAttemptExecutionDuration")
 PERIOD_S = 300
 MS_PER_S = 1000  # AWS/Batch durations are milliseconds
-# (docs.aws.amazon.com/batch/latest/userguide/batch-cloudwatch-metrics.html).
+# (docs.aws.amazon.com/batch/latest/userguide/using_cloudwatch_metrics.html).
 
 
 def milliseconds(seconds: float) -> float:
