@@ -27,6 +27,7 @@ from stacks.zones import Zones
 AZ_COUNT = 2
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs")  # image pulls and awslogs stay private
 ANYWHERE = "0.0.0.0/0"
+SecurityGroupRule = VpcSecurityGroupIngressRule | VpcSecurityGroupEgressRule
 ALL_TRAFFIC = "-1"  # ip_protocol -1: all protocols and ports (from_port/to_port must be unset)
 # The actions the VPC Flow Logs guide lists for publishing to CloudWatch Logs
 # (docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
@@ -123,34 +124,37 @@ class Network(Construct):
                              description=description,
                              tags=tags(self._cluster, Name=name(self._cluster, label)))
 
-    def _add_security_group_rules(self) -> None:
+    def _add_security_group_rules(self) -> list[SecurityGroupRule]:
         compute = self.compute_security_group.id
-        # Nodes of a job talk to each other on every port: MPI, the launcher's ssh, EFA.
-        self._rule(VpcSecurityGroupIngressRule, "compute_from_compute", compute,
-                   "MPI, rendezvous and ssh between nodes of the same job",
-                   ALL_TRAFFIC, peer_group=compute)
-        self._rule(VpcSecurityGroupEgressRule, "compute_to_compute", compute,
-                   "MPI and rendezvous to the other nodes (EFA needs self-referencing egress)",
-                   ALL_TRAFFIC, peer_group=compute)
-        self._rule(VpcSecurityGroupEgressRule, "compute_to_https", compute,
-                   "HTTPS to AWS APIs (endpoints, NAT)", "tcp", port=443, cidr=ANYWHERE)
-        self._rule(VpcSecurityGroupEgressRule, "compute_to_efs", compute,
-                   "NFS to the EFS mount targets", "tcp", port=2049,
-                   peer_group=self.efs_security_group.id)
-        self._rule(VpcSecurityGroupIngressRule, "efs_from_compute", self.efs_security_group.id,
-                   "NFS from compute nodes", "tcp", port=2049, peer_group=compute)
-        self._rule(VpcSecurityGroupIngressRule, "endpoints_from_compute",
-                   self.endpoint_security_group.id, "HTTPS from compute nodes", "tcp", port=443,
-                   peer_group=compute)
+        efs = self.efs_security_group.id
+        return [
+            # Nodes of a job talk to each other on every port: MPI, the launcher's ssh, EFA.
+            self._add_rule(VpcSecurityGroupIngressRule, "compute_from_compute", compute,
+                           "MPI, rendezvous and ssh between nodes of the same job",
+                           ALL_TRAFFIC, peer_group=compute),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_compute", compute,
+                           "MPI and rendezvous to the other nodes "
+                           "(EFA needs self-referencing egress)",
+                           ALL_TRAFFIC, peer_group=compute),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_https", compute,
+                           "HTTPS to AWS APIs (endpoints, NAT)", "tcp", port=443, cidr=ANYWHERE),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_efs", compute,
+                           "NFS to the EFS mount targets", "tcp", port=2049, peer_group=efs),
+            self._add_rule(VpcSecurityGroupIngressRule, "efs_from_compute", efs,
+                           "NFS from compute nodes", "tcp", port=2049, peer_group=compute),
+            self._add_rule(VpcSecurityGroupIngressRule, "endpoints_from_compute",
+                           self.endpoint_security_group.id, "HTTPS from compute nodes", "tcp",
+                           port=443, peer_group=compute),
+        ]
 
-    def _rule(self, kind: type[VpcSecurityGroupIngressRule] | type[VpcSecurityGroupEgressRule],
-              id_: str, group_id: str, description: str, protocol: str, *,
-              port: int | None = None, peer_group: str | None = None,
-              cidr: str | None = None) -> None:
-        kind(self, id_, security_group_id=group_id, description=description,
-             ip_protocol=protocol, from_port=port, to_port=port,
-             referenced_security_group_id=peer_group, cidr_ipv4=cidr,
-             tags=tags(self._cluster, Name=name(self._cluster, id_.replace("_", "-"))))
+    def _add_rule(self, kind: type[SecurityGroupRule], id_: str, group_id: str,
+                  description: str, protocol: str, *, port: int | None = None,
+                  peer_group: str | None = None, cidr: str | None = None) -> SecurityGroupRule:
+        """One rule resource: a peer group or a CIDR; one port, or every port (protocol -1)."""
+        return kind(self, id_, security_group_id=group_id, description=description,
+                    ip_protocol=protocol, from_port=port, to_port=port,
+                    referenced_security_group_id=peer_group, cidr_ipv4=cidr,
+                    tags=tags(self._cluster, Name=name(self._cluster, id_.replace("_", "-"))))
 
     def _add_endpoints(self, encryption: Encryption) -> None:
         service_prefix = f"com.amazonaws.{encryption.region}"
