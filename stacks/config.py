@@ -15,6 +15,10 @@ INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
+# S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
 
 
 class ConfigError(ValueError):
@@ -61,7 +65,7 @@ class StackSettings:
         base = cls()
         kwargs: dict[str, object] = {}
         if env.get("AWS_REGION"):
-            kwargs["region"] = _region(env["AWS_REGION"])
+            kwargs["region"] = _region("AWS_REGION", env["AWS_REGION"])
         if "CLUSTER_NAME" in env:
             kwargs["cluster_name"] = env["CLUSTER_NAME"]
         if "INSTANCE_TYPES" in env:
@@ -105,11 +109,50 @@ class PlatformLimits:
     ecr_keep_images: int = 20  # lifecycle: untagged and old images beyond this expire
     root_volume_gib: int = 50  # gp3, encrypted
     runnable_cancel_after_s: int = 3600  # jobStateTimeLimitActions: stuck RUNNABLE -> CANCEL
-    runnable_alarm_threshold_s: int = 1800  # alarm when RUNNABLE -> STARTING takes longer
+    # Alarm when RUNNABLE -> STARTING takes longer. Seconds here; AWS/Batch durations are in
+    # milliseconds, and monitoring.py converts in one place.
+    runnable_alarm_threshold_s: int = 1800
     efs_data_root: str = "/data"  # access point root; created owned by uid/gid 1000
     posix_uid: int = 1000
     posix_gid: int = 1000
     kms_deletion_window_days: int = 7
+    secret_recovery_window_days: int = 7  # Secrets Manager's minimum: 7-30 days
+    rendezvous_secret_length: int = 64  # characters of the per-stack rendezvous key
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    """Terraform state in S3 (STATE_BUCKET switches it on); without it state stays local."""
+
+    bucket: str  # existing, versioned bucket (STATE_BUCKET)
+    key: str  # object key of this stack's state (STATE_KEY)
+    region: str  # the bucket's region (STATE_REGION, default: the stack's region)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(S3_BUCKET_PATTERN, self.bucket) or ".." in self.bucket:
+            raise ConfigError(f"STATE_BUCKET={self.bucket!r} is not allowed: an S3 bucket name, "
+                              "3-63 lowercase letters, digits, dots or hyphens")
+        if (not self.key or self.key.startswith("/") or self.key.endswith("/")
+                or len(self.key) > 1024):
+            raise ConfigError(f"STATE_KEY={self.key!r} is not allowed: an S3 object key like "
+                              "mnp-batch/mnp-hpc/terraform.tfstate, not starting or ending with /")
+        _region("STATE_REGION", self.region)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], settings: StackSettings) -> RemoteState | None:
+        """The S3 backend when STATE_BUCKET is set; half-given settings are refused."""
+        bucket = env.get("STATE_BUCKET", "").strip()
+        if not bucket:
+            given = [var for var in STATE_OPTIONS if env.get(var, "").strip()]
+            if given:
+                raise ConfigError(
+                    f"{given[0]}={env[given[0]]!r} is set but STATE_BUCKET is not: set "
+                    f"STATE_BUCKET for state in S3, or unset {' and '.join(given)} for local state")
+            return None
+        key = (env.get("STATE_KEY", "").strip()
+               or f"{STACK_NAME}/{settings.cluster_name}/terraform.tfstate")
+        region = env.get("STATE_REGION", "").strip() or settings.region
+        return cls(bucket=bucket, key=key, region=region)
 
 
 @dataclass(frozen=True)
@@ -119,12 +162,15 @@ class PlatformConfig:
     settings: StackSettings = field(default_factory=StackSettings)
     node: NodeDefaults = field(default_factory=NodeDefaults)
     limits: PlatformLimits = field(default_factory=PlatformLimits)
+    state: RemoteState | None = None  # None: local state file beside the project
     stack_name: str = STACK_NAME
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformConfig:
-        """Build the config with variable defaults taken from the environment."""
-        return cls(settings=StackSettings.from_env(environ))
+        """Build the config with variable defaults and the state backend from the environment."""
+        env = os.environ if environ is None else environ
+        settings = StackSettings.from_env(env)
+        return cls(settings=settings, state=RemoteState.from_env(env, settings))
 
 
 def name(cluster: str, *parts: str) -> str:
@@ -160,7 +206,7 @@ def _whole_number(var: str, raw: str, allowed: str) -> int:
         raise ConfigError(f"{var}={raw!r} is not allowed: {allowed}") from err
 
 
-def _region(raw: str) -> str:
-    if not re.fullmatch(r"^[a-z]{2}(-[a-z]+)+-\d$", raw):
-        raise ConfigError(f"AWS_REGION={raw!r} is not allowed: an AWS region like us-east-1")
+def _region(var: str, raw: str) -> str:
+    if not re.fullmatch(REGION_PATTERN, raw):
+        raise ConfigError(f"{var}={raw!r} is not allowed: an AWS region like us-east-1")
     return raw

@@ -27,6 +27,13 @@ TRANSITION_METRICS = ("JobsSubmitted", "JobsMovedToRunning", "JobsMovedToSucceed
 DURATION_METRICS = ("JobSubmittedToRunnableDuration", "JobAttemptRunnableToStartingDuration",
                     "JobAttemptExecutionDuration")
 PERIOD_S = 300
+MS_PER_S = 1000  # AWS/Batch durations are milliseconds
+# (docs.aws.amazon.com/batch/latest/userguide/using_cloudwatch_metrics.html).
+
+
+def milliseconds(seconds: float) -> float:
+    """The one conversion from our seconds to the unit of AWS/Batch duration metrics."""
+    return seconds * MS_PER_S
 
 
 class Monitoring(Construct):
@@ -63,11 +70,14 @@ class Monitoring(Construct):
         """Alarms, the failed-job event rule and the dashboard for one job queue."""
         failed = self._add_alarm("jobs_failed", "JobsMovedToFailed", "Sum", 0,
                                  "A job in the queue moved to FAILED.", queue_name)
+        # Emitted only when a job reaches STARTING: a job that never starts is cancelled by the
+        # queue's RUNNABLE time limit instead, and then counts in JobsMovedToFailed.
+        after_s = self._config.limits.runnable_alarm_threshold_s
         waiting = self._add_alarm(
             "runnable_too_long", "JobAttemptRunnableToStartingDuration", "Maximum",
-            self._config.limits.runnable_alarm_threshold_s,
-            "Jobs waited RUNNABLE too long: no capacity, or a job asks for more than fits.",
-            queue_name)
+            milliseconds(after_s),
+            f"A job waited RUNNABLE more than {after_s // 60} minutes before starting: "
+            "capacity was short, or a job asks for more than fits.", queue_name)
         self._add_failed_job_rule(queue_arn)
         return self._add_dashboard(queue_name, [failed.arn, waiting.arn])
 
@@ -97,10 +107,11 @@ class Monitoring(Construct):
         log_url = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
                    f"#logsV2:log-groups/log-group/$252Faws$252Fbatch$252F{self._cluster}")
 
-        def metrics_widget(title: str, metrics: tuple[str, ...], stat: str, y: int) -> dict:
+        def metrics_widget(title: str, metrics: tuple[str, ...], stat: str, y: int,
+                           unit: str) -> dict:
             return {"type": "metric", "x": 0, "y": y, "width": 24, "height": 6, "properties": {
-                "title": title, "region": region, "stat": stat, "period": PERIOD_S,
-                "view": "timeSeries",
+                "title": f"{title} ({unit})", "region": region, "stat": stat, "period": PERIOD_S,
+                "view": "timeSeries", "yAxis": {"left": {"label": unit, "showUnits": False}},
                 "metrics": [[NAMESPACE, m, "JobQueueName", queue_name] for m in metrics]}}
 
         body = {"widgets": [
@@ -108,8 +119,8 @@ class Monitoring(Construct):
                 "markdown": f"## Queue {queue_name}\n[Job logs]({log_url}) - node streams are "
                             "named mnp/default/<task id>; `python -m jobs logs JOB_ID` reads "
                             "them per node."}},
-            metrics_widget("Job state transitions (count)", TRANSITION_METRICS, "Sum", 2),
-            metrics_widget("Durations (seconds)", DURATION_METRICS, "Average", 8),
+            metrics_widget("Job state transitions", TRANSITION_METRICS, "Sum", 2, "count"),
+            metrics_widget("Durations", DURATION_METRICS, "Average", 8, "milliseconds"),
             {"type": "alarm", "x": 0, "y": 14, "width": 24, "height": 3,
              "properties": {"title": "Alarms", "alarms": alarm_arns}},
         ]}

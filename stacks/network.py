@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cdktf import Fn
+from cdktf import Fn, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.eip import Eip
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
@@ -12,34 +11,39 @@ from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
 from cdktf_cdktf_provider_aws.route_table import RouteTable, RouteTableRoute
 from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
-from cdktf_cdktf_provider_aws.security_group import (
-    SecurityGroup,
-    SecurityGroupEgress,
-    SecurityGroupIngress,
-)
-from cdktf_cdktf_provider_aws.security_group_rule import SecurityGroupRule
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.vpc import Vpc
 from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
 from stacks.policy import Statement, service_role
+from stacks.zones import Zones
 
 AZ_COUNT = 2
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs")  # image pulls and awslogs stay private
 ANYWHERE = "0.0.0.0/0"
+SecurityGroupRule = VpcSecurityGroupIngressRule | VpcSecurityGroupEgressRule
+ALL_TRAFFIC = "-1"  # ip_protocol -1: all protocols and ports (from_port/to_port must be unset)
+# The actions the VPC Flow Logs guide lists for publishing to CloudWatch Logs
+# (docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
+FLOW_LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                    "logs:DescribeLogGroups", "logs:DescribeLogStreams")
 
 
 class Network(Construct):
-    """Private subnets in two AZs (the first one pinned for the placement group), one NAT."""
+    """Private subnets in two zones (the first pinned for the placement group), one NAT."""
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
-                 vpc_cidr: str, encryption: Encryption) -> None:
+                 vpc_cidr: str, zones: Zones, encryption: Encryption) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
-        self._azs = DataAwsAvailabilityZones(self, "azs", state="available")
+        self._zones = zones
+        self._zone_ids = [zones.pinned_zone_id, zones.second_zone_id]
         # --- VPC and subnets
         self.vpc = Vpc(self, "vpc", cidr_block=vpc_cidr, enable_dns_support=True,
                        enable_dns_hostnames=True, tags=tags(cluster, Name=name(cluster, "vpc")))
@@ -53,13 +57,17 @@ class Network(Construct):
         # --- Routing: public subnets exist only to host the NAT gateway
         nat = self._add_nat_gateway()
         self.private_route_table = self._add_routing(nat)
-        # --- Security groups
-        self.compute_security_group = self._add_compute_security_group()
-        self.efs_security_group = self._add_service_security_group(
-            "efs_sg", "efs", 2049, "EFS mount targets (NFS over TLS)")
-        self.endpoint_security_group = self._add_service_security_group(
-            "endpoint_sg", "endpoints", 443, "Interface VPC endpoints (HTTPS)")
-        self._add_compute_egress_to_efs()
+        # --- Security groups: no inline rules, only rule resources. The provider documents that
+        # inline rules and rule resources on one group fight: each apply revokes the other's.
+        self.compute_security_group = self._add_security_group(
+            "compute_sg", "compute",
+            "Batch nodes: all traffic between members only (MPI, launcher ssh, EFA)")
+        self.efs_security_group = self._add_security_group(
+            "efs_sg", "efs", "EFS mount targets (NFS over TLS): port 2049 from compute nodes only")
+        self.endpoint_security_group = self._add_security_group(
+            "endpoint_sg", "endpoints",
+            "Interface VPC endpoints (HTTPS): port 443 from compute nodes only")
+        self._add_security_group_rules()
         # --- Private access to AWS APIs, and flow logs
         self._add_endpoints(encryption)
         self._add_flow_logs(config, encryption)
@@ -75,9 +83,12 @@ class Network(Construct):
                                     tags=tags(self._cluster, Name=name(self._cluster, "default")))
 
     def _add_subnet(self, kind: str, index: int, cidr: str) -> Subnet:
+        # Zone ids, not names: the pinned zone must offer the instance types (zones.py).
+        lifecycle = (TerraformResourceLifecycle(precondition=self._zones.preconditions())
+                     if (kind, index) == ("private", 0) else None)
         return Subnet(self, f"{kind}_subnet_{index}", vpc_id=self.vpc.id, cidr_block=cidr,
-                      availability_zone=Fn.element(self._azs.names, index),
-                      map_public_ip_on_launch=False,
+                      availability_zone_id=self._zone_ids[index],
+                      map_public_ip_on_launch=False, lifecycle=lifecycle,
                       tags=tags(self._cluster, Name=name(self._cluster, kind, str(index)),
                                 Tier=kind))
 
@@ -106,41 +117,44 @@ class Network(Construct):
                                   route_table_id=private_rt.id)
         return private_rt
 
-    def _add_compute_security_group(self) -> SecurityGroup:
-        return SecurityGroup(
-            self, "compute_sg", name=name(self._cluster, "compute"), vpc_id=self.vpc.id,
-            description="Batch nodes: all traffic between members only (MPI, launcher ssh, EFA)",
-            ingress=[SecurityGroupIngress(
-                description="MPI, rendezvous and ssh between nodes of the same job",
-                protocol="-1", from_port=0, to_port=0, self_attribute=True)],
-            egress=[
-                SecurityGroupEgress(description="MPI and rendezvous to the other nodes",
-                                    protocol="-1", from_port=0, to_port=0, self_attribute=True),
-                SecurityGroupEgress(description="HTTPS to AWS APIs (endpoints, NAT)",
-                                    protocol="tcp", from_port=443, to_port=443,
-                                    cidr_blocks=[ANYWHERE]),
-            ],
-            tags=tags(self._cluster, Name=name(self._cluster, "compute")))
+    def _add_security_group(self, id_: str, label: str, description: str) -> SecurityGroup:
+        # No ingress/egress arguments at all: even `egress = []` would make them inline-managed.
+        # Terraform removes the default allow-all egress of a new group.
+        return SecurityGroup(self, id_, name=name(self._cluster, label), vpc_id=self.vpc.id,
+                             description=description,
+                             tags=tags(self._cluster, Name=name(self._cluster, label)))
 
-    def _add_service_security_group(self, id_: str, label: str, port: int,
-                                    what: str) -> SecurityGroup:
-        """A group for an AWS service's network interfaces: one port, from compute nodes only."""
-        return SecurityGroup(
-            self, id_, name=name(self._cluster, label), vpc_id=self.vpc.id,
-            description=f"{what}: port {port} from compute nodes only",
-            ingress=[SecurityGroupIngress(description=f"{what} from compute nodes",
-                                          protocol="tcp", from_port=port, to_port=port,
-                                          security_groups=[self.compute_security_group.id])],
-            egress=[],
-            tags=tags(self._cluster, Name=name(self._cluster, label)))
+    def _add_security_group_rules(self) -> list[SecurityGroupRule]:
+        compute = self.compute_security_group.id
+        efs = self.efs_security_group.id
+        return [
+            # Nodes of a job talk to each other on every port: MPI, the launcher's ssh, EFA.
+            self._add_rule(VpcSecurityGroupIngressRule, "compute_from_compute", compute,
+                           "MPI, rendezvous and ssh between nodes of the same job",
+                           ALL_TRAFFIC, peer_group=compute),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_compute", compute,
+                           "MPI and rendezvous to the other nodes "
+                           "(EFA needs self-referencing egress)",
+                           ALL_TRAFFIC, peer_group=compute),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_https", compute,
+                           "HTTPS to AWS APIs (endpoints, NAT)", "tcp", port=443, cidr=ANYWHERE),
+            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_efs", compute,
+                           "NFS to the EFS mount targets", "tcp", port=2049, peer_group=efs),
+            self._add_rule(VpcSecurityGroupIngressRule, "efs_from_compute", efs,
+                           "NFS from compute nodes", "tcp", port=2049, peer_group=compute),
+            self._add_rule(VpcSecurityGroupIngressRule, "endpoints_from_compute",
+                           self.endpoint_security_group.id, "HTTPS from compute nodes", "tcp",
+                           port=443, peer_group=compute),
+        ]
 
-    def _add_compute_egress_to_efs(self) -> SecurityGroupRule:
-        # A separate rule: inline, the two groups would reference each other (a cycle).
-        return SecurityGroupRule(
-            self, "compute_to_efs", type="egress", protocol="tcp", from_port=2049, to_port=2049,
-            security_group_id=self.compute_security_group.id,
-            source_security_group_id=self.efs_security_group.id,
-            description="NFS to the EFS mount targets")
+    def _add_rule(self, kind: type[SecurityGroupRule], id_: str, group_id: str,
+                  description: str, protocol: str, *, port: int | None = None,
+                  peer_group: str | None = None, cidr: str | None = None) -> SecurityGroupRule:
+        """One rule resource: a peer group or a CIDR; one port, or every port (protocol -1)."""
+        return kind(self, id_, security_group_id=group_id, description=description,
+                    ip_protocol=protocol, from_port=port, to_port=port,
+                    referenced_security_group_id=peer_group, cidr_ipv4=cidr,
+                    tags=tags(self._cluster, Name=name(self._cluster, id_.replace("_", "-"))))
 
     def _add_endpoints(self, encryption: Encryption) -> None:
         service_prefix = f"com.amazonaws.{encryption.region}"
@@ -164,9 +178,9 @@ class Network(Construct):
         role = service_role(
             self, "flow_log_role", role_name=name(self._cluster, "flow-logs"),
             service="vpc-flow-logs.amazonaws.com", tags=tags(self._cluster),
-            statements=[Statement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[group.arn, f"{group.arn}:*"])])
+            # Scoped to the one group: its ARN (group actions) and its streams (":*").
+            statements=[Statement(actions=list(FLOW_LOG_ACTIONS),
+                                  resources=[group.arn, f"{group.arn}:*"])])
         return FlowLog(self, "flow_log", vpc_id=self.vpc.id, traffic_type="ALL",
                        log_destination_type="cloud-watch-logs", log_destination=group.arn,
                        iam_role_arn=role.arn, tags=tags(self._cluster))

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from cdktf import LocalBackend, TerraformOutput, TerraformStack
+from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
-from stacks.batch import BatchCompute, JobWiring
+from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
 from stacks.encryption import Encryption
 from stacks.iam import Roles
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.registry import Registry
-from stacks.spot import SpotQueue
+from stacks.scheduling import JobWiring, Scheduling
+from stacks.secrets import RendezvousSecret
 from stacks.storage import SharedStorage
-from stacks.variables import Variables
+from stacks.variables import Variables, spot_count
+from stacks.zones import Zones
+
+# Not emitted, though Terraform would read them: `terraform.required_version` (the rendezvous
+# key needs Terraform >= 1.11, see README) and `moved` blocks. checkov's terraform_json parser
+# (3.3.30) stops on both and would then check nothing.
 
 
 class PlatformStack(TerraformStack):
@@ -23,15 +29,17 @@ class PlatformStack(TerraformStack):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
         super().__init__(scope, id_)
-        # State beside the project, not inside cdktf.out, which every synth rewrites.
-        LocalBackend(self, path=f"../../../terraform.{id_}.tfstate")
+        self._add_backend(config, id_)
         AwsProvider(self, "aws", region=config.settings.region)
         variables = Variables(self, "variables", settings=config.settings)
         cluster = variables.cluster_name.string_value
         # --- Foundations
         encryption = Encryption(self, "encryption", config=config, cluster=cluster)
+        zones = Zones(self, "zones", instance_types=variables.instance_types,
+                      region=config.settings.region)
         network = Network(self, "network", config=config, cluster=cluster,
-                          vpc_cidr=variables.vpc_cidr.string_value, encryption=encryption)
+                          vpc_cidr=variables.vpc_cidr.string_value, zones=zones,
+                          encryption=encryption)
         storage = SharedStorage(self, "storage", config=config, cluster=cluster,
                                 variables=variables, network=network, encryption=encryption)
         registry = Registry(self, "registry", config=config, cluster=cluster,
@@ -39,38 +47,39 @@ class PlatformStack(TerraformStack):
         monitoring = Monitoring(self, "monitoring", config=config, cluster=cluster,
                                 encryption=encryption,
                                 alarm_email=variables.alarm_email.string_value)
+        secret = RendezvousSecret(self, "rendezvous", config=config, cluster=cluster,
+                                  encryption=encryption)
         roles = Roles(self, "iam", cluster=cluster, encryption=encryption,
                       repository_arn=registry.repository.arn,
-                      log_group_arn=monitoring.log_group.arn, storage=storage)
+                      log_group_arn=monitoring.log_group.arn, storage=storage,
+                      rendezvous_secret_arn=secret.secret.arn)
         storage.add_policy(roles.job_role.arn)
         # --- Batch
+        compute = Compute(
+            self, "compute", config=config, cluster=cluster,
+            placement=NodePlacement(
+                instance_types=variables.instance_types.list_value,
+                max_vcpus=variables.max_vcpus.number_value,
+                security_group_id=network.compute_security_group.id,
+                instance_profile_arn=roles.instance_profile.arn),
+            pinned_subnet_id=network.pinned_subnet.id,
+            subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count())
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
             job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,
             file_system_id=storage.file_system.id, access_point_id=storage.access_point.id,
-            log_group_name=monitoring.log_group.name, region=encryption.region)
-        batch = BatchCompute(
-            self, "batch", config=config, cluster=cluster,
-            instance_types=variables.instance_types.list_value,
-            max_vcpus=variables.max_vcpus.number_value,
-            subnet_id=network.pinned_subnet.id,
-            security_group_id=network.compute_security_group.id,
-            instance_profile_arn=roles.instance_profile.arn, wiring=wiring)
-        spot = SpotQueue(self, "spot", config=config, cluster=cluster,
-                         instance_types=variables.instance_types.list_value,
-                         max_vcpus=variables.max_vcpus.number_value,
-                         subnet_ids=[s.id for s in network.private_subnets],
-                         security_group_id=network.compute_security_group.id,
-                         instance_profile_arn=roles.instance_profile.arn,
-                         launch_template=batch.launch_template, wiring=wiring)
-        dashboard = monitoring.watch_queue(batch.job_queue.name, batch.job_queue.arn)
+            log_group_name=monitoring.log_group.name, region=encryption.region,
+            rendezvous_secret_arn=secret.secret.arn)
+        scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
+                                compute=compute, wiring=wiring, spot_count=spot_count())
+        dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
         # --- Outputs (fixed names: the jobs CLI reads them)
         region = encryption.region
         for output_id, value, description in [
-            ("job_queue_name", batch.job_queue.name, "Queue for multi-node jobs"),
-            ("job_queue_arn", batch.job_queue.arn, "ARN of the multi-node job queue"),
-            ("job_definition_name", batch.job_definition.name, "Multi-node job definition"),
-            ("job_definition_arn", batch.job_definition.arn,
+            ("job_queue_name", scheduling.job_queue.name, "Queue for multi-node jobs"),
+            ("job_queue_arn", scheduling.job_queue.arn, "ARN of the multi-node job queue"),
+            ("job_definition_name", scheduling.job_definition.name, "Multi-node job definition"),
+            ("job_definition_arn", scheduling.job_definition.arn,
              "ARN (with revision) of the multi-node job definition"),
             ("max_vcpus", variables.max_vcpus.number_value,
              "Compute environment ceiling: nodes x vCPUs of running jobs"),
@@ -85,8 +94,21 @@ class PlatformStack(TerraformStack):
              f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
              f"#dashboards/dashboard/{dashboard.dashboard_name}", "Queue dashboard"),
             ("region", region, "AWS region of the stack"),
-            ("spot_job_queue_name", spot.queue_name, "Single-node Spot queue ('' when off)"),
-            ("spot_job_definition_name", spot.job_definition_name,
+            ("spot_job_queue_name", scheduling.spot_queue_name,
+             "Single-node Spot queue ('' when off)"),
+            ("spot_job_definition_name", scheduling.spot_job_definition_name,
              "Single-node Spot job definition ('' when off)"),
         ]:
             TerraformOutput(self, output_id, value=value, description=description)
+
+    def _add_backend(self, config: PlatformConfig, id_: str) -> None:
+        state = config.state
+        if state is None:
+            # State beside the project, not inside cdktf.out, which every synth rewrites.
+            LocalBackend(self, path=f"../../../terraform.{id_}.tfstate")
+            return
+        S3Backend(self, bucket=state.bucket, key=state.key, region=state.region, encrypt=True)
+        # S3's own lock file (Terraform >= 1.10) instead of a DynamoDB table; CDKTF 0.21's
+        # S3Backend has no field for it
+        # (developer.hashicorp.com/terraform/language/backend/s3#use_lockfile).
+        self.add_override("terraform.backend.s3.use_lockfile", True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdktf import TerraformVariable, TerraformVariableValidationConfig
+from cdktf import TerraformResource, TerraformVariable, TerraformVariableValidationConfig, Token
 from constructs import Construct
 
 from stacks.config import (
@@ -16,6 +16,20 @@ from stacks.config import (
     VPC_PREFIX_MIN,
     StackSettings,
 )
+
+SPOT_ENABLED = "var.enable_spot_queue"
+
+
+def spot_count() -> float:
+    """`count` of every Spot resource: 1 when enable_spot_queue, else 0."""
+    # Raw expression: CDKTF's conditional helpers render 'undefined' from Python.
+    return Token.as_number(f"${{{SPOT_ENABLED} ? 1 : 0}}")
+
+
+def counted_ref(resource: TerraformResource, attribute: str) -> str:
+    """Reference an attribute of a counted resource (instance 0), without the ${}."""
+    return (f"{resource.terraform_resource_type}.{resource.friendly_unique_id}[0]"
+            f".{attribute}")
 
 
 def _hcl(pattern: str) -> str:

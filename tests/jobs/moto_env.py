@@ -35,7 +35,7 @@ def _post(url: str, data: bytes = b"") -> bytes:
 
 
 def job_definition_properties(image: str) -> dict[str, Any]:
-    """The multi-node definition as the stack registers it (stacks/batch.py), trimmed."""
+    """The multi-node definition as the stack registers it (stacks/scheduling.py), trimmed."""
     return {
         "numNodes": 2,
         "mainNode": 0,
@@ -93,7 +93,7 @@ class Aws:
             jobDefinitionName=DEFINITION, type="multinode", platformCapabilities=["EC2"],
             nodeProperties=job_definition_properties(f"{REPOSITORY_URL}:v1"),
             retryStrategy={"attempts": 2}, propagateTags=True, tags={"project": "mnp-batch"})
-        # The optional single-node Spot queue (stacks/spot.py): a container job definition.
+        # The optional single-node Spot queue (stacks/scheduling.py): a container job definition.
         self.batch.create_job_queue(
             jobQueueName=SPOT_QUEUE, state="ENABLED", priority=1,
             computeEnvironmentOrder=[{"order": 1,

@@ -50,19 +50,23 @@ def _register_params(definition: dict) -> dict:
 
 def test_multinode_job_definition_matches_register_job_definition(synthesized: dict) -> None:
     _validate("RegisterJobDefinition",
-              _register_params(only(synthesized, "aws_batch_job_definition", "batch")))
+              _register_params(_mnp_definition(synthesized)))
 
 
 def test_model_check_catches_a_wrong_shape(synthesized: dict) -> None:
-    params = _register_params(only(synthesized, "aws_batch_job_definition", "batch"))
+    params = _register_params(_mnp_definition(synthesized))
     params["nodeProperties"]["nodeRangeProperties"][0]["container"]["vcpus"] = "eight"
     with pytest.raises(ParamValidationError, match="vcpus"):
         _validate("RegisterJobDefinition", params)
 
 
 def test_job_queue_time_limits_match_create_job_queue(synthesized: dict) -> None:
-    queue = only(synthesized, "aws_batch_job_queue", "batch")
+    queue = only(synthesized, "aws_batch_job_queue", "scheduling_job_queue")
     _validate("CreateJobQueue", {
         "jobQueueName": "mnp-hpc-mpi", "state": queue["state"], "priority": queue["priority"],
         "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "arn"}],
         "jobStateTimeLimitActions": _to_api(queue["job_state_time_limit_action"])})
+
+
+def _mnp_definition(stack: dict) -> dict:
+    return only(stack, "aws_batch_job_definition", "scheduling_job_definition")

@@ -11,7 +11,7 @@ from subprocess import Popen
 
 import pytest
 
-from stacks.config import ConfigError, StackSettings
+from stacks.config import ConfigError, PlatformConfig, RemoteState, StackSettings
 from tests.stacks.conftest import ENTRY_POINT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +72,46 @@ def test_synth_entry_point_writes_the_stack(entry_point: tuple[Path, Popen[str]]
     assert stack["variable"]["cluster_name"]["default"] == ENTRY_POINT_ENV["CLUSTER_NAME"]
     assert stack["variable"]["instance_types"]["default"] == [ENTRY_POINT_ENV["INSTANCE_TYPES"]]
     assert "aws_batch_job_definition" in stack["resource"]
+
+
+def test_state_bucket_switches_on_s3_state_with_defaults() -> None:
+    config = PlatformConfig.from_env({"STATE_BUCKET": "acme-tfstate", "CLUSTER_NAME": "cfd",
+                                      "AWS_REGION": "eu-west-1"})
+    assert config.state == RemoteState(bucket="acme-tfstate",
+                                       key="mnp-batch/cfd/terraform.tfstate", region="eu-west-1")
+    assert PlatformConfig.from_env({}).state is None
+
+
+def test_state_key_and_region_are_taken_as_given() -> None:
+    state = PlatformConfig.from_env({"STATE_BUCKET": "acme.tf-state", "STATE_KEY": "hpc/a.tfstate",
+                                     "STATE_REGION": "us-west-2"}).state
+    assert (state.key, state.region) == ("hpc/a.tfstate", "us-west-2")
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"STATE_KEY": "x.tfstate"},
+     "STATE_KEY='x.tfstate' is set but STATE_BUCKET is not: set STATE_BUCKET for state in S3, "
+     "or unset STATE_KEY for local state"),
+    ({"STATE_REGION": "eu-west-1", "STATE_KEY": "k"}, "unset STATE_KEY and STATE_REGION"),
+    ({"STATE_BUCKET": "Bad_Bucket"}, "STATE_BUCKET='Bad_Bucket' is not allowed: an S3 bucket"),
+    ({"STATE_BUCKET": "ab"}, "STATE_BUCKET='ab' is not allowed"),
+    ({"STATE_BUCKET": "a..b"}, "STATE_BUCKET='a..b' is not allowed"),
+    ({"STATE_BUCKET": "acme", "STATE_KEY": "/abs"}, "STATE_KEY='/abs' is not allowed"),
+    ({"STATE_BUCKET": "acme", "STATE_REGION": "moon"},
+     "STATE_REGION='moon' is not allowed: an AWS region like us-east-1"),
+])
+def test_bad_or_half_given_state_setting_is_named(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        PlatformConfig.from_env(env)
+    assert fragment in str(err.value)
+
+
+def test_synth_refuses_half_given_state_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATE_")}
+    env.update({"STATE_KEY": "a.tfstate", "PYTHONPATH": str(REPO)})
+    proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: STATE_KEY='a.tfstate' is set but STATE_BUCKET is not")
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,6 @@ import json
 import cdktf
 from cdktf_cdktf_provider_aws.batch_compute_environment import BatchComputeEnvironment
 from cdktf_cdktf_provider_aws.ecr_repository import EcrRepository
-from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 
 from stacks.config import NodeDefaults
 from tests.stacks.conftest import only, resources, synth_stack
@@ -45,32 +44,8 @@ def test_environment_changes_variable_defaults_and_region() -> None:
 
 
 def test_names_derive_from_cluster_name(synthesized: dict) -> None:
-    queue = only(synthesized, "aws_batch_job_queue", "batch")
+    queue = only(synthesized, "aws_batch_job_queue", "scheduling_job_queue")
     assert queue["name"] == "${var.cluster_name}-mpi"
-
-
-def test_no_ingress_from_anywhere(synthesized: dict) -> None:
-    groups = resources(synthesized, "aws_security_group")
-    assert len(groups) == 3
-    for group in groups:
-        for rule in group.get("ingress", []):
-            assert "0.0.0.0/0" not in (rule.get("cidr_blocks") or [])
-            assert "::/0" not in (rule.get("ipv6_cidr_blocks") or [])
-    for rule in resources(synthesized, "aws_security_group_rule"):
-        assert rule["type"] == "egress" or "0.0.0.0/0" not in (rule.get("cidr_blocks") or [])
-
-
-def test_compute_nodes_talk_only_to_their_own_group(synthesized: dict) -> None:
-    assert cdktf.Testing.to_have_resource_with_properties(
-        json.dumps(synthesized), SecurityGroup.TF_RESOURCE_TYPE,
-        {"ingress": [{"self": True, "protocol": "-1", "from_port": 0, "to_port": 0,
-                      "description": "MPI, rendezvous and ssh between nodes of the same job",
-                      "cidr_blocks": None, "ipv6_cidr_blocks": None, "prefix_list_ids": None,
-                      "security_groups": None}]})
-    efs_sg = only(synthesized, "aws_security_group", "efs_sg")
-    (nfs,) = efs_sg["ingress"]
-    assert (nfs["from_port"], nfs["to_port"]) == (2049, 2049)
-    assert nfs["security_groups"] == ["${aws_security_group.network_compute_sg_62EBFF7D.id}"]
 
 
 def test_efs_encrypted_and_tls_only(synthesized: dict) -> None:
@@ -106,7 +81,7 @@ def test_mnp_compute_environment_is_on_demand_single_az(synthesized: dict) -> No
     assert cdktf.Testing.to_have_resource_with_properties(
         json.dumps(synthesized), BatchComputeEnvironment.TF_RESOURCE_TYPE,
         {"compute_resources": {"type": "EC2", "min_vcpus": 0, "max_vcpus": "${var.max_vcpus}"}})
-    ce = only(synthesized, "aws_batch_compute_environment", "batch")
+    ce = only(synthesized, "aws_batch_compute_environment", "compute_compute_environment")
     resources_ = ce["compute_resources"]
     assert resources_["type"] not in ("SPOT", "FARGATE", "FARGATE_SPOT")
     assert len(resources_["subnets"]) == 1
@@ -118,8 +93,20 @@ def test_mnp_compute_environment_is_on_demand_single_az(synthesized: dict) -> No
 def test_spot_queue_is_off_by_default_and_single_node(synthesized: dict) -> None:
     spot_ce = only(synthesized, "aws_batch_compute_environment", "spot")
     assert spot_ce["count"] == "${var.enable_spot_queue ? 1 : 0}"
+    assert spot_ce["compute_resources"]["type"] == "SPOT"
+    assert "placement_group" not in spot_ce["compute_resources"]
     assert synthesized["variable"]["enable_spot_queue"]["default"] is False
-    assert only(synthesized, "aws_batch_job_definition", "spot")["type"] == "container"
+    definition = only(synthesized, "aws_batch_job_definition", "spot")
+    assert definition["type"] == "container"
+    assert definition["count"] == spot_ce["count"]
+    # Single-node runs have no rendezvous, so they work without the key.
+    assert "secrets" not in json.loads(definition["container_properties"])
+
+
+def test_both_environments_share_one_launch_template(synthesized: dict) -> None:
+    template_ids = {ce["compute_resources"]["launch_template"]["launch_template_id"]
+                    for ce in resources(synthesized, "aws_batch_compute_environment")}
+    assert template_ids == {"${aws_launch_template.compute_launch_template_49E47A7C.id}"}
 
 
 def test_launch_template_requires_imdsv2_and_encrypts_root(synthesized: dict) -> None:
@@ -130,7 +117,7 @@ def test_launch_template_requires_imdsv2_and_encrypts_root(synthesized: dict) ->
 
 
 def test_job_definition_is_multinode_with_open_range(synthesized: dict) -> None:
-    definition = only(synthesized, "aws_batch_job_definition", "batch")
+    definition = only(synthesized, "aws_batch_job_definition", "scheduling_job_definition")
     props = json.loads(definition["node_properties"])
     assert definition["type"] == "multinode" and props["mainNode"] == 0
     (node_range,) = props["nodeRangeProperties"]
@@ -144,7 +131,8 @@ def test_job_definition_is_multinode_with_open_range(synthesized: dict) -> None:
 
 
 def test_retry_rules_follow_the_exit_code_contract(synthesized: dict) -> None:
-    strategy = only(synthesized, "aws_batch_job_definition", "batch")["retry_strategy"]
+    strategy = only(synthesized, "aws_batch_job_definition",
+                    "scheduling_job_definition")["retry_strategy"]
     rules = strategy["evaluate_on_exit"]
     assert 1 <= strategy["attempts"] <= 10 and len(rules) <= 5
     retried = {r.get("on_exit_code") for r in rules if r["action"] == "RETRY"} - {None}
@@ -153,16 +141,18 @@ def test_retry_rules_follow_the_exit_code_contract(synthesized: dict) -> None:
     assert rules[-1] == {"action": "EXIT", "on_reason": "*"}
 
 
-def test_queue_cancels_jobs_stuck_runnable(synthesized: dict) -> None:
-    queue = only(synthesized, "aws_batch_job_queue", "batch")
-    actions = queue["job_state_time_limit_action"]
-    assert {a["reason"] for a in actions} == {
-        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
-        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"}
-    for action in actions:
-        assert action["state"] == "RUNNABLE" and action["action"] == "CANCEL"
-        assert 600 <= action["max_time_seconds"] <= 86400
+def test_queues_cancel_jobs_stuck_runnable(synthesized: dict) -> None:
+    queues = resources(synthesized, "aws_batch_job_queue")
+    assert len(queues) == 2
+    for queue in queues:
+        actions = queue["job_state_time_limit_action"]
+        assert {a["reason"] for a in actions} == {
+            "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+            "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+            "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"}
+        for action in actions:
+            assert action["state"] == "RUNNABLE" and action["action"] == "CANCEL"
+            assert 600 <= action["max_time_seconds"] <= 86400
 
 
 def test_alarms_use_the_queue_dimension(synthesized: dict) -> None:
@@ -217,5 +207,5 @@ def test_cli_outputs_have_fixed_names(synthesized: dict) -> None:
 
 
 def _node_container(stack: dict) -> dict:
-    definition = only(stack, "aws_batch_job_definition", "batch")
+    definition = only(stack, "aws_batch_job_definition", "scheduling_job_definition")
     return json.loads(definition["node_properties"])["nodeRangeProperties"][0]["container"]

@@ -1,0 +1,126 @@
+"""EC2 capacity: cluster placement group, node launch template, both compute environments."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+from cdktf import TerraformResourceLifecycle, Token
+from cdktf_cdktf_provider_aws.batch_compute_environment import (
+    BatchComputeEnvironment,
+    BatchComputeEnvironmentComputeResources,
+    BatchComputeEnvironmentComputeResourcesEc2Configuration,
+    BatchComputeEnvironmentComputeResourcesLaunchTemplate,
+)
+from cdktf_cdktf_provider_aws.launch_template import (
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateMetadataOptions,
+)
+from cdktf_cdktf_provider_aws.placement_group import PlacementGroup
+from constructs import Construct
+
+from stacks.config import PlatformConfig, name, tags
+from stacks.variables import counted_ref
+
+USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
+# Keeps awsvpc containers (every MNP node) off the instance role's credentials: the documented
+# control for awsvpc tasks
+# (docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
+ECS_CONFIG = ("ECS_AWSVPC_BLOCK_IMDS=true",)
+
+
+def user_data(ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
+    """Launch-template user data: a shell part appending to ecs.config; MIME multi-part, base64."""
+    script = "#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
+                                       for line in ecs_config)
+    # Batch merges its own part into ours, so it requires MIME multi-part user data
+    # (docs.aws.amazon.com/batch/latest/userguide/launch-templates.html).
+    archive = MIMEMultipart(boundary=USER_DATA_BOUNDARY)
+    archive.attach(MIMEText(script, "x-shellscript", "us-ascii"))
+    # The launch template's user_data takes base64 (the provider does not encode it).
+    return base64.b64encode(archive.as_bytes()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """Where and as what nodes launch: shared by the on-demand and the Spot environment."""
+
+    instance_types: list[str]
+    max_vcpus: float
+    security_group_id: str
+    instance_profile_arn: str
+
+
+class Compute(Construct):
+    """On-demand MNP capacity in one zone with a cluster placement group; optional Spot capacity."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
+                 placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
+                 spot_count: float) -> None:
+        super().__init__(scope, id_)
+        self._cluster = cluster
+        self._config = config
+        self._placement = placement
+        # --- Shared by both environments
+        self.placement_group = self._add_placement_group()
+        self.launch_template = self._add_launch_template()
+        # --- Environments
+        # EC2 on-demand: multi-node jobs do not run on Spot or Fargate. One subnet: the cluster
+        # placement group lives in a single zone.
+        self.mnp_environment = self._add_environment(
+            "compute_environment", "mnp", "node", "EC2", "BEST_FIT_PROGRESSIVE",
+            [pinned_subnet_id], placement_group=self.placement_group.name)
+        # Single-node work only, so no placement group and both subnets.
+        self.spot_environment = self._add_environment(
+            "spot_compute_environment", "spot", "spot-node", "SPOT",
+            "SPOT_PRICE_CAPACITY_OPTIMIZED", subnet_ids, count=spot_count)
+        self.spot_environment_arn = f"${{{counted_ref(self.spot_environment, 'arn')}}}"
+
+    def _add_placement_group(self) -> PlacementGroup:
+        return PlacementGroup(self, "placement_group", name=name(self._cluster, "mpi"),
+                              strategy="cluster", tags=tags(self._cluster))
+
+    def _add_launch_template(self) -> LaunchTemplate:
+        """IMDSv2 only, ECS_AWSVPC_BLOCK_IMDS in user data, encrypted gp3 root volume."""
+        return LaunchTemplate(
+            self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
+            user_data=user_data(),
+            # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
+            # ENIs are kept off by ECS_AWSVPC_BLOCK_IMDS in the user data, not by this.
+            metadata_options=LaunchTemplateMetadataOptions(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+            block_device_mappings=[LaunchTemplateBlockDeviceMappings(
+                device_name="/dev/xvda",
+                ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                    volume_size=self._config.limits.root_volume_gib, volume_type="gp3",
+                    encrypted="true", delete_on_termination="true"))],
+            tags=tags(self._cluster))
+
+    def _add_environment(self, id_: str, label: str, node_label: str, capacity: str,
+                         allocation_strategy: str,
+                         subnet_ids: list[str], *, placement_group: str | None = None,
+                         count: float | None = None) -> BatchComputeEnvironment:
+        """A MANAGED environment on our launch template and the ECS AL2023 image."""
+        placement = self._placement
+        return BatchComputeEnvironment(
+            self, id_, name_prefix=f"{name(self._cluster, label)}-", type="MANAGED", count=count,
+            compute_resources=BatchComputeEnvironmentComputeResources(
+                type=capacity, allocation_strategy=allocation_strategy,
+                min_vcpus=0, max_vcpus=placement.max_vcpus,
+                instance_type=placement.instance_types,
+                subnets=subnet_ids, security_group_ids=[placement.security_group_id],
+                instance_role=placement.instance_profile_arn, placement_group=placement_group,
+                launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
+                    launch_template_id=self.launch_template.id,
+                    version=Token.as_string(self.launch_template.latest_version)),
+                ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(
+                    image_type="ECS_AL2023")],
+                tags=tags(self._cluster, Name=name(self._cluster, node_label))),
+            # Most compute-resource changes force replacement; a prefix lets the new one exist
+            # before the queue is moved off the old one.
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            tags=tags(self._cluster))

@@ -1,0 +1,157 @@
+"""Job queues and job definitions: the multi-node one and the optional single-node Spot one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.batch_job_definition import (
+    BatchJobDefinition,
+    BatchJobDefinitionRetryStrategy,
+    BatchJobDefinitionRetryStrategyEvaluateOnExit,
+    BatchJobDefinitionTimeout,
+)
+from cdktf_cdktf_provider_aws.batch_job_queue import (
+    BatchJobQueue,
+    BatchJobQueueComputeEnvironmentOrder,
+    BatchJobQueueJobStateTimeLimitAction,
+)
+from constructs import Construct
+
+from solver.exitcodes import EVALUATE_ON_EXIT
+from stacks.compute import Compute
+from stacks.config import NodeDefaults, PlatformConfig, name, tags
+from stacks.variables import SPOT_ENABLED, counted_ref
+
+# Queue reasons after which a RUNNABLE job can never start on its own.
+STUCK_RUNNABLE_REASONS = (
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+)
+EFS_VOLUME = "efs"
+RENDEZVOUS_SECRET_ENV = "MNP_RENDEZVOUS_SECRET"
+
+
+@dataclass(frozen=True)
+class JobWiring:
+    """Resource handles a job's container needs, as Terraform references."""
+
+    image: str
+    job_role_arn: str
+    execution_role_arn: str
+    file_system_id: str
+    access_point_id: str
+    log_group_name: str
+    region: str
+    rendezvous_secret_arn: str
+
+
+def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool) -> dict:
+    """The container block (Batch API shape) of both job definitions."""
+    container = {
+        "image": wiring.image,
+        "command": list(node.command),
+        "resourceRequirements": [{"type": "VCPU", "value": str(node.vcpus)},
+                                 {"type": "MEMORY", "value": str(node.memory_mib)}],
+        "environment": [
+            # The container cannot see its vCPU reservation (nproc shows the host's).
+            {"name": "MNP_RANKS_PER_NODE", "value": str(node.vcpus)},
+            {"name": "MNP_RENDEZVOUS_TIMEOUT", "value": str(node.rendezvous_timeout_s)},
+            {"name": "OUTPUT_PATH", "value": f"{node.efs_mount_path}/output"},
+        ],
+        "jobRoleArn": wiring.job_role_arn,
+        "executionRoleArn": wiring.execution_role_arn,
+        "user": node.user,
+        "privileged": False,
+        "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
+            "fileSystemId": wiring.file_system_id,
+            "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}],
+        "mountPoints": [{"sourceVolume": EFS_VOLUME, "containerPath": node.efs_mount_path,
+                         "readOnly": False}],
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
+            "awslogs-stream-prefix": "mnp"}},
+        # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
+        "linuxParameters": {"sharedMemorySize": node.shared_memory_mib,
+                            "initProcessEnabled": True},
+        "ulimits": [{"name": "memlock", "softLimit": -1, "hardLimit": -1},
+                    {"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+    }
+    if multinode:
+        # Only nodes that rendezvous need the key; the execution role fetches it at start
+        # (docs.aws.amazon.com/batch/latest/userguide/specifying-sensitive-data-secrets.html).
+        container["secrets"] = [{"name": RENDEZVOUS_SECRET_ENV,
+                                 "valueFrom": wiring.rendezvous_secret_arn}]
+    return container
+
+
+def node_properties(node: NodeDefaults, wiring: JobWiring) -> dict:
+    """One open-ended node range '0:' so that submit-time nodeOverrides.numNodes works."""
+    return {"mainNode": 0, "numNodes": node.num_nodes,
+            "nodeRangeProperties": [{"targetNodes": "0:", "container": container_properties(
+                node, wiring, multinode=True)}]}
+
+
+def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
+    """The contract's evaluateOnExit rules as provider blocks (RETRY 3, 4, 143, Host EC2*)."""
+    keys = {"onStatusReason": "on_status_reason", "onExitCode": "on_exit_code",
+            "onReason": "on_reason", "action": "action"}
+    return [BatchJobDefinitionRetryStrategyEvaluateOnExit(**{keys[k]: v for k, v in rule.items()})
+            for rule in EVALUATE_ON_EXIT]
+
+
+def _when_spot(reference: str) -> str:
+    """An output value: the Spot resource's attribute, or '' when the Spot queue is off."""
+    return f'${{{SPOT_ENABLED} ? {reference} : ""}}'
+
+
+class Scheduling(Construct):
+    """The multi-node queue and job definition; the Spot pair exists when enable_spot_queue."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
+                 compute: Compute, wiring: JobWiring, spot_count: float) -> None:
+        super().__init__(scope, id_)
+        self._cluster = cluster
+        self._config = config
+        node = config.node
+        # --- Queues
+        self.job_queue = self._add_queue("job_queue", "mpi", compute.mnp_environment.arn)
+        self.spot_job_queue = self._add_queue("spot_job_queue", "spot",
+                                              compute.spot_environment_arn, count=spot_count)
+        # --- Job definitions
+        self.job_definition = self._add_job_definition(
+            "job_definition", "mpi", "multinode",
+            node_properties=json.dumps(node_properties(node, wiring)))
+        # Single node: the launcher then runs the command under a local mpiexec.
+        self.spot_job_definition = self._add_job_definition(
+            "spot_job_definition", "spot", "container", count=spot_count,
+            container_properties=json.dumps(container_properties(node, wiring, multinode=False)))
+        self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
+        self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
+
+    def _add_queue(self, id_: str, label: str, environment_arn: str, *,
+                   count: float | None = None) -> BatchJobQueue:
+        cancel_after = self._config.limits.runnable_cancel_after_s
+        return BatchJobQueue(
+            self, id_, name=name(self._cluster, label), state="ENABLED", priority=1, count=count,
+            compute_environment_order=[BatchJobQueueComputeEnvironmentOrder(
+                order=1, compute_environment=environment_arn)],
+            # A job that cannot get capacity would otherwise sit RUNNABLE forever; it is
+            # cancelled (then FAILED, which the failed-job alarm counts).
+            job_state_time_limit_action=[BatchJobQueueJobStateTimeLimitAction(
+                state="RUNNABLE", action="CANCEL", max_time_seconds=cancel_after, reason=reason)
+                for reason in STUCK_RUNNABLE_REASONS],
+            tags=tags(self._cluster))
+
+    def _add_job_definition(self, id_: str, label: str, type_: str, *,
+                            count: float | None = None, **properties: str) -> BatchJobDefinition:
+        node = self._config.node
+        return BatchJobDefinition(
+            self, id_, name=name(self._cluster, label), type=type_, count=count,
+            platform_capabilities=["EC2"], propagate_tags=True,
+            retry_strategy=BatchJobDefinitionRetryStrategy(attempts=node.attempts,
+                                                           evaluate_on_exit=retry_rules()),
+            timeout=BatchJobDefinitionTimeout(attempt_duration_seconds=node.attempt_timeout_s),
+            tags=tags(self._cluster), **properties)
