@@ -136,6 +136,11 @@ class ContainerJob(BatchNodeGroup):
                 for args in ecs_eth0_commands():
                     self._in_netns(node, "ip", *args)
             self._prepare_efs()
+            names = sorted({s["name"] for c in self.job.containers for s in c.get("secrets", [])
+                            if s["name"] not in self.secret_values})
+            if names:
+                self._note(f"secrets {', '.join(names)}: a random local value for this run "
+                           "(on Batch: from Secrets Manager)")
         except BaseException:
             self.close()
             raise

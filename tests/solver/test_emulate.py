@@ -84,6 +84,9 @@ def test_cleanup_happens_when_the_test_body_fails(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"), Emulation(2, log_dir=tmp_path) as emu:
         emu.start_node(1, [sys.executable, "-c", "import time; time.sleep(600)"])
         pid = emu.nodes[1].proc.pid
+        deadline = time.monotonic() + 30  # `ip netns exec` may take a moment on a busy machine
+        while not emu.pids(1) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert emu.pids(1)
         raise RuntimeError("boom")
     assert _ns_gone(emu)
