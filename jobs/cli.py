@@ -9,12 +9,12 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from jobs.client import BatchJobs
-from jobs.commands import cancel, listing, logs, scale, status, submit, watch
+from jobs.commands import cancel, listing, logs, preflight, scale, status, submit, watch
 from jobs.context import Context
 from jobs.errors import EXIT_BAD_INPUT, EXIT_FAILURE, JobsError
 from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
 
-COMMANDS = (submit, status, watch, logs, cancel, listing, scale)
+COMMANDS = (submit, preflight, status, watch, logs, cancel, listing, scale)
 PROG = "python -m jobs"
 
 
@@ -71,7 +71,7 @@ def run(argv: Sequence[str], api_factory: Callable[[], BatchJobs] | None = None)
         return int(exc.code or 0)
     problem = ""
     if command is not None and not args.takes_command:
-        problem = "'-- COMMAND' is only accepted by submit and scale-test"
+        problem = "'-- COMMAND' is only accepted by submit, scale-test and preflight"
     elif command is not None and not command:
         problem = "nothing after '--': give the job's command or drop the '--'"
     if problem:
