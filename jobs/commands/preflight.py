@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The same flags as submit, so a submit line can be checked by changing one word."""
     submit.add_arguments(parser)
     parser.epilog = (
-        "Flags about sending and watching (--dry-run, --wait, --interval, --max-wait, "
-        "--no-preflight) are accepted and ignored.\n"
+        "Flags about sending and watching (--dry-run, --wait, --interval, --max-wait,\n"
+        "--no-preflight) are accepted and ignored. Exit 2 when a check FAILs.\n"
         "example:\n  python -m jobs preflight --job-name heat --nodes 4 --vcpus 8 --memory 15000"
     )
 

@@ -164,16 +164,15 @@ def check_offering(facts: Facts, spec: JobSpec, chosen: str | None) -> Check:
     if chosen is None or not isinstance(facts.offered, dict) \
             or not isinstance(facts.zones, dict):
         return Check(name, UNKNOWN, "no instance type fits the request (see above)")
-    zones = sorted(set(facts.zones.values()))
-    where = ", ".join(f"{az} ({s})" for s, az in sorted(facts.zones.items()))
+    zones = set(facts.zones.values())
+    where = ", ".join(f"{s} ({az})" for s, az in sorted(facts.zones.items()))
     offered = facts.offered.get(chosen, set())
-    if offered & set(zones):
-        return Check(name, PASS, f"{chosen} is offered in {', '.join(sorted(offered & set(zones)))}"
-                     f", the AZ of subnet {where}")
+    if offered & zones:
+        return Check(name, PASS, f"{chosen} is offered in the AZ of subnet {where}")
     elsewhere = ", ".join(sorted(offered)) or "no AZ of this region"
-    return Check(name, FAIL, f"{chosen} is not offered in {', '.join(zones)} (subnet {where}): "
-                 f"it is offered in {elsewhere}", "use a subnet in an AZ that offers it "
-                 "(with the placement group's AZ), or another instance type")
+    return Check(name, FAIL, f"{chosen} is not offered in the AZ of subnet {where}: only in "
+                 f"{elsewhere}", "use a subnet in an AZ that offers it (the placement group "
+                 "follows it), or another instance type")
 
 
 def check_image(facts: Facts) -> Check:

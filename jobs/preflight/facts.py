@@ -10,9 +10,10 @@ from jobs.errors import JobsError, NotFound
 from jobs.preflight import sizing
 from jobs.request import images_of, with_tag
 
-# Error codes AWS APIs use for "this caller may not call that".
+# Error codes AWS APIs use for "this caller may not call that"; "403" is what botocore keeps
+# when a 403 body does not parse as the protocol's error shape.
 DENIED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation",
-                    "UnauthorizedException", "AuthFailure"})
+                    "UnauthorizedException", "AuthFailure", "403"})
 # Instance-type entries Batch resolves itself at launch time, not EC2 type names.
 BATCH_CHOSEN = frozenset({"optimal", "default_x86_64", "default_arm64"})
 _MISSING_IMAGE = frozenset({"ImageNotFoundException", "RepositoryNotFoundException"})

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -125,12 +126,26 @@ def table(report: Report) -> Table:
     return grid
 
 
+def _print(console: Console, renderable: RenderableType) -> None:
+    """Off a terminal, as wide as the table needs: logs and tests see one line per check."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    needed = Measurement.get(console, console.options.update(width=10_000), renderable).maximum
+    width = console.width
+    console.width = max(needed, width)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
+
+
 def show(console: Console, reports: list[Report], full: bool) -> None:
     """The tables and cost lines (full), or one line per job when every check passed."""
     for report in reports:
         counts = checks.summary(report.checks)
         if full or counts[checks.PASS] != len(report.checks):
-            console.print(table(report))
+            _print(console, table(report))
         else:
             console.print(Text(f"preflight {report.spec.name}: all {len(report.checks)} checks "
                                "passed"))

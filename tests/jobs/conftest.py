@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,20 @@ def deny(aws: Aws, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
         aws.start_recording()
-        moto_env._post(f"{aws.url}/moto-api/reset-auth", b"0")
+        _enforce_iam(aws.url, "0")  # from the next request on
         enforced.append(True)
 
     yield apply
     if enforced:
-        moto_env._post(f"{aws.url}/moto-api/reset-auth", b"inf")
+        _enforce_iam(aws.url, "inf")
+
+
+def _enforce_iam(url: str, after: str) -> None:
+    """moto's /moto-api/reset-auth: check IAM policies after this many requests ("inf": never)."""
+    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=after.encode(),
+                                     method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
 
 
 @dataclass

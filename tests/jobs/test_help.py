@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs.moto_env import REPO
 
-COMMANDS = ["submit", "status", "watch", "logs", "cancel", "list", "scale-test"]
+COMMANDS = ["submit", "preflight", "status", "watch", "logs", "cancel", "list", "scale-test"]
 
 
 def _help(*argv: str) -> str:
