@@ -70,9 +70,10 @@ def check_fit(facts: Facts, spec: JobSpec) -> Check:
     env = _managed(name, facts)
     if isinstance(env, Check):
         return env
-    if env.resource_type.startswith("FARGATE") and not spec.single_node:
+    if env.resource_type != "EC2" and not spec.single_node:
         return Check(name, FAIL, f"compute environment {env.name} is {env.resource_type}: "
-                     "multi-node jobs run on EC2 only", "use a queue of an EC2 environment")
+                     "multi-node jobs run on EC2 on-demand only (never Spot or Fargate)",
+                     "use the stack's multi-node queue (job_queue_name)")
     if isinstance(facts.types, Unknown):
         return _unknown(name, facts.types)
     if not facts.types:

@@ -140,16 +140,18 @@ class Aws:
 
     def create_environment(self, name: str, zone: str, instance_types: tuple[str, ...] = (
             INSTANCE_TYPE,), max_vcpus: int = MAX_VCPUS, desired_vcpus: int = 0,
-            template_id: str | None = None, state: str = "ENABLED") -> dict[str, Any]:
+            template_id: str | None = None, resource_type: str = "EC2") -> dict[str, Any]:
         """A MANAGED EC2 environment as the stack builds it: one subnet, placement group, LT."""
         cidr = f"10.0.{len(self.ec2.describe_subnets()['Subnets']) + 1}.0/24"
         subnet = self.ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=cidr,
                                         AvailabilityZone=zone)["Subnet"]["SubnetId"]
         role = self.iam.get_role(RoleName="batch-service")["Role"]["Arn"]
         return self.batch.create_compute_environment(
-            computeEnvironmentName=name, type="MANAGED", state=state, serviceRole=role,
+            computeEnvironmentName=name, type="MANAGED", state="ENABLED", serviceRole=role,
             computeResources={
-                "type": "EC2", "allocationStrategy": "BEST_FIT_PROGRESSIVE", "minvCpus": 0,
+                "type": resource_type, "minvCpus": 0,
+                **({"allocationStrategy": "BEST_FIT_PROGRESSIVE"} if resource_type == "EC2"
+                   else {}),
                 "maxvCpus": max_vcpus, "desiredvCpus": desired_vcpus,
                 "instanceTypes": list(instance_types), "subnets": [subnet],
                 "securityGroupIds": [self.security_group_id],

@@ -88,6 +88,12 @@ def test_vcpus_that_no_type_has_are_refused(aws):
             hint="use --vcpus 8 or less")
 
 
+def test_multi_node_job_on_a_spot_environment(aws):
+    aws.use_environment("spot-ce", resource_type="SPOT")
+    refused(aws, name="instance type", message="compute environment spot-ce is SPOT: "
+            "multi-node jobs run on EC2 on-demand only (never Spot or Fargate)")
+
+
 def test_max_vcpus_counts_what_the_environment_runs(aws):
     # moto launches instances for desiredvCpus: 5 x c6i.2xlarge = 40 vCPUs in use.
     aws.use_environment("busy-ce", desired_vcpus=40)
