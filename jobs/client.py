@@ -38,7 +38,8 @@ def ecr_parts(image: str) -> tuple[str, str, dict[str, str]] | None:
 
 
 class BatchJobs:
-    """Batch and Logs calls the CLI needs, with errors translated in one place."""
+    """The AWS calls the CLI needs (Batch, Logs, ECR; EC2, Service Quotas and Price List reads
+    for preflight), with errors translated in one place."""
 
     def __init__(
         self,

@@ -138,18 +138,16 @@ def check_quota(spec: JobSpec, chosen: str | None, facts: Facts,
     if isinstance(quota, Unknown):
         return _unknown(name, quota)
     limit = int(quota)
-    if isinstance(running, Unknown):
-        if need > limit:
-            running = 0  # already over without counting what runs
-        else:
-            return Check(name, UNKNOWN, f"{need} vCPUs fit quota {code} ({quota_name}) of "
-                         f"{limit}, but running instances are unknown: {running.reason}",
-                         running.hint)
-    what = f"{need} vCPUs ({spec.nodes} x {chosen}) + {running} running"
-    if need + int(running or 0) > limit:
+    if isinstance(running, Unknown) and need <= limit:
+        return Check(name, UNKNOWN, f"{need} vCPUs fit quota {code} ({quota_name}) of {limit}, "
+                     f"but what already runs is unknown: {running.reason}", running.hint)
+    # Over the quota on its own: what runs cannot make it fit.
+    in_use = running if isinstance(running, int) else 0
+    what = f"{need} vCPUs ({spec.nodes} x {chosen}) + {in_use} running"
+    if need + in_use > limit:
         return Check(name, FAIL, f"{what} > quota {code} ({quota_name}) of {limit}",
                      f"request an increase of {code} (Service Quotas, ec2) to at least "
-                     f"{need + int(running or 0)}, or use fewer nodes")
+                     f"{need + in_use}, or use fewer nodes")
     return Check(name, PASS, f"{what} <= quota {code} ({quota_name}) of {limit}")
 
 

@@ -10,6 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from jobs.client import BatchJobs
 from jobs.errors import InvalidInput
 from jobs.preflight import checks, sizing
 from jobs.preflight.facts import Facts, Reader, Unknown, gather, quota_value, running_vcpus
@@ -105,7 +106,7 @@ def evaluate(facts: Facts, spec: JobSpec, per_type: _PerType) -> Report:
     return Report(spec, found, estimate)
 
 
-def run(api: Any, specs: list[JobSpec], image_tag: str | None) -> list[Report]:
+def run(api: BatchJobs, specs: list[JobSpec], image_tag: str | None) -> list[Report]:
     """Read once, check every spec (scale-test has one per node count)."""
     view = api.preflight_view()
     facts = gather(view, specs[0].queue, specs[0].definition, image_tag)

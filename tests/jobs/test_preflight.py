@@ -206,6 +206,21 @@ def test_denied_call_is_unknown_and_names_the_permission(aws, deny, action, chec
     assert aws.operations() == ["batch:submitjob"]
 
 
+def test_quota_with_running_instances_unknown(aws, deny):
+    deny("ec2:DescribeInstances")
+    code, found, _ = report(aws)
+    assert code == 0
+    assert found["vCPU quota"] == {
+        "check": "vCPU quota", "status": "UNKNOWN",
+        "message": "32 vCPUs fit quota L-1216C47A (Running On-Demand Standard (A, C, D, H, I, M, "
+        "R, T, Z) instances) of 256, but what already runs is unknown: ec2:DescribeInstances "
+        "was denied to the caller",
+        "hint": "allow ec2:DescribeInstances in the caller's IAM policy"}
+    moto_env.SEEDED_QUOTAS[STANDARD_QUOTA] = 16.0
+    code, found, _ = report(aws)
+    assert code == 2 and found["vCPU quota"]["status"] == "FAIL"
+
+
 def test_aws_strings_are_printed_as_plain_text(aws):
     aws.use_environment("gone-ce")
     subnet = aws.batch.describe_compute_environments(computeEnvironments=["gone-ce"])[
