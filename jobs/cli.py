@@ -9,12 +9,22 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from jobs.client import BatchJobs
-from jobs.commands import cancel, listing, logs, run_local, scale, status, submit, watch
+from jobs.commands import (
+    cancel,
+    listing,
+    logs,
+    preflight,
+    run_local,
+    scale,
+    status,
+    submit,
+    watch,
+)
 from jobs.context import Context
 from jobs.errors import EXIT_BAD_INPUT, EXIT_FAILURE, JobsError
 from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
 
-COMMANDS = (submit, status, watch, logs, cancel, listing, scale, run_local)
+COMMANDS = (submit, preflight, status, watch, logs, cancel, listing, scale, run_local)
 PROG = "python -m jobs"
 
 
@@ -71,7 +81,8 @@ def run(argv: Sequence[str], api_factory: Callable[[], BatchJobs] | None = None)
         return int(exc.code or 0)
     problem = ""
     if command is not None and not args.takes_command:
-        problem = "'-- COMMAND' is only accepted by submit, scale-test and run-local"
+        takers = ", ".join(c.NAME for c in COMMANDS if getattr(c, "TAKES_COMMAND", False))
+        problem = f"'-- COMMAND' is only accepted by {takers}"
     elif command is not None and not command:
         problem = "nothing after '--': give the job's command or drop the '--'"
     if problem:

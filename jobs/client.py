@@ -1,4 +1,4 @@
-"""One thin wrapper around the Batch, CloudWatch Logs and ECR clients; all AWS calls go here."""
+"""One thin wrapper around the AWS clients the CLI uses; all AWS calls go here."""
 
 from __future__ import annotations
 
@@ -16,12 +16,30 @@ from jobs.errors import NotFound, translate
 # Standard mode retries throttling and transient errors with backoff; AWS_MAX_ATTEMPTS still
 # applies because max_attempts is not pinned here.
 BOTO_CONFIG = Config(retries={"mode": "standard"}, user_agent_extra="mnp-batch-jobs")
+# Preflight's reads say so in their user agent (CloudTrail's userAgent, moto's recorder).
+PREFLIGHT_CONFIG = BOTO_CONFIG.merge(Config(user_agent_extra="mnp-batch-jobs preflight"))
+# The Price List API answers in us-east-1 (also eu-central-1, ap-south-1) for every region.
+PRICING_REGION = "us-east-1"
+_SERVICES = ("batch", "logs", "ecr", "ec2", "service-quotas", "pricing")
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 _ECR_IMAGE_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([^:@]+)")
 
 
+def ecr_parts(image: str) -> tuple[str, str, dict[str, str]] | None:
+    """(registry id, repository, imageId) of an ECR image reference, None for other registries."""
+    match = _ECR_IMAGE_RE.match(image)
+    if not match:
+        return None
+    rest = image[match.end():]
+    if rest.startswith("@"):
+        return match.group(1), match.group(3), {"imageDigest": rest[1:]}
+    # No tag means Docker's default tag.
+    return match.group(1), match.group(3), {"imageTag": rest[1:] if rest else "latest"}
+
+
 class BatchJobs:
-    """Batch and Logs calls the CLI needs, with errors translated in one place."""
+    """The AWS calls the CLI needs (Batch, Logs, ECR; EC2, Service Quotas and Price List reads
+    for preflight), with errors translated in one place."""
 
     def __init__(
         self,
@@ -29,18 +47,51 @@ class BatchJobs:
         logs: Any = None,
         ecr: Any = None,
         session: boto3.session.Session | None = None,
+        *,
+        clients: dict[str, Any] | None = None,
+        config: Config = BOTO_CONFIG,
     ) -> None:
-        self._given = {"batch": batch, "logs": logs, "ecr": ecr}
+        self._given: dict[str, Any] = dict.fromkeys(_SERVICES)
+        self._given.update({"batch": batch, "logs": logs, "ecr": ecr, **(clients or {})})
+        self._injected = {k for k, v in self._given.items() if v is not None}
         self._session = session
+        self._config = config
 
     def _client(self, service: str) -> Any:
         if self._given[service] is None:
             try:
                 session = self._session or boto3.session.Session()
-                self._given[service] = session.client(service, config=BOTO_CONFIG)
+                region = PRICING_REGION if service == "pricing" else None
+                self._given[service] = session.client(service, region_name=region,
+                                                      config=self._config)
             except BotoCoreError as exc:
                 raise translate(exc) from exc
         return self._given[service]
+
+    def preflight_view(self) -> BatchJobs:
+        """The same session and injected clients, with preflight's user agent on new clients."""
+        given = {k: v for k, v in self._given.items() if k in self._injected}
+        return BatchJobs(session=self._session, clients=given, config=PREFLIGHT_CONFIG)
+
+    def read(self, service: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One call of any client method, errors translated."""
+        return self._call(getattr(self._client(service), method), **kwargs)
+
+    def read_pages(self, service: str, method: str, key: str, **kwargs: Any) -> list[Any]:
+        """Every item under `key` of every page of a paginated call."""
+        paginator = self._client(service).get_paginator(method)
+        pages = self._call(lambda: list(paginator.paginate(**kwargs)))
+        return [item for page in pages for item in page.get(key, [])]
+
+    def region(self) -> str:
+        """The region the Batch client talks to."""
+        return str(self._client("batch").meta.region_name)
+
+    def api_name(self, service: str, method: str) -> str:
+        """The IAM action of a client method, e.g. ec2:DescribeInstanceTypes."""
+        prefix = {"service-quotas": "servicequotas"}.get(service, service)
+        operation = self._client(service).meta.method_to_api_mapping.get(method, method)
+        return f"{prefix}:{operation}"
 
     @cached_property
     def batch(self) -> Any:

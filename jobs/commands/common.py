@@ -7,9 +7,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from rich.text import Text
+
 from jobs import validate
 from jobs.context import Context
-from jobs.errors import InvalidInput
+from jobs.errors import InvalidInput, JobsError
+from jobs.preflight import gate
 from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
 
 
@@ -63,7 +66,11 @@ def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str
                         metavar="KEY=VALUE", help="job tag, repeatable (propagated to tasks)")
     add_queue_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the SubmitJob request as JSON and call nothing")
+                        help="run the preflight checks, print them with the maximum cost, "
+                        "and print the SubmitJob request as JSON; send nothing")
+    parser.add_argument("--no-preflight", action="store_true",
+                        help="skip the preflight checks (see `preflight --help`) and their "
+                        "AWS reads")
     parser.add_argument("--wait", action="store_true",
                         help="watch until the job ends; exit 0 only if it SUCCEEDED")
     add_wait_arguments(parser)
@@ -124,6 +131,27 @@ def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tup
             )
         names.append(found)
     return names[0], names[1]
+
+
+def preflight(ctx: Context, args: argparse.Namespace, specs: list[JobSpec]) -> None:
+    """Refuse (exit 2) a job a check says cannot start; a dry run shows the report instead."""
+    if args.no_preflight:
+        return
+    if not args.dry_run:
+        reports = gate.run(ctx.api, specs, args.image_tag)
+        gate.show(ctx.err, reports, full=False)
+        gate.refuse(reports)
+        return
+    try:
+        reports = gate.run(ctx.api, specs, args.image_tag)
+    except JobsError as exc:  # e.g. no such queue: the dry run still shows the request
+        ctx.err.print(Text(f"preflight: not run: {exc.line()}"))
+        return
+    gate.show(ctx.err, reports, full=True)
+    try:
+        gate.refuse(reports)
+    except JobsError as exc:
+        ctx.err.print(Text(f"dry run: submit would refuse this job: {exc}"))
 
 
 def register_image(ctx: Context, definition: str, tag: str) -> str:

@@ -59,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="S", help="children start in random order up to S s after "
                         "the main node (default 1)")
     parser.epilog = (
-        "--job-queue, --tag, --wait and --interval have no local meaning and are accepted "
-        "so that a submit command line runs unchanged.\nexample:\n  python -m jobs "
+        "--job-queue, --tag, --wait, --interval and --no-preflight have no local meaning and "
+        "are accepted so that a submit command line runs unchanged.\nexample:\n  python -m jobs "
         "run-local --nodes 4 --vcpus 1 --memory 2048 --output-path /mnt/efs/out \\\n"
         "      -- python -m solver heat --nx 257 --ny 257")
 

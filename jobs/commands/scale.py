@@ -9,7 +9,13 @@ from typing import Any
 from rich.table import Table
 
 from jobs import render, validate
-from jobs.commands.common import add_job_arguments, dry_run, job_specs, submit_all
+from jobs.commands.common import (
+    add_job_arguments,
+    dry_run,
+    job_specs,
+    preflight,
+    submit_all,
+)
 from jobs.commands.logs import BATCH_DEFAULT_GROUP
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
@@ -86,6 +92,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     for name, _ in names:
         validate.job_name(name)
     specs = job_specs(args, ctx, names, extra_tags={"scale-test": args.job_name})
+    preflight(ctx, args, specs)
     if args.dry_run:
         return dry_run(ctx, [submit_request(s) for s in specs], args.image_tag)
     submitted = submit_all(ctx, specs, args.image_tag)

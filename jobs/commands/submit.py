@@ -6,7 +6,13 @@ import argparse
 import json
 
 from jobs import validate
-from jobs.commands.common import add_job_arguments, dry_run, job_specs, submit_all
+from jobs.commands.common import (
+    add_job_arguments,
+    dry_run,
+    job_specs,
+    preflight,
+    submit_all,
+)
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
 from jobs.request import submit_request
@@ -32,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
-    """Validate, then print (--dry-run) or submit, and optionally watch."""
+    """Validate and preflight, then print (--dry-run) or submit, and optionally watch."""
     (spec,) = job_specs(args, ctx, [(args.job_name, args.nodes)])
+    preflight(ctx, args, [spec])
     if args.dry_run:
         return dry_run(ctx, [submit_request(spec)], args.image_tag)
     (result,) = submit_all(ctx, [spec], args.image_tag)

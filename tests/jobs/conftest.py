@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.jobs import moto_env
 from tests.jobs.moto_env import REGION, Aws
 
 OWN_ENV = ("JOB_QUEUE_NAME", "JOB_DEFINITION_NAME", "MAX_VCPUS", "LOG_GROUP_NAME",
@@ -56,6 +59,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return result
 
     patch.setattr(JobDefinition, "describe", describe)
+    _seed_what_moto_does_not_model(patch)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -64,12 +68,79 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     patch.undo()
 
 
+def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 knows only VPC quotas and has no Price List API: answer from the seeds."""
+    from moto.core.request import Request
+    from moto.moto_api import recorder
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    quota = ServiceQuotasBackend.get_service_quota
+
+    def get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+        if service_code == "ec2" and quota_code in moto_env.SEEDED_QUOTAS:
+            return {"ServiceCode": "ec2", "QuotaCode": quota_code, "Unit": "None",
+                    "Value": moto_env.SEEDED_QUOTAS[quota_code]}
+        return quota(self, service_code, quota_code)
+
+    patch.setattr(ServiceQuotasBackend, "get_service_quota", get_service_quota)
+    dispatch = DomainDispatcherApplication.__call__
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("AWSPriceListService."):
+            return dispatch(self, environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        recorder._record_request(Request(environ), body=body)
+        terms = {f["Field"]: f["Value"] for f in json.loads(body).get("Filters", [])}
+        price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"), terms.get("regionCode")))
+        products = [] if price is None else [json.dumps({
+            "product": {"attributes": {"instanceType": terms["instanceType"]}},
+            "terms": {"OnDemand": {"T1": {"priceDimensions": {"D1": {
+                "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})]
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
+        return [json.dumps({"FormatVersion": "aws_v1", "PriceList": products}).encode()]
+
+    patch.setattr(DomainDispatcherApplication, "__call__", call)
+
+
 @pytest.fixture
 def aws(moto_url: str, tmp_path: Path) -> Aws:
     """Fresh resources on the session's moto server; recording starts after seeding."""
     env = Aws(moto_url, tmp_path)
     env.setup()
     return env
+
+
+@pytest.fixture
+def deny(aws: Aws, monkeypatch: pytest.MonkeyPatch):
+    """Switch on moto's IAM enforcement for a user allowed everything but the given actions."""
+    enforced = []
+
+    def apply(*actions: str) -> None:
+        aws.iam.create_user(UserName="researcher")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": list(actions), "Resource": "*"}]}
+        aws.iam.put_user_policy(UserName="researcher", PolicyName="most",
+                                PolicyDocument=json.dumps(policy))
+        key = aws.iam.create_access_key(UserName="researcher")["AccessKey"]
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        aws.start_recording()
+        _enforce_iam(aws.url, "0")  # from the next request on
+        enforced.append(True)
+
+    yield apply
+    if enforced:
+        _enforce_iam(aws.url, "inf")
+
+
+def _enforce_iam(url: str, after: str) -> None:
+    """moto's /moto-api/reset-auth: check IAM policies after this many requests ("inf": never)."""
+    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=after.encode(),
+                                     method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(request, timeout=30):
+        pass
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,13 @@ LOG_GROUP = "/aws/batch/mnp-batch"
 REPOSITORY = "mnp-batch-solver"
 REPOSITORY_URL = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}"
 MAX_VCPUS = 64
+INSTANCE_TYPE = "c6i.2xlarge"  # the stack's default: 8 vCPUs, 16 GiB
+ZONE = f"{REGION}a"
+STANDARD_QUOTA = "L-1216C47A"
+# What moto does not model, read by the patched server (same process): EC2 vCPU quotas and
+# Price List answers. Reset by every Aws.setup().
+SEEDED_QUOTAS: dict[str, float] = {}
+SEEDED_PRICES: dict[tuple[str, str], float] = {}
 
 
 def _post(url: str, data: bytes = b"") -> bytes:
@@ -75,16 +83,33 @@ class Aws:
         self.logs = boto3.client("logs", **kwargs)
         self.ecr = boto3.client("ecr", **kwargs)
         self.iam = boto3.client("iam", **kwargs)
+        self.ec2 = boto3.client("ec2", **kwargs)
         self.outputs_file = tmp_path / "outputs.json"
+        self.launch_template_id = ""
+        self.instance_profile_arn = ""
+        self.security_group_id = ""
 
     def setup(self) -> None:
         """Fresh moto state: compute environment, queue, definition, log group, images."""
         _post(f"{self.url}/moto-api/reset")
         _post(f"{self.url}/moto-api/config", json.dumps({"batch": {"use_docker": False}}).encode())
-        role = self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
-        env = self.batch.create_compute_environment(
-            computeEnvironmentName="mnp-batch-ce", type="UNMANAGED", state="ENABLED",
-            serviceRole=role["Role"]["Arn"])
+        SEEDED_QUOTAS.clear()
+        SEEDED_QUOTAS[STANDARD_QUOTA] = 256.0
+        SEEDED_PRICES.clear()
+        SEEDED_PRICES[(INSTANCE_TYPE, REGION)] = 0.34
+        self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
+        self.iam.create_instance_profile(InstanceProfileName="mnp-batch-node")
+        self.instance_profile_arn = self.iam.get_instance_profile(
+            InstanceProfileName="mnp-batch-node")["InstanceProfile"]["Arn"]
+        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        self.vpc_id = vpc
+        self.security_group_id = self.ec2.create_security_group(
+            GroupName="mnp-batch-compute", Description="nodes", VpcId=vpc)["GroupId"]
+        self.launch_template_id = self.ec2.create_launch_template(
+            LaunchTemplateName="mnp-batch-node", LaunchTemplateData={
+                "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}},
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        env = self.create_environment("mnp-batch-ce", ZONE)
         self.batch.create_job_queue(
             jobQueueName=QUEUE, state="ENABLED", priority=1,
             computeEnvironmentOrder=[{"order": 1,
@@ -113,6 +138,43 @@ class Aws:
         self.write_outputs()
         self.start_recording()
 
+    def create_environment(self, name: str, zone: str, instance_types: tuple[str, ...] = (
+            INSTANCE_TYPE,), max_vcpus: int = MAX_VCPUS, desired_vcpus: int = 0,
+            template_id: str | None = None, resource_type: str = "EC2") -> dict[str, Any]:
+        """A MANAGED EC2 environment as the stack builds it: one subnet, placement group, LT."""
+        cidr = f"10.0.{len(self.ec2.describe_subnets()['Subnets']) + 1}.0/24"
+        subnet = self.ec2.create_subnet(VpcId=self.vpc_id, CidrBlock=cidr,
+                                        AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        role = self.iam.get_role(RoleName="batch-service")["Role"]["Arn"]
+        return self.batch.create_compute_environment(
+            computeEnvironmentName=name, type="MANAGED", state="ENABLED", serviceRole=role,
+            computeResources={
+                "type": resource_type, "minvCpus": 0,
+                **({"allocationStrategy": "BEST_FIT_PROGRESSIVE"} if resource_type == "EC2"
+                   else {}),
+                "maxvCpus": max_vcpus, "desiredvCpus": desired_vcpus,
+                "instanceTypes": list(instance_types), "subnets": [subnet],
+                "securityGroupIds": [self.security_group_id],
+                "instanceRole": self.instance_profile_arn, "placementGroup": "mnp-batch-mpi",
+                "launchTemplate": {"launchTemplateId": template_id or self.launch_template_id,
+                                   "version": "1"}})
+
+    def use_environment(self, name: str, zone: str = ZONE, **kwargs: Any) -> None:
+        """Point the queue at a new compute environment (then recording starts afresh)."""
+        env = self.create_environment(name, zone, **kwargs)
+        self.batch.update_job_queue(jobQueue=QUEUE, computeEnvironmentOrder=[
+            {"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
+        self.start_recording()
+
+    def register_definition(self, **container: Any) -> None:
+        """A new revision of the multi-node definition with container fields changed."""
+        props = job_definition_properties(f"{REPOSITORY_URL}:v1")
+        props["nodeRangeProperties"][0]["container"].update(container)
+        self.batch.register_job_definition(
+            jobDefinitionName=DEFINITION, type="multinode", platformCapabilities=["EC2"],
+            nodeProperties=props, retryStrategy={"attempts": 2}, propagateTags=True)
+        self.start_recording()
+
     def write_outputs(self, **changes: Any) -> None:
         """The file `cdktf deploy --outputs-file` would write for this stack."""
         values = {"job_queue_name": QUEUE, "job_definition_name": DEFINITION,
@@ -127,8 +189,9 @@ class Aws:
         _post(f"{self.url}/moto-api/recorder/reset-recording")
         _post(f"{self.url}/moto-api/recorder/start-recording")
 
-    def requests(self) -> list[Recorded]:
-        """Every AWS request since start_recording, in order."""
+    def requests(self, preflight: bool = False) -> list[Recorded]:
+        """AWS requests since start_recording, in order: the preflight's reads (their user
+        agent says preflight) only when asked for."""
         with urllib.request.urlopen(f"{self.url}/moto-api/recorder/download-recording") as r:
             lines = r.read().decode().splitlines()
         found = []
@@ -144,12 +207,18 @@ class Aws:
                 headers else "?"
             target = headers.get("X-Amz-Target", "")
             operation = target.split(".")[-1] if target else entry["url"].rsplit("/", 1)[-1]
-            found.append(Recorded(service, operation.lower(), json.loads(raw or "{}"), headers))
+            if ("preflight" in headers.get("User-Agent", "")) != preflight:
+                continue
+            body = json.loads(raw) if raw.startswith("{") else {}
+            if not target and "Action=" in raw:  # EC2's query protocol: form-encoded body
+                body = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+                operation = body["Action"]
+            found.append(Recorded(service, operation.lower(), body, headers))
         return found
 
-    def operations(self) -> list[str]:
-        """service:operation of every recorded request."""
-        return [f"{r.service}:{r.operation}" for r in self.requests()]
+    def operations(self, preflight: bool = False) -> list[str]:
+        """service:operation of every recorded request (or of the preflight's)."""
+        return [f"{r.service}:{r.operation}" for r in self.requests(preflight)]
 
     def env(self, **extra: str) -> dict[str, str]:
         """What a user's shell would have: credentials, region, endpoint, outputs file."""

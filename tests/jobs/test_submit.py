@@ -113,7 +113,9 @@ def test_image_tag_registers_a_revision_and_submits_against_it(aws):
 
 
 def test_image_tag_that_was_never_pushed(aws):
-    result = aws.cli(*BASE, "--image-tag", "v9")
+    # Preflight refuses this first (tests/jobs/test_preflight.py); without it, the
+    # registration's own check stops it.
+    result = aws.cli(*BASE, "--image-tag", "v9", "--no-preflight")
     assert result.returncode == 1
     assert f"image {REPOSITORY_URL}:v9 is not in ECR" in result.stderr
     assert "build and push that tag first" in result.stderr

@@ -109,7 +109,7 @@ def test_empty_command_after_double_dash(aws, run_main):
 def test_command_only_for_submit(aws, run_main):
     result = run_main("list", "--", "echo")
     assert result.code == 2
-    assert "'-- COMMAND' is only accepted by submit, scale-test and run-local" in result.err
+    assert "'-- COMMAND' is only accepted by submit, preflight, scale-test, run-local" in result.err
 
 
 SCALE = ["scale-test", "--vcpus", "8", "--memory", "4096"]

@@ -1,0 +1,37 @@
+"""`preflight`: check that a job could start, and what it can cost, without submitting it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from jobs.commands import submit
+from jobs.commands.common import job_specs
+from jobs.context import Context
+from jobs.preflight import gate
+
+NAME = "preflight"
+HELP = "check that a job with submit's flags can start, and its maximum cost; submit nothing"
+TAKES_COMMAND = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The same flags as submit, so a submit line can be checked by changing one word."""
+    submit.add_arguments(parser)
+    parser.epilog = (
+        "Flags about sending and watching (--dry-run, --wait, --interval, --max-wait,\n"
+        "--no-preflight) are accepted and ignored. Exit 2 when a check FAILs.\n"
+        "example:\n  python -m jobs preflight --job-name heat --nodes 4 --vcpus 8 --memory 15000"
+    )
+
+
+def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the report (table or --json); exit 2 when a check failed."""
+    specs = job_specs(args, ctx, [(args.job_name, args.nodes)])
+    reports = gate.run(ctx.api, specs, args.image_tag)
+    if args.json:
+        print(json.dumps(reports[0].as_dict(), indent=2))
+    else:
+        gate.show(ctx.out, reports, full=True)
+    gate.refuse(reports)
+    return 0

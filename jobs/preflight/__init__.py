@@ -1,0 +1,1 @@
+"""Preflight: refuse a job that could not start, before it is submitted."""
