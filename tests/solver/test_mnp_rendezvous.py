@@ -12,12 +12,13 @@ from solver._mnp_proto import Channel, Client, RendezvousError, derive_key
 from solver._mnp_server import Server
 
 JOB = "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
+SECRET = "4f0c9e6a1b2d3c4e5f60718293a4b5c6"  # the stack's Secrets Manager value stands here
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake mnp"
 
 
 def _server(expected: set[int], *, attempt: int = 1,
             hb: tuple[float, float] = (0.2, 1.5)) -> Server:
-    s = Server(key=derive_key(JOB, attempt), job=JOB, attempt=attempt, expected=expected,
+    s = Server(key=derive_key(JOB, attempt, SECRET), job=JOB, attempt=attempt, expected=expected,
                public_key=PUB, user="batch", hb_interval=hb[0], hb_timeout=hb[1],
                host="127.0.0.1", port=0)
     s.start()
@@ -25,7 +26,7 @@ def _server(expected: set[int], *, attempt: int = 1,
 
 
 def _client(server: Server, index: int, *, attempt: int = 1, job: str = JOB,
-            secret: str | None = None, slots: int = 2) -> Client:
+            secret: str | None = SECRET, slots: int = 2) -> Client:
     return Client(key=derive_key(job, attempt, secret), job=job, attempt=attempt, index=index,
                   slots=slots, main_ip="127.0.0.1", port=server.port, hb_interval=0.2,
                   hb_timeout=1.5)
@@ -80,6 +81,8 @@ def test_missing_children_are_named_after_the_timeout() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"secret": "guess"}, "rejected this node: bad credentials"),
+    # the hijack: a stranger who read the challenge (job, attempt) but holds no secret
+    ({"secret": None}, "rejected this node: bad credentials"),
     ({"attempt": 2}, "main node runs job .* attempt 1, not job .* attempt 2"),
     ({"job": "another-job"}, "not job another-job"),
 ])
@@ -119,14 +122,14 @@ def test_a_main_node_without_the_key_cannot_hand_over_its_ssh_key() -> None:
         conn, _ = listener.accept()
         ch = Channel(conn)
         ch.send(t="challenge", nonce="00" * 16, job=JOB, attempt=1)
-        ch.recv(5)
+        ch.recv(5, ("hello",))
         ch.send(t="welcome", mac="0" * 64, public_key="ssh-ed25519 ATTACKER", user="root")
         time.sleep(1)
         ch.close()
 
     t = threading.Thread(target=fake_main, daemon=True)
     t.start()
-    c = Client(key=derive_key(JOB, 1), job=JOB, attempt=1, index=1, slots=1,
+    c = Client(key=derive_key(JOB, 1, SECRET), job=JOB, attempt=1, index=1, slots=1,
                main_ip="127.0.0.1", port=listener.getsockname()[1], hb_interval=0.2,
                hb_timeout=1)
     try:
@@ -174,7 +177,7 @@ def test_child_gives_up_when_the_main_node_never_answers() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here
-    c = Client(key=derive_key(JOB, 1), job=JOB, attempt=1, index=1, slots=1,
+    c = Client(key=derive_key(JOB, 1, SECRET), job=JOB, attempt=1, index=1, slots=1,
                main_ip="127.0.0.1", port=port, hb_interval=0.2, hb_timeout=1)
     began = time.monotonic()
     with pytest.raises(RendezvousError, match=f"127.0.0.1:{port} did not answer within 1.5s"):
@@ -183,10 +186,10 @@ def test_child_gives_up_when_the_main_node_never_answers() -> None:
 
 
 def test_keys_differ_per_job_attempt_and_secret() -> None:
-    keys = {derive_key(JOB, 1), derive_key(JOB, 2), derive_key("other", 1),
-            derive_key(JOB, 1, "s3cret")}
-    assert len(keys) == 4
-    assert derive_key(JOB, 1) == derive_key(JOB, 1)
+    keys = {derive_key(JOB, 1, SECRET), derive_key(JOB, 2, SECRET),
+            derive_key("other", 1, SECRET), derive_key(JOB, 1, "s3cret"), derive_key(JOB, 1, None)}
+    assert len(keys) == 5
+    assert derive_key(JOB, 1, SECRET) == derive_key(JOB, 1, SECRET)
 
 
 def test_a_child_gone_just_before_mpiexec_ends_is_still_caught() -> None:
