@@ -101,9 +101,12 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _short(value: object) -> str:
-    text = repr(value)
+def _clip(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short(value: object) -> str:
+    return _clip(repr(value))
 
 
 def decode(line: bytes, expect: Collection[str]) -> dict:
@@ -113,7 +116,7 @@ def decode(line: bytes, expect: Collection[str]) -> dict:
     except RecursionError:
         raise ProtocolError("malformed message: nested too deeply") from None
     except ValueError as e:  # bad JSON, bad UTF-8, an integer too long to convert
-        raise ProtocolError(f"malformed message: {_short(str(e))}") from None
+        raise ProtocolError(f"malformed message: {_clip(str(e))}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"malformed message: a JSON {type(msg).__name__}, not an object")
     kind = msg.get("t")
