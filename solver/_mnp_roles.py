@@ -150,8 +150,7 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) 
     argv += [*settings.mpiexec_args, *cmd]
     log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
     try:
-        proc = subprocess.Popen(argv, start_new_session=True,
-                                    env=without_secret(os.environ))
+        proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
     except OSError as e:
         log.error("cannot start mpiexec: %s", e)
         return exitcodes.USAGE
@@ -205,8 +204,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         log.info("all %d nodes ready after %.1fs; mpiexec with %d ranks: %s",
                  node.num_nodes, time.monotonic() - started, total, shlex.join(cmd))
         try:
-            proc = subprocess.Popen(argv, start_new_session=True,
-                                    env=without_secret(os.environ))
+            proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
             server.finish(exitcodes.USAGE)
