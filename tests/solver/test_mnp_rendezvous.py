@@ -124,6 +124,21 @@ def test_unknown_and_duplicate_indices_are_refused() -> None:
         first.close()
 
 
+def _child_refuses(listener: socket.socket, fake_main, message: str) -> None:
+    """A child that connects to `fake_main` (serving on `listener`) gives up with `message`."""
+    t = threading.Thread(target=fake_main, daemon=True)
+    t.start()
+    c = Client(key=derive_key(JOB, 1, SECRET), job=JOB, attempt=1, index=1, slots=1,
+               main_ip="127.0.0.1", port=listener.getsockname()[1], hb_interval=0.2,
+               hb_timeout=1)
+    try:
+        with pytest.raises(RendezvousError, match=message):
+            c.connect(timeout=5)
+    finally:
+        listener.close()
+        t.join(timeout=5)
+
+
 def test_a_main_node_without_the_key_cannot_hand_over_its_ssh_key() -> None:
     """A fake main node that skips the check must not get a key into a child's sshd."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -137,17 +152,7 @@ def test_a_main_node_without_the_key_cannot_hand_over_its_ssh_key() -> None:
         time.sleep(1)
         ch.close()
 
-    t = threading.Thread(target=fake_main, daemon=True)
-    t.start()
-    c = Client(key=derive_key(JOB, 1, SECRET), job=JOB, attempt=1, index=1, slots=1,
-               main_ip="127.0.0.1", port=listener.getsockname()[1], hb_interval=0.2,
-               hb_timeout=1)
-    try:
-        with pytest.raises(RendezvousError, match="main node failed to authenticate"):
-            c.connect(timeout=5)
-    finally:
-        listener.close()
-        t.join(timeout=5)
+    _child_refuses(listener, fake_main, "main node failed to authenticate")
 
 
 def test_silent_child_is_reported_lost_within_the_heartbeat_timeout() -> None:
@@ -367,17 +372,7 @@ def test_a_child_refuses_malformed_messages_from_the_main_node(
             conn.sendall(greeting + b"\n")
             time.sleep(1)
 
-    t = threading.Thread(target=fake_main, daemon=True)
-    t.start()
-    c = Client(key=derive_key(JOB, 1, SECRET), job=JOB, attempt=1, index=1, slots=1,
-               main_ip="127.0.0.1", port=listener.getsockname()[1], hb_interval=0.2,
-               hb_timeout=1)
-    try:
-        with pytest.raises(RendezvousError, match=re.escape(message)):
-            c.connect(timeout=5)
-    finally:
-        listener.close()
-        t.join(timeout=5)
+    _child_refuses(listener, fake_main, re.escape(message))
     assert thread_errors == []
 
 
