@@ -17,13 +17,25 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-MAX_LINE = 65536
+from solver._mnp_messages import ProtocolError, decode
+
+# The longest message (`welcome`, `ready`) carries one OpenSSH public key line (~100 bytes).
+MAX_LINE = 4096
+HELLO_TIMEOUT = 5.0  # a child answers the challenge in one round trip; a stranger may not idle
 HANDSHAKE_TIMEOUT = 30.0  # a child starts sshd between `welcome` and `ready`
 
+SECRET_ENV = "MNP_RENDEZVOUS_SECRET"  # key material; never passed on to anything started
+INSECURE_ENV = "MNP_INSECURE_RENDEZVOUS"  # 1: multi-node without a secret (experiments only)
+
 log = logging.getLogger("mnp")
+
+
+def without_secret(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` minus the secret: the environment of anything the launcher starts."""
+    return {k: v for k, v in env.items() if k != SECRET_ENV}
 
 
 class RendezvousError(Exception):
@@ -34,10 +46,13 @@ class ChannelClosed(Exception):
     """The peer closed the connection or went silent."""
 
 
-def derive_key(job_id: str, attempt: int, secret: str | None = None) -> bytes:
-    """The HMAC key binding the rendezvous to one job and attempt."""
-    base = (secret or "").encode()
-    return hmac.new(b"mnp-rendezvous-v1" + base, f"{job_id}:{attempt}".encode(),
+def derive_key(job_id: str, attempt: int, secret: str | None) -> bytes:
+    """The HMAC key binding the rendezvous to one job and attempt.
+
+    With a secret nobody can compute it from what the challenge shows (job id and attempt);
+    `None` (MNP_INSECURE_RENDEZVOUS=1 only) makes it a function of those public values alone.
+    """
+    return hmac.new((secret or "").encode(), f"mnp-rendezvous-v2\0{job_id}\0{attempt}".encode(),
                     hashlib.sha256).digest()
 
 
@@ -63,15 +78,19 @@ class Channel:
             except OSError as e:
                 raise ChannelClosed(str(e)) from e
 
-    def recv(self, timeout: float) -> dict:
-        """Next message; ChannelClosed on EOF, error or `timeout` seconds of silence."""
+    def recv(self, timeout: float, expect: Collection[str]) -> dict:
+        """Next message, one of `expect` (checked by `decode`).
+
+        ChannelClosed on EOF, error or `timeout` seconds without a whole line;
+        ProtocolError for anything that is not a valid message.
+        """
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ChannelClosed(f"silent for {timeout:g}s")
-            self.sock.settimeout(left)
             try:
+                self.sock.settimeout(left)
                 chunk = self.sock.recv(4096)
             except TimeoutError:
                 continue
@@ -80,16 +99,12 @@ class Channel:
             if not chunk:
                 raise ChannelClosed("connection closed")
             self._buf += chunk
-            if len(self._buf) > MAX_LINE:
-                raise ChannelClosed("message too long")
+            if len(self._buf) > MAX_LINE and b"\n" not in self._buf[:MAX_LINE + 1]:
+                raise ProtocolError(f"malformed message: longer than {MAX_LINE} bytes")
         line, self._buf = self._buf.split(b"\n", 1)
-        try:
-            msg = json.loads(line)
-        except ValueError as e:
-            raise ChannelClosed("malformed message") from e
-        if not isinstance(msg, dict):
-            raise ChannelClosed("malformed message")
-        return msg
+        if len(line) > MAX_LINE:
+            raise ProtocolError(f"malformed message: longer than {MAX_LINE} bytes")
+        return decode(line, expect)
 
     def close(self) -> None:
         try:
@@ -140,7 +155,11 @@ class Client:
         self._stop = threading.Event()
 
     def connect(self, timeout: float, stop: threading.Event | None = None) -> dict:
-        """Retry until the main node answers; return its `welcome` (public key, user)."""
+        """Retry until the main node answers; return its `welcome` (public key, user).
+
+        A connection dropped before `welcome` is retried (a busy main node sheds the oldest
+        unauthenticated connections); a `reject` or a failed check ends the rendezvous.
+        """
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -155,6 +174,11 @@ class Client:
             ch = Channel(sock)
             try:
                 return self._handshake(ch)
+            except ChannelClosed as e:
+                ch.close()
+                last = f"main node dropped the connection: {e}"
+                log.warning("rendezvous: %s; retrying", last)
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             except BaseException:
                 ch.close()
                 raise
@@ -164,23 +188,24 @@ class Client:
 
     def _handshake(self, ch: Channel) -> dict:
         try:
-            hi = ch.recv(HANDSHAKE_TIMEOUT)
-            if hi.get("t") != "challenge":
-                raise RendezvousError(f"unexpected greeting from main node: {hi.get('t')!r}")
-            if (hi.get("job"), hi.get("attempt")) != (self.job, self.attempt):
-                raise RendezvousError(
-                    f"main node runs job {hi.get('job')} attempt {hi.get('attempt')}, "
-                    f"not job {self.job} attempt {self.attempt}")
-            nonce = secrets.token_hex(16)
-            ch.send(t="hello", node=self.index, slots=self.slots, nonce=nonce,
-                    mac=mac(self.key, "hello", hi["nonce"], nonce, self.index, self.slots))
-            ans = ch.recv(HANDSHAKE_TIMEOUT)
-        except ChannelClosed as e:
-            raise RendezvousError(f"main node dropped the rendezvous: {e}") from e
-        if ans.get("t") == "reject":
-            raise RendezvousError(f"main node rejected this node: {ans.get('reason')}")
+            hi = ch.recv(HANDSHAKE_TIMEOUT, ("challenge", "reject"))
+            if hi["t"] == "challenge":
+                if (hi["job"], hi["attempt"]) != (self.job, self.attempt):
+                    raise RendezvousError(
+                        f"main node runs job {hi['job']} attempt {hi['attempt']}, "
+                        f"not job {self.job} attempt {self.attempt}")
+                nonce = secrets.token_hex(16)
+                ch.send(t="hello", node=self.index, slots=self.slots, nonce=nonce,
+                        mac=mac(self.key, "hello", hi["nonce"], nonce, self.index, self.slots))
+                ans = ch.recv(HANDSHAKE_TIMEOUT, ("welcome", "reject"))
+            else:
+                ans = hi
+        except ProtocolError as e:
+            raise RendezvousError(f"main node sent {e}") from None
+        if ans["t"] == "reject":
+            raise RendezvousError(f"main node rejected this node: {ans['reason']}")
         expected = mac(self.key, "welcome", nonce, hi["nonce"])
-        if ans.get("t") != "welcome" or not hmac.compare_digest(str(ans.get("mac")), expected):
+        if not hmac.compare_digest(ans["mac"], expected):
             raise RendezvousError("main node failed to authenticate (wrong job key)")
         self._ch = ch
         return ans
@@ -196,18 +221,18 @@ class Client:
         assert self._ch is not None
         while not self._stop.is_set():
             try:
-                msg = self._ch.recv(self.hb_timeout)
-            except ChannelClosed as e:
+                msg = self._ch.recv(self.hb_timeout, ("ping", "sync", "exit"))
+            except (ChannelClosed, ProtocolError) as e:
                 if not self._stop.is_set():
                     self.events.put(("lost", str(e)))
                 return
-            if msg.get("t") == "sync":
+            if msg["t"] == "sync":
                 try:
                     self._ch.send(t="synced")
                 except ChannelClosed:
                     pass
-            elif msg.get("t") == "exit":
-                self.events.put(("exit", int(msg.get("code", 0))))
+            elif msg["t"] == "exit":
+                self.events.put(("exit", msg["code"]))
                 return
 
     def close(self) -> None:

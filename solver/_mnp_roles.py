@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 from solver import _mnp_ssh as ssh
 from solver import exitcodes
-from solver._mnp_proto import Client, RendezvousError, derive_key, log
+from solver._mnp_proto import (
+    SECRET_ENV,
+    Client,
+    RendezvousError,
+    derive_key,
+    log,
+    without_secret,
+)
 from solver._mnp_server import Server
 
 if TYPE_CHECKING:
@@ -63,7 +70,7 @@ def _mpiexec() -> str:
 def _forward_args() -> list[str]:
     names = [n for n in FORWARD_ENV if n in os.environ]
     names += [n for n in os.environ.get("MNP_FORWARD_ENV", "").split(",") if n in os.environ]
-    return [arg for n in names for arg in ("-x", n)]
+    return [arg for n in names if n != SECRET_ENV for arg in ("-x", n)]
 
 
 def job_networks(ips: list[str]) -> str:
@@ -143,7 +150,7 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) 
     argv += [*settings.mpiexec_args, *cmd]
     log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
     try:
-        proc = subprocess.Popen(argv, start_new_session=True)
+        proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
     except OSError as e:
         log.error("cannot start mpiexec: %s", e)
         return exitcodes.USAGE
@@ -197,7 +204,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         log.info("all %d nodes ready after %.1fs; mpiexec with %d ranks: %s",
                  node.num_nodes, time.monotonic() - started, total, shlex.join(cmd))
         try:
-            proc = subprocess.Popen(argv, start_new_session=True)
+            proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
             server.finish(exitcodes.USAGE)

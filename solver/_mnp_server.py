@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import queue
 import secrets
 import socket
 import threading
 import time
+from collections import Counter
 
 from solver._mnp_proto import (
     HANDSHAKE_TIMEOUT,
+    HELLO_TIMEOUT,
     Channel,
     ChannelClosed,
     Peer,
+    ProtocolError,
     RendezvousError,
     _heartbeat,
     _start,
     log,
     mac,
 )
+
+# Connections that have not yet proved they hold the key, each with its own thread. A real
+# child needs one round trip (milliseconds) before it is authenticated, so even 1,000 nodes
+# (Batch's maximum) starting together seldom hold more than a few; 64 keeps threads and
+# descriptors far below the usual 1,024 open-file limit. When full, the oldest connection of
+# the address holding the most is dropped: a stranger's idle connections never outlive a
+# child's fresh one, and a child whose connection was dropped reconnects.
+MAX_PENDING = 64
+# accept() errors that pass (descriptors, memory, a peer gone before accept): back off, go on.
+TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED,
+             errno.EPROTO, errno.EPERM, errno.ETIMEDOUT, errno.EINTR, errno.EAGAIN}
+
+
+class _Throttled:
+    """A warning at most once per `every` seconds, counting the ones held back."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every, self._last, self._held = every, 0.0, 0
+
+    def warn(self, fmt: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._held += 1
+            return
+        more = f" (and {self._held} more like it)" if self._held else ""
+        self._last, self._held = now, 0
+        log.warning(fmt + more, *args)
 
 
 class Server:
@@ -37,9 +68,12 @@ class Server:
         self.lost: queue.Queue[tuple[int, str]] = queue.Queue()
         self._chans: dict[int, Channel] = {}
         self._synced: set[int] = set()
+        self._pending: dict[socket.socket, str] = {}  # unauthenticated, oldest first
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._finishing = False
+        # Under attack these come by the hundred: one line a second says enough.
+        self._accept_errors, self._shed, self._gone = _Throttled(), _Throttled(), _Throttled()
         self._sock = socket.create_server((host, port), reuse_port=False)
         self.port = self._sock.getsockname()[1]
 
@@ -53,52 +87,98 @@ class Server:
             return list(self._chans.values())
 
     def _accept(self) -> None:
+        backoff = 0.01
         while not self._stop.is_set():
             try:
                 conn, addr = self._sock.accept()
-            except OSError:
-                return
+            except OSError as e:
+                if self._stop.is_set():
+                    return
+                if e.errno not in TRANSIENT:
+                    log.error("rendezvous: accept() failed for good: %s", e)
+                    return
+                self._accept_errors.warn("rendezvous: accept() failed: %s; retrying in %gs",
+                                         e, backoff)
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    with self._cond:
+                        self._shed_one()  # frees a descriptor for the next child
+                time.sleep(backoff)
+                backoff = min(2 * backoff, 1.0)
+                continue
+            backoff = 0.01
+            with self._cond:
+                if len(self._pending) >= MAX_PENDING:
+                    self._shed_one()
+                self._pending[conn] = addr[0]
             _start(self._serve, conn, addr[0])
+
+    def _shed_one(self) -> None:
+        """Drop the oldest unauthenticated connection of the busiest address (lock held)."""
+        if not self._pending:
+            return
+        busiest, _ = Counter(self._pending.values()).most_common(1)[0]
+        victim = next(c for c, ip in self._pending.items() if ip == busiest)
+        del self._pending[victim]
+        self._shed.warn("rendezvous: %d connections not yet authenticated: dropped the "
+                        "oldest from %s", len(self._pending) + 1, busiest)
+        try:
+            victim.shutdown(socket.SHUT_RDWR)  # wakes its thread, which closes it
+        except OSError:
+            pass
+
+    def _authenticated(self, conn: socket.socket) -> None:
+        with self._cond:
+            if self._pending.pop(conn, None) is None:
+                raise ChannelClosed("dropped while the rendezvous was full")
 
     def _serve(self, conn: socket.socket, ip: str) -> None:
         ch = Channel(conn)
         try:
-            index = self._admit(ch, ip, conn.getsockname()[0])
-        except (ChannelClosed, RendezvousError, KeyError, TypeError, ValueError) as e:
-            log.warning("rendezvous: refused %s: %s", ip, e)
             try:
-                ch.send(t="reject", reason=str(e))
-            except ChannelClosed:
-                pass
-            ch.close()
-            return
+                index = self._admit(ch, conn, ip)
+            except (ChannelClosed, ProtocolError, RendezvousError) as e:
+                if isinstance(e, ChannelClosed):  # went away or idled: nothing to learn
+                    self._gone.warn("rendezvous: refused %s: %s", ip, e)
+                else:
+                    log.warning("rendezvous: refused %s: %s", ip, e)
+                try:
+                    ch.send(t="reject", reason=str(e)[:1024])
+                except ChannelClosed:
+                    pass
+                return
+            finally:
+                with self._cond:
+                    self._pending.pop(conn, None)
+            self._follow(ch, index)
+        finally:
+            ch.close()  # whatever happened: no socket is left half-closed
+
+    def _follow(self, ch: Channel, index: int) -> None:
         while True:
             try:
-                msg = ch.recv(self.hb_timeout)
-            except ChannelClosed as e:
+                msg = ch.recv(self.hb_timeout, ("ping", "synced"))
+            except (ChannelClosed, ProtocolError) as e:
                 with self._cond:
                     finishing = self._finishing
                     self._chans.pop(index, None)
                     self._cond.notify_all()
                 if not finishing:
                     self.lost.put((index, str(e)))
-                ch.close()
                 return
-            if msg.get("t") == "synced":
+            if msg["t"] == "synced":
                 with self._cond:
                     self._synced.add(index)
                     self._cond.notify_all()
-            elif msg.get("t") != "ping":
-                log.warning("node %d sent unexpected %r", index, msg.get("t"))
 
-    def _admit(self, ch: Channel, ip: str, local_ip: str) -> int:
+    def _admit(self, ch: Channel, conn: socket.socket, ip: str) -> int:
         nonce = secrets.token_hex(16)
         ch.send(t="challenge", nonce=nonce, job=self.job, attempt=self.attempt)
-        hello = ch.recv(HANDSHAKE_TIMEOUT)
-        index, slots = int(hello["node"]), int(hello["slots"])
+        hello = ch.recv(HELLO_TIMEOUT, ("hello",))
+        index, slots = hello["node"], hello["slots"]
         want = mac(self.key, "hello", nonce, hello["nonce"], index, slots)
-        if hello.get("t") != "hello" or not hmac.compare_digest(str(hello.get("mac")), want):
+        if not hmac.compare_digest(hello["mac"], want):
             raise RendezvousError(f"bad credentials for job {self.job} attempt {self.attempt}")
+        self._authenticated(conn)
         with self._cond:
             if self._finishing:
                 raise RendezvousError("the job is already ending")
@@ -106,20 +186,16 @@ class Server:
                 raise RendezvousError(f"node index {index} is not a child of this job")
             if index in self.peers:
                 raise RendezvousError(f"node {index} already reported")
-        if slots < 1:
-            raise RendezvousError(f"node {index} offers {slots} slots")
         ch.send(t="welcome", mac=mac(self.key, "welcome", hello["nonce"], nonce),
                 public_key=self.public_key, user=self.user)
-        ready = ch.recv(HANDSHAKE_TIMEOUT)
-        if ready.get("t") != "ready":
-            raise RendezvousError(f"node {index} sent {ready.get('t')!r} instead of ready")
-        peer = Peer(index, ip, slots, int(ready["ssh_port"]), str(ready["host_key"]))
+        ready = ch.recv(HANDSHAKE_TIMEOUT, ("ready",))
+        peer = Peer(index, ip, slots, ready["ssh_port"], ready["host_key"])
         with self._cond:
             if index in self.peers or self._finishing:
                 raise RendezvousError(f"node {index} already reported")
             self.peers[index] = peer
             self._chans[index] = ch
-            self.local_ip = self.local_ip or local_ip
+            self.local_ip = self.local_ip or conn.getsockname()[0]
             self._cond.notify_all()
             done = len(self.peers)
         log.info("rendezvous: node %d reported from %s with %d slots (%d/%d)",
@@ -178,8 +254,18 @@ class Server:
 
     def close(self) -> None:
         self._stop.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept thread: it ends
+        except OSError:
+            pass
         self._sock.close()
         with self._cond:
+            for conn in self._pending:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._pending.clear()
             for ch in self._chans.values():
                 ch.close()
             self._chans.clear()

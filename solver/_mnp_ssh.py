@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from solver._mnp_proto import Peer
+from solver._mnp_proto import Peer, without_secret
 
 SSHD = "/usr/sbin/sshd"
 # Processes that carry ranks but are not ranks: SIGTERM goes past them to the ranks.
@@ -84,7 +84,9 @@ LogLevel ERROR
 # prted must be on PATH in the remote shell: the image's venv.
 SetEnv PATH={path_env}
 """)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL)
+    # sshd passes none of its own environment to sessions, but keep the secret off it anyway.
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                            env=without_secret(os.environ))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -67,6 +67,8 @@ class Emulation(BatchNodeGroup):
         self.tag = secrets.token_hex(3)
         self.job_id = job_id or str(uuid.uuid4())
         self.attempt = attempt
+        # One per run, the same on every node: what the stack's Secrets Manager secret is.
+        self.secret = secrets.token_hex(32)
         self.extra_env = dict(env or {})
         self.max_delay = max_delay
         self.capture = capture
@@ -137,6 +139,7 @@ class Emulation(BatchNodeGroup):
         env = dict(os.environ)
         # Namespaces need root, so the launchers run as root: Open MPI must be told it is fine.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        env["MNP_RENDEZVOUS_SECRET"] = self.secret  # `env` may replace or blank it
         env.update(self.extra_env)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update({

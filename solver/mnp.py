@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from solver import _mnp_ssh as ssh
 from solver import exitcodes
-from solver._mnp_proto import log
+from solver._mnp_proto import INSECURE_ENV, SECRET_ENV, log
 from solver._mnp_roles import _Term, run_child, run_local, run_main
 
 
@@ -84,10 +84,11 @@ class Settings:
     hb_interval: float
     hb_timeout: float
     mpiexec_args: tuple[str, ...]
-    secret: str | None
+    secret: str | None  # None only for one node, or multi-node with MNP_INSECURE_RENDEZVOUS=1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout_flag: float | None) -> Settings:
+    def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
+                 num_nodes: int = 1) -> Settings:
         """Read the MNP_* variables; ValueError names the offending one."""
         def pos(name: str, default: float, kind: type = float) -> float:
             raw = env.get(name, "").strip()
@@ -110,8 +111,33 @@ class Settings:
             hb_interval=interval,
             hb_timeout=pos("MNP_HEARTBEAT_TIMEOUT", max(30.0, 3 * interval)),
             mpiexec_args=tuple(shlex.split(env.get("MNP_MPIEXEC_ARGS", "--bind-to none"))),
-            secret=env.get("MNP_RENDEZVOUS_SECRET") or None,
+            secret=_secret(env, num_nodes),
         )
+
+
+MIN_SECRET = 16
+NO_SECRET = (
+    f"{SECRET_ENV} is not set, and a multi-node job needs it: the stack's job definition "
+    "injects one per stack from Secrets Manager (its `secrets`); for a job definition of "
+    f"your own add a `secrets` entry or an environment variable {SECRET_ENV} of at least "
+    f"{MIN_SECRET} random characters (or set {INSECURE_ENV}=1 to let anyone who can reach "
+    "the rendezvous port join)")
+
+
+def _secret(env: Mapping[str, str], num_nodes: int) -> str | None:
+    """The rendezvous secret; refuse a multi-node job without one unless opted out."""
+    insecure = env.get(INSECURE_ENV, "").strip()
+    if insecure not in ("", "0", "1"):
+        raise ValueError(f"{INSECURE_ENV}={insecure!r} must be 1 (or 0, or unset)")
+    secret = env.get(SECRET_ENV, "")
+    if not secret:
+        if num_nodes > 1 and insecure != "1":
+            raise ValueError(NO_SECRET)
+        return None
+    if len(secret) < MIN_SECRET:
+        raise ValueError(f"{SECRET_ENV} has {len(secret)} characters: it needs at least "
+                         f"{MIN_SECRET} random ones (the stack's secret has 64)")
+    return secret
 
 
 
@@ -148,11 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
         node = BatchNode.from_env(os.environ)
-        settings = Settings.from_env(os.environ, args.rendezvous_timeout)
+        settings = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
     except ValueError as e:
         print(f"mnp: error: {e}", file=sys.stderr)
         return exitcodes.USAGE
+    # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
+    os.environ.pop(SECRET_ENV, None)
     _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
+    if node.num_nodes > 1 and settings.secret is None:
+        log.warning("%s=1: the rendezvous has no secret: anyone who can reach port %d can "
+                    "join this job and run commands on its nodes", INSECURE_ENV, settings.port)
     if not cmd and (node.is_main or node.num_nodes == 1):
         log.error("no command to run (give it after the options, e.g. python -m solver heat)")
         return exitcodes.USAGE

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.containers import LABEL_RUN, ContainerJob
+from emulator.containers import LABEL_RUN, ContainerJob, ContainerNode
 from emulator.engine import docker
 from emulator.jobdef import LocalJob, access_point_owner, apply_request, multinode_definition
 from jobs.request import JobSpec, submit_request
@@ -207,3 +207,24 @@ def test_run_local_refuses_what_cannot_run_before_starting_anything(
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
 
+
+
+@pytest.mark.parametrize("jobdef_secret", [False, True])
+def test_every_node_gets_the_rendezvous_secret_once_per_run(jobdef_secret: bool,
+                                                            tmp_path: Path) -> None:
+    """The launcher refuses a multi-node job without it: a `secrets` entry, or one per run."""
+    block = {"environment": [{"name": "MNP_RANKS_PER_NODE", "value": "1"}],
+             "secrets": [{"name": "MNP_RENDEZVOUS_SECRET",
+                          "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:x"}]
+             if jobdef_secret else []}
+    job = LocalJob("t", 0, (block, block, block), (1000, 1000), None)
+    runs = [ContainerJob(job, "unused", efs_dir=tmp_path, log_dir=tmp_path) for _ in (1, 2)]
+    values = []
+    for run in runs:
+        run.nodes = [ContainerNode(i, f"10.214.0.{i + 2}", f"n{i}", f"p{i}", f"c{i}")
+                     for i in range(3)]
+        seen = {run.node_env(i)["MNP_RENDEZVOUS_SECRET"] for i in range(3)}
+        assert len(seen) == 1 and len(seen.pop()) == 64
+        values.append(run.node_env(0)["MNP_RENDEZVOUS_SECRET"])
+        assert any("MNP_RENDEZVOUS_SECRET" in note for note in run.notes) != jobdef_secret
+    assert values[0] != values[1]

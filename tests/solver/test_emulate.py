@@ -124,3 +124,13 @@ def test_command_line_runs_a_job_and_returns_the_main_nodes_code(tmp_path: Path)
     usage = subprocess.run([sys.executable, "-m", "solver.emulate", "--nodes", "2"],
                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "give the job's command after --" in usage.stderr
+
+
+def test_every_node_of_a_run_gets_the_same_random_secret_and_runs_differ() -> None:
+    first, second = Emulation(3), Emulation(3)
+    secrets = {first.node_env(i)["MNP_RENDEZVOUS_SECRET"] for i in range(3)}
+    assert secrets == {first.secret} and len(first.secret) == 64
+    assert second.secret != first.secret
+    # the caller's environment may replace it (or blank it, to see the refusal)
+    assert Emulation(2, env={"MNP_RENDEZVOUS_SECRET": "x" * 20}).node_env(1)[
+        "MNP_RENDEZVOUS_SECRET"] == "x" * 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,73 @@ def test_usage_errors_exit_2_with_one_clear_line(args: list[str], env: dict, mes
     assert run.returncode == 2
     assert message in run.stderr
     assert run.stdout == ""
+
+
+SECRET = "0123456789abcdef0123456789abcdef"
+MAIN = {**CHILD, "AWS_BATCH_JOB_NODE_INDEX": "0", "AWS_BATCH_JOB_ID": "abc#0",
+        "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS": ""}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    # the hijack's precondition: a multi-node job whose key is public
+    (MAIN, "MNP_RENDEZVOUS_SECRET is not set, and a multi-node job needs it"),
+    (CHILD, "MNP_RENDEZVOUS_SECRET is not set"),
+    ({**MAIN, "MNP_RENDEZVOUS_SECRET": ""}, "MNP_RENDEZVOUS_SECRET is not set"),
+    ({**MAIN, "AWS_BATCH_JOB_NUM_NODES": "1000", "MNP_INSECURE_RENDEZVOUS": "0"},
+     "MNP_RENDEZVOUS_SECRET is not set"),
+    ({**MAIN, "MNP_RENDEZVOUS_SECRET": "hunter2"},
+     "MNP_RENDEZVOUS_SECRET has 7 characters: it needs at least 16"),
+    ({**MAIN, "MNP_INSECURE_RENDEZVOUS": "yes"}, "MNP_INSECURE_RENDEZVOUS='yes' must be 1"),
+    ({**MAIN, "MNP_INSECURE_RENDEZVOUS": "true", "MNP_RENDEZVOUS_SECRET": SECRET},
+     "MNP_INSECURE_RENDEZVOUS='true' must be 1"),
+])
+def test_multi_node_without_a_secret_is_refused_in_one_line(tmp_path: Path, env: dict,
+                                                           message: str) -> None:
+    run = _launcher(["true"], _env(**env, MNP_STATE_DIR=str(tmp_path)))
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    assert run.stderr.count("\n") == 1 and run.stdout == ""
+    if "is not set" in message:  # it says how to provide one
+        assert "Secrets Manager" in run.stderr and "`secrets` entry" in run.stderr
+        assert "MNP_INSECURE_RENDEZVOUS=1" in run.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing started: no key, no state
+
+
+def test_secret_settings() -> None:
+    assert Settings.from_env({}, None).secret is None  # one node needs none
+    assert Settings.from_env({"MNP_RENDEZVOUS_SECRET": SECRET}, None, 3).secret == SECRET
+    assert Settings.from_env({"MNP_INSECURE_RENDEZVOUS": "1"}, None, 3).secret is None
+    with pytest.raises(ValueError, match="MNP_RENDEZVOUS_SECRET is not set"):
+        Settings.from_env({"MNP_INSECURE_RENDEZVOUS": "0"}, None, 2)
+
+
+@pytest.mark.parametrize("env", [MAIN, CHILD], ids=["main", "child"])
+def test_the_insecure_opt_out_is_logged_on_every_node(tmp_path: Path, env: dict) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # the child finds nobody there
+    env = {**env, "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS":
+           "" if env is MAIN else "127.0.0.1"}
+    run = _launcher(["--rendezvous-timeout", "1", "true"],
+                    _env(**env, MNP_INSECURE_RENDEZVOUS="1", MNP_RENDEZVOUS_PORT=str(port),
+                         MNP_STATE_DIR=str(tmp_path)))
+    assert run.returncode == 3, run.stderr
+    assert (f"WARNING MNP_INSECURE_RENDEZVOUS=1: the rendezvous has no secret: anyone who "
+            f"can reach port {port} can join this job") in run.stderr
+
+
+ENV_OF_RANKS = ("import os; from mpi4py import MPI; print(MPI.COMM_WORLD.rank, "
+                "'MNP_RENDEZVOUS_SECRET' in os.environ, "
+                "any(os.environ['SEEN'] in v for v in os.environ.values() if v != "
+                "os.environ['SEEN']), flush=True)")
+
+
+@pytest.mark.mpi
+def test_one_node_ranks_do_not_get_the_secret() -> None:
+    run = _launcher(["python", "-c", ENV_OF_RANKS],
+                    _env(MNP_RANKS_PER_NODE="2", MNP_RENDEZVOUS_SECRET=SECRET, SEEN=SECRET[:20]))
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.stdout.splitlines()) == ["0 False False", "1 False False"]
 
 
 RANKS = ("from mpi4py import MPI; import os, sys; c = MPI.COMM_WORLD; s = c.allreduce(c.rank); "

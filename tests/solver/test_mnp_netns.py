@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -200,3 +201,71 @@ def test_a_retry_resumes_from_the_checkpoint_and_ends_bit_identical(tmp_path: Pa
         assert summary[key] == pytest.approx(ref.summary[key], rel=1e-12, abs=0), key
     np.testing.assert_array_equal(np.load(tmp_path / "efs" / job / "field.npy"),
                                   np.load(tmp_path / "ref" / "ref" / "field.npy"))
+
+
+# Run by every rank: which processes below this node's launcher carry the secret, in their
+# environment or argv? argv[1] is the secret's SHA-256 (the secret itself would be in argv).
+SCAN = """
+import hashlib, json, os, socket, sys
+from mpi4py import MPI
+MPI.COMM_WORLD.Barrier()  # every node's sshd, prted, ssh and ranks are up
+digest, name = sys.argv[1], b"MNP_RENDEZVOUS_SECRET"
+def read(pid, what):
+    try:
+        with open(f"/proc/{pid}/{what}", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+def ppid(pid):  # 0 for a process gone meanwhile
+    stat = read(pid, "stat").rsplit(b")", 1)
+    return int(stat[1].split()[1]) if len(stat) == 2 else 0
+launcher = os.getpid()
+while b"solver.mnp" not in read(launcher, "cmdline").split(b"\\0"):  # -m solver.mnp
+    launcher = ppid(launcher)
+kids = {}
+for p in filter(str.isdigit, os.listdir("/proc")):
+    kids.setdefault(ppid(int(p)), []).append(int(p))
+below, todo = [], [launcher]
+while todo:
+    for c in kids.get(todo.pop(), []):
+        below.append(c)
+        todo.append(c)
+def leaks(pid):
+    parts = read(pid, "environ").split(b"\\0") + read(pid, "cmdline").split(b"\\0")
+    values = [p.split(b"=", 1)[-1] for p in parts] + parts
+    return any(p.startswith(name + b"=") for p in parts) or any(
+        hashlib.sha256(v).hexdigest() == digest for v in values)
+comms = {p: read(p, "comm").decode().strip() for p in below}
+print(json.dumps({"rank": MPI.COMM_WORLD.rank, "host": socket.gethostname(),
+                  "seen": sorted(set(comms.values())),
+                  "leaked": sorted(comms[p] for p in below if leaks(p))}), flush=True)
+"""
+
+
+def test_no_process_the_launcher_starts_carries_the_secret(tmp_path: Path, solver_env) -> None:
+    with _emulation(tmp_path, solver_env, ranks=2) as emu:
+        digest = hashlib.sha256(emu.secret.encode()).hexdigest()
+        emu.start(["python", "-c", SCAN, digest], cwd=REPO)
+        assert emu.wait(120) == 0, emu.output(0)[1]
+        _finished_cleanly(emu, tmp_path)
+        reports = [json.loads(line) for line in emu.output(0)[0].splitlines()]
+        hosts = {n.index: n.hostname for n in emu.nodes}
+    assert sorted(r["rank"] for r in reports) == list(range(6))
+    assert {r["host"] for r in reports} == set(hosts.values())
+    for r in reports:
+        assert r["leaked"] == [], r
+        if r["host"] == hosts[0]:  # mpiexec and its ssh to every child
+            assert {"prterun", "ssh", "python"} <= set(r["seen"]), r
+        else:  # the child's sshd and what it started for mpiexec
+            assert {"sshd", "prted", "python"} <= set(r["seen"]), r
+
+
+def test_an_emulation_whose_nodes_lack_the_secret_is_refused(tmp_path: Path,
+                                                             solver_env) -> None:
+    env = {**_env(solver_env, tmp_path), "MNP_RENDEZVOUS_SECRET": ""}
+    with Emulation(2, shared_dir=tmp_path, log_dir=tmp_path, env=env, max_delay=0) as emu:
+        emu.start(["true"], cwd=REPO)
+        codes = emu.wait_all(30)
+        errs = [emu.output(i)[1] for i in (0, 1)]
+    assert codes == {0: 2, 1: 2}
+    assert all("MNP_RENDEZVOUS_SECRET is not set" in err for err in errs)
