@@ -72,7 +72,7 @@ def _same_host(opts: Options) -> dict[int, dict]:
 
 def netns_unavailable() -> str | None:
     """Why two emulated nodes cannot be made here (None when they can)."""
-    from solver.emulate import unavailable_reason
+    from emulator.namespaces import unavailable_reason
 
     reason = unavailable_reason()
     if reason is None and not any(Path(p).exists() for p in ("/usr/sbin/sshd", "/usr/bin/sshd")):
@@ -81,8 +81,8 @@ def netns_unavailable() -> str | None:
 
 
 def _two_namespaces(opts: Options) -> dict[int, dict]:
-    """The same program as a 2-node job of the emulator (solver.emulate), one rank per node."""
-    from solver.emulate import Emulation
+    """The same program as a 2-node job of the emulator (emulator.namespaces), one rank per node."""
+    from emulator.namespaces import Emulation
 
     full = env(opts)
     extra = {k: full[k] for k in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
@@ -151,9 +151,9 @@ def measure(opts: Options) -> Section:
         "those blocks, so a burst of other load falls on both sides of a pair; the latencies "
         "shown are medians over rounds; `ratio_min`/`ratio_max` in results.json are the "
         "single rounds' extremes. Settings: `mpiexec --bind-to none -n 2` on one host, and "
-        "a 2-node job of `solver.emulate` (network namespaces on a bridge, one rank per node, the "
-        "launcher's mpiexec over ssh/TCP). Both programs send from buffers allocated once, "
-        "page-aligned and written (`solver.commcheck.message_buffer`).")
+        "a 2-node job of `emulator.namespaces` (network namespaces on a bridge, one rank per "
+        "node, the launcher's mpiexec over ssh/TCP). Both programs send from buffers allocated "
+        "once, page-aligned and written (`solver.commcheck.message_buffer`).")
     sec.figure = _figure(opts, results)
     return sec
 

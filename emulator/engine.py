@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "mnp-base:bookworm"
 IMAGE = "mnp-solver:local"
-DOCKERFILE = REPO / "solver" / "Dockerfile"
+DOCKERFILE = REPO / "image" / "Dockerfile"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_PACKAGES = "python3,python3-venv,python3-pip,python-is-python3,ca-certificates"
 ENGINE_LOG = Path(tempfile.gettempdir()) / "mnp-dockerd.log"

@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from solver.exitcodes import EVALUATE_ON_EXIT
+from launcher.contract import EVALUATE_ON_EXIT
 
 CLI_TAGS = {"submitted-by": "mnp-batch-jobs-cli"}
 # Fields of a DescribeJobDefinitions entry that RegisterJobDefinition accepts back.

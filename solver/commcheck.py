@@ -16,7 +16,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from solver import exitcodes
+from launcher import contract
 from solver.config import UsageError
 from solver.output import log
 
@@ -229,7 +229,7 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
         errors.append("allreduce returned a wrong result on at least one rank")
     summary = _summary(comm, names, [], began, pairs, allreduce_ok, errors)
     print(json.dumps(summary), flush=True)
-    return 0 if not errors else exitcodes.APPLICATION_ERROR
+    return 0 if not errors else contract.APPLICATION_ERROR
 
 
 def _summary(comm: MPI.Comm, names: dict[int, str], missing: list[int], began: float,
@@ -250,5 +250,5 @@ def _unreachable(comm: MPI.Comm, names: dict[int, str], missing: list[int], bega
     log(f"error: unreachable rank(s) {missing}; aborting")
     print(json.dumps(summary), flush=True)
     sys.stderr.flush()
-    comm.Abort(exitcodes.NODE_LOST)
-    return exitcodes.NODE_LOST
+    comm.Abort(contract.NODE_LOST)
+    return contract.NODE_LOST

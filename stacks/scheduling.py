@@ -18,7 +18,7 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
 )
 from constructs import Construct
 
-from solver.exitcodes import EVALUATE_ON_EXIT
+from launcher.contract import EVALUATE_ON_EXIT
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
 from stacks.variables import SPOT_ENABLED, counted_ref

@@ -23,7 +23,7 @@ from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.outputs import project_root, synthesized_config
 from jobs.request import JobSpec, submit_request, with_tag
-from solver.exitcodes import EVALUATE_ON_EXIT
+from launcher.contract import EVALUATE_ON_EXIT
 
 NAME = "run-local"
 HELP = ("run a multi-node job as Batch would, as one container of the image per node on this "
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=engine.IMAGE, metavar="NAME",
                         help=f"local image (default {engine.IMAGE}); --image-tag swaps its tag")
     parser.add_argument("--build", action="store_true",
-                        help="build the image from solver/Dockerfile first (a local base "
+                        help="build the image from image/Dockerfile first (a local base "
                         "image is made once when no registry is reachable)")
     parser.add_argument("--efs-dir", type=Path, default=Path("local-efs"), metavar="DIR",
                         help="directory mounted where the job definition mounts EFS "
@@ -141,7 +141,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
             engine.build_image(args.image)
         elif not engine.image_exists(args.image):
             raise InvalidInput(f"image {args.image} is not in the local engine's store",
-                               hint="add --build, or docker build -f solver/Dockerfile -t "
+                               hint="add --build, or docker build -f image/Dockerfile -t "
                                f"{args.image} .")
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc

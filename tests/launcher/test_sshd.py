@@ -21,19 +21,19 @@ PROBE = r"""
 import subprocess, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from solver import _mnp_ssh as s
-from solver._mnp_proto import Peer
+from launcher import procs, sshd
+from launcher.rendezvous import Peer
 state = Path(tempfile.mkdtemp(prefix="mnp-ssh-test-", dir=sys.argv[2]))
-pub = s.keygen(state / "id_ed25519", "job-key")
-port = s.free_port()
-sshd, host_key = s.start_sshd(state, port, pub, "/opt/venv/bin:/usr/bin:/bin")
+pub = sshd.keygen(state / "id_ed25519", "job-key")
+port = sshd.free_port()
+daemon, host_key = sshd.start_sshd(state, port, pub, "/opt/venv/bin:/usr/bin:/bin")
 try:
     peer = Peer(1, "127.0.0.1", 1, port, host_key)
-    agent = s.write_ssh_client(state, state / "id_ed25519", [peer])
+    agent = sshd.write_ssh_client(state, state / "id_ed25519", [peer])
     ok = subprocess.run([str(agent), "127.0.0.1", "id -u; echo $PATH"], capture_output=True,
                         text=True, timeout=30)
     print("right", ok.returncode, " ".join(ok.stdout.split()))
-    s.keygen(state / "other", "someone-else")
+    sshd.keygen(state / "other", "someone-else")
     (state / "id_ed25519").write_bytes((state / "other").read_bytes())  # now offers a wrong key
     bad = subprocess.run([str(agent), "127.0.0.1", "true"], capture_output=True, text=True,
                          timeout=30)
@@ -42,8 +42,8 @@ try:
                "ssh_config", "known_hosts")
     print("readable-by-others", *[n for n in private if (state / n).stat().st_mode & 0o077])
 finally:
-    s.kill_tree(sshd.pid)
-    sshd.wait()
+    procs.kill_tree(daemon.pid)
+    daemon.wait()
 """
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the solver tests: an isolated environment and an mpiexec runner."""
+"""Fixtures for the solver and launcher tests: an isolated environment and an mpiexec runner."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -1,5 +1,5 @@
 """The container recipe: pins match Pipfile.lock, hadolint passes, and the pinned
-requirements installed into a fresh venv run the solver (no Docker engine in CI)."""
+requirements installed into a fresh venv run the solver (the built image: tests/emulator)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-REQUIREMENTS = REPO / "solver" / "requirements.txt"
-DOCKERFILE = REPO / "solver" / "Dockerfile"
+REQUIREMENTS = REPO / "image" / "requirements.txt"
+DOCKERFILE = REPO / "image" / "Dockerfile"
 
 
 def _pins() -> dict[str, str]:
@@ -43,8 +43,11 @@ def test_requirements_match_pipfile_lock() -> None:
 
 def test_dockerfile_contract() -> None:
     text = DOCKERFILE.read_text()
-    assert 'ENTRYPOINT ["python", "-m", "solver.mnp"]' in text.splitlines()
-    assert "solver/requirements.txt" in text
+    assert 'ENTRYPOINT ["mnp-launch"]' in text.splitlines()
+    assert "image/requirements.txt" in text
+    # the launcher goes in the documented way: pip install <checkout>/launcher
+    assert "COPY launcher/ /tmp/launcher/" in text and "pip install" in text.split(
+        "/tmp/launcher/", 1)[1].split("\n\n", 1)[0]
     assert re.search(r"^USER 1000:1000$", text, re.M)
     assert re.search(r"--uid 1000 --gid 1000", text)
     assert "NUMBA_CACHE_DIR=/var/cache/numba" in text
@@ -53,7 +56,7 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", text, re.M)  # multi-stage
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignore[1:3] == ["*", "!solver/"]
+    assert ignore[1:5] == ["*", "!solver/", "!launcher/", "!image/requirements.txt"]
 
 
 def test_hadolint_passes() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from solver._mnp_roles import _state_dir, job_networks
-from solver._mnp_ssh import kill_tree
-from solver.mnp import BatchNode, Settings
+from launcher.node import BatchNode, Settings
+from launcher.procs import kill_tree
+from launcher.roles import job_networks, state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = {"AWS_BATCH_JOB_ID": "abc#2", "AWS_BATCH_JOB_ATTEMPT": "2",
@@ -92,8 +92,8 @@ def test_settings_defaults_and_overrides() -> None:
 def test_launcher_state_is_private_and_keyed_by_job_attempt_and_node(tmp_path: Path,
                                                                     monkeypatch) -> None:
     monkeypatch.setenv("MNP_STATE_DIR", str(tmp_path))
-    first = _state_dir(BatchNode.from_env({**CHILD, "AWS_BATCH_JOB_ATTEMPT": "1"}))
-    second = _state_dir(BatchNode.from_env(CHILD))
+    first = state_dir(BatchNode.from_env({**CHILD, "AWS_BATCH_JOB_ATTEMPT": "1"}))
+    second = state_dir(BatchNode.from_env(CHILD))
     assert first.name.startswith("mnp-abc-a1-n2-") and second.name.startswith("mnp-abc-a2-n2-")
     assert first.stat().st_mode & 0o777 == 0o700 == second.stat().st_mode & 0o777
 
@@ -109,7 +109,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _launcher(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "solver.mnp", *args], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=60)
@@ -247,7 +247,7 @@ while True:
 
 @pytest.mark.mpi
 def test_sigterm_reaches_every_rank_which_may_finish_its_checkpoint(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "solver.mnp", "python", "-c", SLEEPER,
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "python", "-c", SLEEPER,
                              str(tmp_path)], env=_env(MNP_RANKS_PER_NODE="2"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from solver.emulate import Emulation, unavailable_reason
+from emulator.namespaces import Emulation, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 _WHY = unavailable_reason()
@@ -96,7 +96,7 @@ def test_cleanup_happens_when_the_test_body_fails(tmp_path: Path) -> None:
 
 def test_leftovers_of_a_killed_owner_are_removed_by_the_next_emulation(tmp_path: Path) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from solver.emulate import Emulation; "
+        [sys.executable, "-c", "import sys, time; from emulator.namespaces import Emulation; "
          "e = Emulation(2, shared_dir=sys.argv[1], log_dir=sys.argv[1]); e.setup(); "
          "print(e.tag, flush=True); time.sleep(600)", str(tmp_path / "owner")],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -115,13 +115,13 @@ def test_command_line_runs_a_job_and_returns_the_main_nodes_code(tmp_path: Path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "MNP_HEARTBEAT_INTERVAL": "0.5"}
     prog = ("from mpi4py import MPI; import sys; c = MPI.COMM_WORLD; s = c.allreduce(1); "
             "print('sum', s) if c.rank == 0 else None; sys.exit(5)")
-    run = subprocess.run([sys.executable, "-m", "solver.emulate", "--nodes", "2",
+    run = subprocess.run([sys.executable, "-m", "emulator", "--nodes", "2",
                           "--shared-dir", str(tmp_path), "--", "python", "-c", prog],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 5, run.stderr
     assert run.stdout.split() == ["sum", "2"]
     assert "[node 1 job " in run.stderr and "[node 0 job " in run.stderr
-    usage = subprocess.run([sys.executable, "-m", "solver.emulate", "--nodes", "2"],
+    usage = subprocess.run([sys.executable, "-m", "emulator", "--nodes", "2"],
                            env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "give the job's command after --" in usage.stderr
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 
-from solver._mnp_proto import (
+from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
     HELLO_TIMEOUT,
     Channel,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from solver import _mnp_server
-from solver._mnp_proto import MAX_LINE, Channel, Client, RendezvousError, derive_key
-from solver._mnp_server import MAX_PENDING, Server
+from launcher import server as rendezvous_server
+from launcher.rendezvous import MAX_LINE, Channel, Client, RendezvousError, derive_key
+from launcher.server import MAX_PENDING, Server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -436,7 +436,7 @@ def test_idle_connections_cost_bounded_threads_and_children_still_get_in(
 
 @pytest.mark.parametrize("mode", ["idle", "trickle"])
 def test_a_connection_that_does_not_say_hello_in_time_is_refused(monkeypatch, mode: str) -> None:
-    monkeypatch.setattr(_mnp_server, "HELLO_TIMEOUT", 0.5)
+    monkeypatch.setattr(rendezvous_server, "HELLO_TIMEOUT", 0.5)
     server = _server({1})
     try:
         with _raw(server) as sock:
@@ -496,8 +496,8 @@ def test_accept_errors_are_logged_and_accepting_goes_on(code: int, caplog) -> No
 
 LOW_NOFILE = """
 import json, logging, resource, sys, threading, time
-from solver._mnp_proto import derive_key
-from solver._mnp_server import Server
+from launcher.rendezvous import derive_key
+from launcher.server import Server
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(
     resource.RLIMIT_NOFILE)[1]))

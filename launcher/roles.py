@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from solver import _mnp_ssh as ssh
-from solver import exitcodes
-from solver._mnp_proto import (
+from launcher import contract, procs, sshd
+from launcher.rendezvous import (
     SECRET_ENV,
     Client,
     RendezvousError,
@@ -26,10 +25,10 @@ from solver._mnp_proto import (
     log,
     without_secret,
 )
-from solver._mnp_server import Server
+from launcher.server import Server
 
 if TYPE_CHECKING:
-    from solver.mnp import BatchNode, Settings
+    from launcher.node import BatchNode, Settings
 
 TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
 LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
@@ -40,7 +39,7 @@ FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_N
                "VIRTUAL_ENV")
 
 
-class _Term:
+class TermSignal:
     """Records SIGTERM; the run loops forward it to the local ranks."""
 
     def __init__(self) -> None:
@@ -56,10 +55,10 @@ class _Term:
 
 
 def _forward_term(root: int) -> None:
-    ranks = ssh.rank_pids(root)
-    ssh.signal_pids(ranks, signal.SIGUSR1 if os.environ.get("MNP_DEBUG_USR1") else signal.SIGTERM)
+    ranks = procs.rank_pids(root)
+    procs.signal_pids(ranks, signal.SIGUSR1 if os.environ.get("MNP_DEBUG_USR1") else signal.SIGTERM)
     log.info("SIGTERM sent to %d local rank(s): %s", len(ranks),
-             ", ".join(f"{p} ({ssh.comm(p)})" for p in ranks))
+             ", ".join(f"{p} ({procs.comm(p)})" for p in ranks))
 
 
 def _mpiexec() -> str:
@@ -89,7 +88,7 @@ def job_networks(ips: list[str]) -> str:
     return ",".join(f"{a}/32" for a in addrs)
 
 
-def _supervise(proc: subprocess.Popen[bytes], term: _Term,
+def _supervise(proc: subprocess.Popen[bytes], term: TermSignal,
                lost: Server | None = None) -> tuple[int, str | None]:
     """Wait for mpiexec; forward SIGTERM to its ranks; kill it if a node is lost."""
     forwarded = False
@@ -102,15 +101,15 @@ def _supervise(proc: subprocess.Popen[bytes], term: _Term,
                 _forward_term(os.getpid())
                 forwarded = True
             if time.monotonic() - term.at > TERM_GRACE:
-                ssh.kill_tree(proc.pid)
+                procs.kill_tree(proc.pid)
                 proc.wait()
-                return exitcodes.STOPPED, None
+                return contract.STOPPED, None
         if lost is not None and not lost.lost.empty():
             index, why = lost.lost.get()
             reason = f"node {index} lost mid-run ({why})"
             log.error("%s: stopping mpiexec", reason)
             _stop(proc)
-            return exitcodes.NODE_LOST, reason
+            return contract.NODE_LOST, reason
         time.sleep(0.1)
 
 
@@ -124,25 +123,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
         pass
-    ssh.kill_tree(proc.pid)
+    procs.kill_tree(proc.pid)
     proc.wait()
 
 
 def _exit_code(rc: int) -> int:
     """mpiexec's code, except that a rank killed by a signal (not SIGTERM) is a lost node."""
-    if 128 < rc <= 128 + 64 and rc != exitcodes.STOPPED:
+    if 128 < rc <= 128 + 64 and rc != contract.STOPPED:
         log.error("a rank was killed by signal %d: treating it as a lost node", rc - 128)
-        return exitcodes.NODE_LOST
+        return contract.NODE_LOST
     return rc
 
 
-def _state_dir(node: BatchNode) -> Path:
+def state_dir(node: BatchNode) -> Path:
     """A 0700 directory for this job, attempt and node; removed when the launcher ends."""
     return Path(tempfile.mkdtemp(prefix=f"mnp-{node.job}-a{node.attempt}-n{node.index}-",
                                  dir=os.environ.get("MNP_STATE_DIR")))
 
 
-def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -> int:
+def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal) -> int:
     """One node: the command under a local mpiexec with `slots` ranks."""
     argv = [_mpiexec(), "-n", str(settings.slots)]
     if settings.slots > (os.cpu_count() or 1):
@@ -153,23 +152,23 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) 
         proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
     except OSError as e:
         log.error("cannot start mpiexec: %s", e)
-        return exitcodes.USAGE
+        return contract.USAGE
     rc, _ = _supervise(proc, term)
     log.info("mpiexec exited with %d", rc)
     return _exit_code(rc)
 
 
-def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -> int:
+def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
-    state = _state_dir(node)
+    state = state_dir(node)
     server: Server | None = None
     try:
         key = state / "id_ed25519"
-        public = ssh.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
+        public = sshd.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
         children = set(range(node.num_nodes)) - {node.main_index}
         server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
                         attempt=node.attempt, expected=children, public_key=public,
-                        user=ssh.user_name(), hb_interval=settings.hb_interval,
+                        user=sshd.user_name(), hb_interval=settings.hb_interval,
                         hb_timeout=settings.hb_timeout, port=settings.port)
         server.start()
         log.info("main node: waiting up to %gs for %d children on port %d",
@@ -178,20 +177,20 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         try:
             peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
         except RendezvousError as e:
-            code = exitcodes.STOPPED if term.event.is_set() else exitcodes.RENDEZVOUS_TIMEOUT
+            code = contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
             log.error("%s", e)
             server.finish(code)
             return code
         if not server.lost.empty():
             index, why = server.lost.get()
             log.error("node %d lost before the run (%s)", index, why)
-            server.finish(exitcodes.NODE_LOST)
-            return exitcodes.NODE_LOST
+            server.finish(contract.NODE_LOST)
+            return contract.NODE_LOST
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         hostfile = state / "hostfile"
         hostfile.write_text("".join(f"{ip} slots={n}\n" for ip, n in hosts))
-        agent = ssh.write_ssh_client(state, key, peers.values())
+        agent = sshd.write_ssh_client(state, key, peers.values())
         total = sum(n for _, n in hosts)
         nets = job_networks([ip for ip, _ in hosts])
         argv = [_mpiexec(), "--hostfile", str(hostfile), "-n", str(total),
@@ -207,8 +206,8 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
             proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
-            server.finish(exitcodes.USAGE)
-            return exitcodes.USAGE
+            server.finish(contract.USAGE)
+            return contract.USAGE
         rc, reason = _supervise(proc, term, server)
         code = rc
         if reason is None:
@@ -217,7 +216,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
             lost = server.confirm_alive(LOSS_GRACE)
             for index, why in lost:
                 log.error("node %d lost mid-run (%s)", index, why)
-            code = exitcodes.NODE_LOST if lost else _exit_code(rc)
+            code = contract.NODE_LOST if lost else _exit_code(rc)
         log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
         server.finish(code)
         return code
@@ -227,9 +226,9 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: _Term) -
         shutil.rmtree(state, ignore_errors=True)
 
 
-def run_child(node: BatchNode, settings: Settings, term: _Term) -> int:
+def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     """Child node: report to the main node, serve its remote starts until told to exit."""
-    state = _state_dir(node)
+    state = state_dir(node)
     assert node.main_ip is not None
     client = Client(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
                     attempt=node.attempt, index=node.index, slots=settings.slots,
@@ -242,10 +241,10 @@ def run_child(node: BatchNode, settings: Settings, term: _Term) -> int:
             welcome = client.connect(settings.rendezvous_timeout, stop=term.event)
         except RendezvousError as e:
             log.error("%s", e)
-            return exitcodes.STOPPED if term.event.is_set() else exitcodes.RENDEZVOUS_TIMEOUT
-        port = int(os.environ.get("MNP_SSH_PORT") or ssh.free_port())
+            return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
+        port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
         try:
-            _, host_key = ssh.start_sshd(state, port, str(welcome["public_key"]),
+            _, host_key = sshd.start_sshd(state, port, str(welcome["public_key"]),
                                          os.environ.get("PATH", os.defpath))
         except RuntimeError as e:
             log.error("%s", e)
@@ -258,7 +257,7 @@ def run_child(node: BatchNode, settings: Settings, term: _Term) -> int:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _follow(client: Client, term: _Term) -> int:
+def _follow(client: Client, term: TermSignal) -> int:
     """Serve until the main node says exit or goes silent; on SIGTERM let ranks finish."""
     forwarded_at: float | None = None
     while True:
@@ -266,18 +265,18 @@ def _follow(client: Client, term: _Term) -> int:
             if forwarded_at is None:
                 _forward_term(os.getpid())
                 forwarded_at = time.monotonic()
-            ranks = ssh.rank_pids(os.getpid())
+            ranks = procs.rank_pids(os.getpid())
             waited = time.monotonic() - forwarded_at
             # sshd stays up while ranks checkpoint; then a short wait for the main's word.
             if waited > TERM_GRACE or (not ranks and waited > 5):
                 log.info("SIGTERM: local ranks ended; exiting")
-                return exitcodes.STOPPED
+                return contract.STOPPED
         try:
             kind, value = client.events.get(timeout=0.2)
         except queue.Empty:
             continue
         if kind == "exit":
             log.info("main node ended the job with %s; exiting", value)
-            return exitcodes.STOPPED if term.event.is_set() else 0
+            return contract.STOPPED if term.event.is_set() else 0
         log.error("main node lost (%s): stopping local ranks", value)
-        return exitcodes.NODE_LOST
+        return contract.NODE_LOST

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solver.emulate import Emulation, unavailable_reason
+from emulator.namespaces import Emulation, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 _WHY = unavailable_reason() or (
@@ -220,7 +220,7 @@ def ppid(pid):  # 0 for a process gone meanwhile
     stat = read(pid, "stat").rsplit(b")", 1)
     return int(stat[1].split()[1]) if len(stat) == 2 else 0
 launcher = os.getpid()
-while b"solver.mnp" not in read(launcher, "cmdline").split(b"\\0"):  # -m solver.mnp
+while b"launcher" not in read(launcher, "cmdline").split(b"\\0"):  # -m launcher
     launcher = ppid(launcher)
 kids = {}
 for p in filter(str.isdigit, os.listdir("/proc")):

@@ -1,20 +1,15 @@
-"""Multi-node launcher (the image ENTRYPOINT): turn a Batch MNP node group into one MPI world."""
+"""This node's place in the Batch job and the launcher's settings, read once from the
+environment Batch and the job definition give the container."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import shlex
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from solver import _mnp_ssh as ssh
-from solver import exitcodes
-from solver._mnp_proto import INSECURE_ENV, SECRET_ENV, log
-from solver._mnp_roles import _Term, run_child, run_local, run_main
+from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
 
 @dataclass(frozen=True)
@@ -138,73 +133,3 @@ def _secret(env: Mapping[str, str], num_nodes: int) -> str | None:
         raise ValueError(f"{SECRET_ENV} has {len(secret)} characters: it needs at least "
                          f"{MIN_SECRET} random ones (the stack's secret has 64)")
     return secret
-
-
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"--rendezvous-timeout: {text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"--rendezvous-timeout: {text} must be positive")
-    return value
-
-
-def _logging(prefix: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        f"[{prefix}] %(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m solver.mnp [--rendezvous-timeout S] CMD...` on every node of the job."""
-    p = argparse.ArgumentParser(
-        prog="python -m solver.mnp",
-        description="Run CMD under MPI across the nodes of an AWS Batch multi-node job.")
-    p.add_argument("--rendezvous-timeout", type=_positive, metavar="S",
-                   help="seconds to wait for all nodes (default: MNP_RENDEZVOUS_TIMEOUT or 600)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command every rank runs")
-    args = p.parse_args(argv)
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    try:
-        node = BatchNode.from_env(os.environ)
-        settings = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
-    except ValueError as e:
-        print(f"mnp: error: {e}", file=sys.stderr)
-        return exitcodes.USAGE
-    # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
-    os.environ.pop(SECRET_ENV, None)
-    _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
-    if node.num_nodes > 1 and settings.secret is None:
-        log.warning("%s=1: the rendezvous has no secret: anyone who can reach port %d can "
-                    "join this job and run commands on its nodes", INSECURE_ENV, settings.port)
-    if not cmd and (node.is_main or node.num_nodes == 1):
-        log.error("no command to run (give it after the options, e.g. python -m solver heat)")
-        return exitcodes.USAGE
-    ssh.become_subreaper()
-    term = _Term()
-    log.info("node %d of %d (main is %d), %d slots", node.index, node.num_nodes,
-             node.main_index, settings.slots)
-    try:
-        if node.num_nodes == 1:
-            code = run_local(node, settings, cmd, term)
-        elif node.is_main:
-            code = run_main(node, settings, cmd, term)
-        else:
-            code = run_child(node, settings, term)
-    finally:
-        # Nothing outlives the launcher: ranks, daemons and sshd sessions it adopted.
-        ssh.kill_tree(os.getpid(), include_root=False)
-        ssh.reap()
-    log.info("exit %d", code)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

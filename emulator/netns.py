@@ -1,4 +1,4 @@
-"""Network-namespace plumbing for the Batch node emulator (solver.emulate)."""
+"""Network-namespace plumbing for the Batch node emulator (emulator.namespaces)."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator import netns
 from emulator.batchorder import BatchNodeGroup
-from solver import _mnp_netns as netns
-from solver._mnp_netns import cleanup_stale, unavailable_reason
+from emulator.netns import cleanup_stale, unavailable_reason
 
 __all__ = ["DEFAULT_SUBNET", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
 
@@ -158,7 +158,7 @@ class Emulation(BatchNodeGroup):
 
     def entrypoint(self, cmd: Sequence[str], launcher_args: Sequence[str] = ()) -> list[str]:
         """The image's ENTRYPOINT followed by the job's command."""
-        return [sys.executable, "-m", "solver.mnp", *launcher_args, *cmd]
+        return [sys.executable, "-m", "launcher", *launcher_args, *cmd]
 
     def start_node(self, index: int, argv: Sequence[str], cwd: Path | None = None) -> None:
         """Start `argv` in node `index`'s namespace under its own host name."""
@@ -234,8 +234,8 @@ class Emulation(BatchNodeGroup):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m solver.emulate --nodes N [options] -- CMD...`: run CMD as a Batch MNP job."""
-    p = argparse.ArgumentParser(prog="python -m solver.emulate", description=main.__doc__)
+    """`python -m emulator --nodes N [options] -- CMD...`: run CMD as a Batch MNP job."""
+    p = argparse.ArgumentParser(prog="python -m emulator", description=main.__doc__)
     p.add_argument("--nodes", type=int, default=3, help="number of emulated nodes (default 3)")
     p.add_argument("--ranks-per-node", type=int, default=1, help="MNP_RANKS_PER_NODE (default 1)")
     p.add_argument("--attempt", type=int, default=1, help="AWS_BATCH_JOB_ATTEMPT (default 1)")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from solver._mnp_messages import ProtocolError, decode
+from launcher.messages import ProtocolError, decode
 
 # The longest message (`welcome`, `ready`) carries one OpenSSH public key line (~100 bytes).
 MAX_LINE = 4096

@@ -1,0 +1,82 @@
+"""`mnp-launch [--rendezvous-timeout S] CMD...`: the image's ENTRYPOINT on every node."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from launcher import contract, procs
+from launcher.node import BatchNode, Settings
+from launcher.rendezvous import INSECURE_ENV, SECRET_ENV, log
+from launcher.roles import TermSignal, run_child, run_local, run_main
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"--rendezvous-timeout: {text!r} is not a number"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--rendezvous-timeout: {text} must be positive")
+    return value
+
+
+def _logging(prefix: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"[{prefix}] %(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`mnp-launch [--rendezvous-timeout S] CMD...` on every node of the job."""
+    p = argparse.ArgumentParser(
+        prog="mnp-launch",
+        description="Run CMD under MPI across the nodes of an AWS Batch multi-node job.")
+    p.add_argument("--rendezvous-timeout", type=_positive, metavar="S",
+                   help="seconds to wait for all nodes (default: MNP_RENDEZVOUS_TIMEOUT or 600)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command every rank runs")
+    args = p.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    try:
+        node = BatchNode.from_env(os.environ)
+        settings = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
+    except ValueError as e:
+        print(f"mnp: error: {e}", file=sys.stderr)
+        return contract.USAGE
+    # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
+    os.environ.pop(SECRET_ENV, None)
+    _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
+    if node.num_nodes > 1 and settings.secret is None:
+        log.warning("%s=1: the rendezvous has no secret: anyone who can reach port %d can "
+                    "join this job and run commands on its nodes", INSECURE_ENV, settings.port)
+    if not cmd and (node.is_main or node.num_nodes == 1):
+        log.error("no command to run (give it after the options, e.g. python -m solver heat)")
+        return contract.USAGE
+    procs.become_subreaper()
+    term = TermSignal()
+    log.info("node %d of %d (main is %d), %d slots", node.index, node.num_nodes,
+             node.main_index, settings.slots)
+    try:
+        if node.num_nodes == 1:
+            code = run_local(node, settings, cmd, term)
+        elif node.is_main:
+            code = run_main(node, settings, cmd, term)
+        else:
+            code = run_child(node, settings, term)
+    finally:
+        # Nothing outlives the launcher: ranks, daemons and sshd sessions it adopted.
+        procs.kill_tree(os.getpid(), include_root=False)
+        procs.reap()
+    log.info("exit %d", code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

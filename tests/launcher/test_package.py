@@ -1,0 +1,40 @@
+"""The launcher as a package of its own: standard library only, a console script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_pip_install_into_an_empty_venv_gives_a_working_mnp_launch(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # a copy: pip builds in the source tree, and the checkout is not ours to write into
+    source = shutil.copytree(REPO / "launcher", tmp_path / "launcher",
+                             ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                          "--disable-pip-version-check", str(source)],
+                         capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    listed = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=freeze",
+                             "--disable-pip-version-check"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    # nothing but the launcher was installed (pip and setuptools come with every venv)
+    assert {line.split("==")[0] for line in listed} <= {"mnp-launch", "pip", "setuptools"}
+    assert "mnp-launch==0.2.0" in listed
+    # away from the checkout, so only the installed package can be imported
+    run = subprocess.run([str(venv / "bin" / "mnp-launch"), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: mnp-launch")
+    # --help only parses; importing every module proves none needs more than the stdlib
+    modules = sorted(p.stem for p in (REPO / "launcher").glob("*.py") if p.stem != "__main__")
+    imported = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib; "
+                               + "; ".join(f"importlib.import_module('launcher.{m}')"
+                                           for m in modules if m != "__init__")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stderr
