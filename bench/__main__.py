@@ -28,7 +28,7 @@ from bench.common import (
 
 PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
          "scaling": "Scaling on one 2-core host", "comm": "MPI communication",
-         "start": "Job start in the real image"}
+         "start": "Job start in the real image", "launch": "Launch at scale (emulated nodes)"}
 
 
 def _parts(text: str) -> list[str]:

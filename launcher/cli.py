@@ -28,7 +28,7 @@ def _positive(text: str) -> float:
 def _logging(prefix: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(
-        f"[{prefix}] %(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        f"[{prefix}] %(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%H:%M:%S"))
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
