@@ -72,7 +72,7 @@ def measure(opts: Options) -> Section:
         from emulator import engine
 
         engine.ensure_running()
-        image = engine.build_image()
+        image = engine.build_image(f"mnp-solver:bench-{engine.context_digest()}")
     except Exception as exc:  # noqa: BLE001 - no engine here: say why, keep the other parts
         sec.skipped = f"no container engine: {exc}"
         return sec

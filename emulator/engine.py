@@ -7,6 +7,7 @@ engine's store, so later runs only build on it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -128,6 +129,20 @@ def ensure_base_image(name: str = BASE_IMAGE) -> str:
         if imp.returncode != 0 or tar.returncode != 0:
             raise EngineError(f"docker import failed: {imp.stderr.strip()}")
     return name
+
+
+def context_digest(context: Path = REPO, dockerfile: Path = DOCKERFILE) -> str:
+    """A short hash of what the build reads (Dockerfile and the files .dockerignore admits),
+    so that checkouts building side by side never retag each other's image."""
+    h = hashlib.sha256(dockerfile.read_bytes())
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             "solver", "launcher", "image"], cwd=context, capture_output=True,
+                            text=True, check=False).stdout.split()
+    for name in sorted(listed):
+        path = context / name
+        if path.is_file():
+            h.update(name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def build_image(tag: str = IMAGE, base: str | None = None, dockerfile: Path = DOCKERFILE,

@@ -53,7 +53,8 @@ def image() -> str:
     if reason:
         pytest.skip(f"no container engine: {reason}")
     engine.ensure_running()
-    return engine.build_image()
+    # tagged by content: another checkout building beside this one cannot retag it
+    return engine.build_image(f"mnp-solver:test-{engine.context_digest()}")
 
 
 @pytest.fixture
