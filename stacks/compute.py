@@ -24,7 +24,8 @@ from cdktf_cdktf_provider_aws.placement_group import PlacementGroup
 from constructs import Construct
 
 from stacks.config import PlatformConfig, name, tags
-from stacks.variables import counted_ref
+from stacks.efa import INTERFACES_LOCAL, Efa
+from stacks.variables import EFA_ENABLED, counted_ref
 
 USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
 # Keeps awsvpc containers (every MNP node) off the instance role's credentials: the documented
@@ -60,11 +61,12 @@ class Compute(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
-                 spot_count: float) -> None:
+                 spot_count: float, efa: Efa | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
         self._placement = placement
+        self._efa = efa
         # --- Shared by both environments
         self.placement_group = self._add_placement_group()
         self.launch_template = self._add_launch_template()
@@ -85,8 +87,9 @@ class Compute(Construct):
                               strategy="cluster", tags=tags(self._cluster))
 
     def _add_launch_template(self) -> LaunchTemplate:
-        """IMDSv2 only, ECS_AWSVPC_BLOCK_IMDS in user data, encrypted gp3 root volume."""
-        return LaunchTemplate(
+        """IMDSv2 only, ECS_AWSVPC_BLOCK_IMDS in user data, encrypted gp3 root volume; EFA."""
+        efa = self._efa
+        template = LaunchTemplate(
             self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
             user_data=user_data(),
             # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
@@ -98,7 +101,31 @@ class Compute(Construct):
                 ebs=LaunchTemplateBlockDeviceMappingsEbs(
                     volume_size=self._config.limits.root_volume_gib, volume_type="gp3",
                     encrypted="true", delete_on_termination="true"))],
+            lifecycle=(TerraformResourceLifecycle(precondition=efa.preconditions())
+                       if efa else None),
             tags=tags(self._cluster))
+        if efa:
+            self._add_efa_interfaces(template)
+        return template
+
+    def _add_efa_interfaces(self, template: LaunchTemplate) -> None:
+        """One `efa` interface per network card the instance types allow (none when off)."""
+        # A dynamic block: the count comes from the instance-type lookups at plan.
+        template.add_override("dynamic.network_interfaces", {
+            "for_each": f"${{local.{INTERFACES_LOCAL}}}",
+            "content": {
+                "network_card_index": "${network_interfaces.value.network_card_index}",
+                "device_index": "${network_interfaces.value.device_index}",
+                "interface_type": "efa",
+                # With interfaces in the template, groups go on each interface (EC2 refuses
+                # template-level ones then); EFA needs the group that admits itself
+                # (docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start.html#efa-start-security).
+                "security_groups": [self._placement.security_group_id],
+                "delete_on_termination": "true",
+                # No subnet: the template serves both environments (Spot spans two subnets),
+                # so each environment's subnets place its instances; aws-samples/aws-batch-efa,
+                # with one environment, names its one subnet in both.
+            }})
 
     def _add_environment(self, id_: str, label: str, node_label: str, capacity: str,
                          allocation_strategy: str,
@@ -112,7 +139,7 @@ class Compute(Construct):
                 type=capacity, allocation_strategy=allocation_strategy,
                 min_vcpus=0, max_vcpus=placement.max_vcpus,
                 instance_type=placement.instance_types,
-                subnets=subnet_ids, security_group_ids=[placement.security_group_id],
+                subnets=subnet_ids, security_group_ids=self._security_group_ids(),
                 instance_role=placement.instance_profile_arn, placement_group=placement_group,
                 launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
                     launch_template_id=self.launch_template.id,
@@ -124,3 +151,12 @@ class Compute(Construct):
             # before the queue is moved off the old one.
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
             tags=tags(self._cluster))
+
+    def _security_group_ids(self) -> list[str]:
+        """The environment's groups, unless the launch template's EFA interfaces carry them."""
+        group = self._placement.security_group_id
+        if not self._efa:
+            return [group]
+        # Batch: "Either compute environment Security Groups or Network Interfaces in Launch
+        # template are exclusively allowed" (its CreateComputeEnvironment error; aws/aws-cdk#21577).
+        return Token.as_list(f"${{{EFA_ENABLED} ? null : [{group}]}}")

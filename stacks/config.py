@@ -19,6 +19,8 @@ REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
+SWITCH_VALUES = {"true": True, "1": True, "yes": True, "on": True,
+                 "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,7 @@ class StackSettings:
     max_vcpus: int = 64  # compute environment ceiling: 8 nodes of 8 vCPUs
     efs_throughput_mode: str = "elastic"  # bursting | provisioned | elastic
     efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
+    enable_efa: bool = False  # EFA interfaces, devices and settings (ENABLE_EFA); off: TCP
 
     def __post_init__(self) -> None:
         _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
@@ -80,6 +83,8 @@ class StackSettings:
             kwargs["efs_provisioned_throughput"] = _whole_number(
                 "EFS_PROVISIONED_THROUGHPUT", env["EFS_PROVISIONED_THROUGHPUT"],
                 f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
+        if "ENABLE_EFA" in env:
+            kwargs["enable_efa"] = _switch("ENABLE_EFA", env["ENABLE_EFA"])
         return cls(**{**base.__dict__, **kwargs})
 
 
@@ -204,6 +209,14 @@ def _whole_number(var: str, raw: str, allowed: str) -> int:
         return int(raw.strip())
     except ValueError as err:
         raise ConfigError(f"{var}={raw!r} is not allowed: {allowed}") from err
+
+
+def _switch(var: str, raw: str) -> bool:
+    try:
+        return SWITCH_VALUES[raw.strip().lower()]
+    except KeyError as err:
+        raise ConfigError(f"{var}={raw!r} is not allowed: true or false "
+                          "(also 1/0, yes/no, on/off)") from err
 
 
 def _region(var: str, raw: str) -> str:

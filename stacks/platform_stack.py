@@ -8,6 +8,7 @@ from constructs import Construct
 
 from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
+from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
 from stacks.monitoring import Monitoring
@@ -55,6 +56,8 @@ class PlatformStack(TerraformStack):
                       rendezvous_secret_arn=secret.secret.arn)
         storage.add_policy(roles.job_role.arn)
         # --- Batch
+        efa = (Efa(self, "efa", instance_types=variables.instance_types)
+               if config.settings.enable_efa else None)
         compute = Compute(
             self, "compute", config=config, cluster=cluster,
             placement=NodePlacement(
@@ -63,7 +66,8 @@ class PlatformStack(TerraformStack):
                 security_group_id=network.compute_security_group.id,
                 instance_profile_arn=roles.instance_profile.arn),
             pinned_subnet_id=network.pinned_subnet.id,
-            subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count())
+            subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count(),
+            efa=efa)
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
             job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,

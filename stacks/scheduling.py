@@ -19,9 +19,11 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
 from constructs import Construct
 
 from launcher.contract import EVALUATE_ON_EXIT
+from stacks import efa
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
-from stacks.variables import SPOT_ENABLED, counted_ref
+from stacks.jsontext import Template, dumps
+from stacks.variables import EFA_ENABLED, SPOT_ENABLED, counted_ref
 
 # Queue reasons after which a RUNNABLE job can never start on its own.
 STUCK_RUNNABLE_REASONS = (
@@ -31,6 +33,7 @@ STUCK_RUNNABLE_REASONS = (
 )
 EFS_VOLUME = "efs"
 RENDEZVOUS_SECRET_ENV = "MNP_RENDEZVOUS_SECRET"
+NETWORK_ENV = "MNP_NETWORK"
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,21 @@ class JobWiring:
     rendezvous_secret_arn: str
 
 
-def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool) -> dict:
-    """The container block (Batch API shape) of both job definitions."""
+def _env(name_: str, value: str) -> dict[str, str]:
+    return {"name": name_, "value": value}
+
+
+def efa_environment() -> Template:
+    """The fabric's environment entries, chosen at plan: EFA and its MPI settings, or TCP."""
+    on = ", ".join(json.dumps(_env(*pair)) for pair in ((NETWORK_ENV, "efa"), *efa.ENVIRONMENT))
+    return Template(f"%{{ if {EFA_ENABLED} }}{on}%{{ else }}{json.dumps(_env(NETWORK_ENV, 'tcp'))}"
+                    "%{ endif }")
+
+
+def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
+                         efa_on: bool = False) -> dict:
+    """The container block (Batch API shape) of both job definitions; EFA only on multinode."""
+    fabric = multinode and efa_on
     container = {
         "image": wiring.image,
         "command": list(node.command),
@@ -59,6 +75,8 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
             {"name": "MNP_RANKS_PER_NODE", "value": str(node.vcpus)},
             {"name": "MNP_RENDEZVOUS_TIMEOUT", "value": str(node.rendezvous_timeout_s)},
             {"name": "OUTPUT_PATH", "value": f"{node.efs_mount_path}/output"},
+            # The fabric MPI must use (CONTRACTS.md: MNP_NETWORK); single-node jobs: TCP.
+            efa_environment() if fabric else _env(NETWORK_ENV, "tcp"),
         ],
         "jobRoleArn": wiring.job_role_arn,
         "executionRoleArn": wiring.execution_role_arn,
@@ -76,9 +94,15 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
         "linuxParameters": {"sharedMemorySize": node.shared_memory_mib,
                             "initProcessEnabled": True},
+        # EFA pins its buffers, so memlock stays unlimited (as in aws-samples/aws-batch-efa
+        # batch-resources/job_definition.json).
         "ulimits": [{"name": "memlock", "softLimit": -1, "hardLimit": -1},
                     {"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
     }
+    if fabric:
+        # As many uverbs devices as the launch template has EFA interfaces ([] when off).
+        container["linuxParameters"]["devices"] = Template(
+            f"${{jsonencode(local.{efa.DEVICES_LOCAL})}}")
     if multinode:
         # Only nodes that rendezvous need the key; the execution role fetches it at start
         # (docs.aws.amazon.com/batch/latest/userguide/specifying-sensitive-data-secrets.html).
@@ -87,11 +111,11 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
     return container
 
 
-def node_properties(node: NodeDefaults, wiring: JobWiring) -> dict:
+def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = False) -> dict:
     """One open-ended node range '0:' so that submit-time nodeOverrides.numNodes works."""
     return {"mainNode": 0, "numNodes": node.num_nodes,
             "nodeRangeProperties": [{"targetNodes": "0:", "container": container_properties(
-                node, wiring, multinode=True)}]}
+                node, wiring, multinode=True, efa_on=efa_on)}]}
 
 
 def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
@@ -123,7 +147,8 @@ class Scheduling(Construct):
         # --- Job definitions
         self.job_definition = self._add_job_definition(
             "job_definition", "mpi", "multinode",
-            node_properties=json.dumps(node_properties(node, wiring)))
+            node_properties=dumps(node_properties(node, wiring,
+                                                  efa_on=config.settings.enable_efa)))
         # Single node: the launcher then runs the command under a local mpiexec.
         self.spot_job_definition = self._add_job_definition(
             "spot_job_definition", "spot", "container", count=spot_count,

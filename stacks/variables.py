@@ -18,6 +18,10 @@ from stacks.config import (
 )
 
 SPOT_ENABLED = "var.enable_spot_queue"
+EFA_ENABLED = "var.enable_efa"
+EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
+                       "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
+                       "devices and settings are written at synth time).")
 
 
 def spot_count() -> float:
@@ -102,6 +106,17 @@ class Variables(Construct):
             "Also create a single-node Spot queue for embarrassingly parallel work "
             "(multi-node jobs never run on Spot). Terraform's bool type rejects other values.",
             None, None)
+        # The job definition's EFA devices and settings are written at synth time (its JSON
+        # text is also read as plain JSON by run-local), so a stack synthesized without EFA
+        # refuses enable_efa = true instead of half-enabling it.
+        self.enable_efa = self._add(
+            "enable_efa", "bool", settings.enable_efa,
+            "Elastic Fabric Adapter on the multi-node nodes: EFA interfaces in the launch "
+            "template, the uverbs devices and MNP_NETWORK=efa in the job definition; every "
+            "instance type must support EFA. The stack must be synthesized with ENABLE_EFA=1 "
+            "to turn it on.",
+            None if settings.enable_efa else "!var.enable_efa",
+            None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
 
     def _add(self, var_name: str, type_: str, default: object, description: str,
              condition: str | None, message: str | None) -> TerraformVariable:

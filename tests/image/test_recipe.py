@@ -53,6 +53,8 @@ def test_dockerfile_contract() -> None:
     assert "NUMBA_CACHE_DIR=/var/cache/numba" in text
     assert "install -d -o 1000 -g 1000 /var/cache/numba" in text
     assert "openssh-client openssh-server" in text
+    # what the wheel's libfabric EFA provider needs (tests/emulator/test_image_efa.py)
+    assert re.search(r"openssh-server \\\n\s+libibverbs1 ibverbs-providers \\\n", text)
     assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS build$", text, re.M)  # multi-stage
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.M)
     ignore = (REPO / ".dockerignore").read_text().splitlines()

@@ -17,8 +17,10 @@ os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 REPO = Path(__file__).resolve().parents[2]
+TERRAFORM = shutil.which("terraform")
 SETTINGS_ENV = ("AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "EFS_THROUGHPUT_MODE",
-                "EFS_PROVISIONED_THROUGHPUT", "MAX_VCPUS")
+                "EFS_PROVISIONED_THROUGHPUT", "MAX_VCPUS", "ENABLE_EFA")
+EFA_ENV = {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,hpc7a.96xlarge"}
 
 
 def synth_stack(environ: dict[str, str]) -> dict:
@@ -76,6 +78,12 @@ def synthesized() -> dict:
 
 
 @pytest.fixture(scope="session")
+def synthesized_efa() -> dict:
+    """The stack synthesized with ENABLE_EFA=1 (and two EFA-capable instance types)."""
+    return synth_stack(EFA_ENV)
+
+
+@pytest.fixture(scope="session")
 def synthesized_raw(synthesized: dict) -> str:
     """The same stack as Terraform JSON text, for tools that read files."""
     return json.dumps(synthesized, indent=2, sort_keys=True)
@@ -87,6 +95,14 @@ def synthesized_dir(synthesized_raw: str, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("stack")
     (out / "cdk.tf.json").write_text(synthesized_raw)
     return out
+
+
+def run_terraform(work: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real terraform CLI in `work`, offline: no checkpoint, no user CLI config."""
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
+           "TF_CLI_CONFIG_FILE": str(work / "none.tfrc")}
+    return subprocess.run([TERRAFORM, *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def resources(stack: dict, type_: str) -> list[dict]:

@@ -54,13 +54,18 @@ def test_bad_environment_value_is_named(env: dict[str, str], fragment: str) -> N
     assert fragment in str(err.value)
 
 
-def test_synth_refuses_bad_env_before_writing(tmp_path: Path) -> None:
-    env = {**os.environ, "MAX_VCPUS": "-4", "PYTHONPATH": str(REPO)}
+@pytest.mark.parametrize(("bad", "line"), [
+    ({"MAX_VCPUS": "-4"}, "error: MAX_VCPUS=-4 is not allowed: a whole number greater than 0"),
+    ({"ENABLE_EFA": "maybe"},
+     "error: ENABLE_EFA='maybe' is not allowed: true or false (also 1/0, yes/no, on/off)"),
+])
+def test_synth_refuses_bad_env_before_writing(tmp_path: Path, bad: dict[str, str],
+                                              line: str) -> None:
+    env = {**os.environ, **bad, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "error: MAX_VCPUS=-4 is not allowed: a whole number greater than 0"]
+    assert proc.stderr.strip().splitlines() == [line]
     assert list(tmp_path.iterdir()) == []
 
 

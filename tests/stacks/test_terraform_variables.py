@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.stacks.conftest import REPO
+from tests.stacks.conftest import REPO, TERRAFORM, run_terraform
 
-TERRAFORM = shutil.which("terraform")
 pytestmark = pytest.mark.skipif(
     TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.9 to run these")
 
@@ -22,19 +19,12 @@ def workdir(synthesized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Only the variables: terraform init and plan then need no provider download."""
     work = tmp_path_factory.mktemp("tfvars")
     (work / "variables.tf.json").write_text(json.dumps({"variable": synthesized["variable"]}))
-    _terraform(work, "init", "-input=false", "-backend=false")
+    run_terraform(work, "init", "-input=false", "-backend=false")
     return work
 
 
-def _terraform(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
-           "TF_CLI_CONFIG_FILE": str(work / "none.tfrc")}
-    return subprocess.run([TERRAFORM, *args], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=120)
-
-
 def _plan(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return _terraform(work, "plan", "-input=false", "-lock=false", "-no-color",
+    return run_terraform(work, "plan", "-input=false", "-lock=false", "-no-color",
                       f"-var-file={REPO / 'terraform.tfvars.example'}", *args)
 
 
@@ -60,6 +50,8 @@ def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesiz
     ('efs_provisioned_throughput=4000', "efs_provisioned_throughput must be from 1 to 3414"),
     ('image_tag=-bad', "image_tag must be 1-128 letters"),
     ('alarm_email=nobody', "alarm_email must be empty or an email address"),
+    ('enable_efa=true', "enable_efa = true needs a stack synthesized for EFA: run ENABLE_EFA=1 "
+                        "make synth"),
 ])
 def test_bad_value_fails_with_its_own_message(workdir: Path, assignment: str,
                                               message: str) -> None:

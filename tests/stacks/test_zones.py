@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from stacks.zones import first_zone, no_zone_message, offering_zones, other_zone
+from tests.stacks.conftest import TERRAFORM, run_terraform
 
-TERRAFORM = shutil.which("terraform")
 pytestmark = pytest.mark.skipif(
     TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
 
@@ -42,16 +40,12 @@ def _config(offerings: list[tuple[str, str]], wanted: list[str]) -> dict:
 def _apply(tmp_path: Path, offerings: list[tuple[str, str]],
            wanted: list[str]) -> subprocess.CompletedProcess:
     (tmp_path / "main.tf.json").write_text(json.dumps(_config(offerings, wanted)))
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
-           "TF_CLI_CONFIG_FILE": str(tmp_path / "none.tfrc")}
     for args in (["init", "-input=false"], ["apply", "-auto-approve", "-input=false",
                                             "-no-color"]):
-        proc = subprocess.run([TERRAFORM, *args], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=120)
+        proc = run_terraform(tmp_path, *args)
         if proc.returncode:
             return proc
-    return subprocess.run([TERRAFORM, "output", "-json"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_terraform(tmp_path, "output", "-json", timeout=60)
 
 
 def test_pinned_zone_offers_every_type(tmp_path: Path) -> None:

@@ -1,0 +1,92 @@
+"""Elastic Fabric Adapter: per-type lookups, the interfaces and devices they allow, the plan check.
+
+Only a stack synthesized with ENABLE_EFA=1 has this construct; there `enable_efa` (its default
+true) still switches every part at plan, so `enable_efa = false` gives the TCP stack back.
+"""
+
+from __future__ import annotations
+
+from cdktf import Precondition, TerraformLocal, TerraformVariable
+from cdktf_cdktf_provider_aws.data_aws_ec2_instance_type import DataAwsEc2InstanceType
+from constructs import Construct
+
+from stacks.variables import EFA_ENABLED
+
+COUNT_LOCAL = "efa_interface_count"
+INTERFACES_LOCAL = "efa_network_interfaces"
+DEVICES_LOCAL = "efa_devices"
+LACKING_LOCAL = "efa_unsupported_types"
+# The Batch EFA guide: hostPath /dev/infiniband/uverbsN, the same containerPath, and these
+# permissions (docs.aws.amazon.com/batch/latest/userguide/efa.html).
+DEVICE_PERMISSIONS = ("READ", "WRITE", "MKNOD")
+# What MPI uses over EFA: Open MPI's cm PML on the OFI MTL (the only path to libfabric's efa
+# provider; docs.open-mpi.org/en/v5.0.x/tuning-apps/networking/ofi.html) and libfabric held
+# to that provider, so a missing device fails instead of falling back to TCP.
+ENVIRONMENT = (("FI_PROVIDER", "efa"), ("OMPI_MCA_pml", "cm"), ("OMPI_MCA_mtl", "ofi"),
+               ("OMPI_MCA_mtl_ofi_provider_include", "efa"))
+
+
+def unsupported_types(types: str, wanted: str) -> str:
+    """HCL: the wanted instance types whose lookup says they have no EFA, in the given order."""
+    return f"[for t in {wanted} : t if !try({types}[t].efa_supported, false)]"
+
+
+def interface_count(types: str, wanted: str) -> str:
+    """HCL: EFA interfaces every wanted type can take, one per network card (0 if one has none)."""
+    # One launch template serves every type, so the type with the fewest decides; each
+    # interface takes its own network card, so the card count caps it too.
+    per_type = (f"[for t in {wanted} : min(try(coalesce({types}[t].efa_maximum_interfaces, 0), 0), "
+                f"try(coalesce({types}[t].maximum_network_cards, 1), 1))]")
+    return f"min({per_type}...)"
+
+
+def network_interfaces(count: str) -> str:
+    """HCL: one EFA per network card; device index 0 on card 0 (the primary), 1 on the others."""
+    # The EC2 multi-network-card layout: the primary is card 0 device 0, every further
+    # card's interface is device 1 (docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+    # efa-acc-inst-types.html; the AWS PCS EFA launch template does the same).
+    return (f"[for i in range({count}) : {{network_card_index = i, "
+            f"device_index = i == 0 ? 0 : 1}}]")
+
+
+def devices(count: str) -> str:
+    """HCL: the job definition's `linuxParameters.devices`, one uverbs device per interface."""
+    permissions = ", ".join(f'"{p}"' for p in DEVICE_PERMISSIONS)
+    return (f'[for i in range({count}) : {{hostPath = "/dev/infiniband/uverbs${{i}}", '
+            f'containerPath = "/dev/infiniband/uverbs${{i}}", permissions = [{permissions}]}}]')
+
+
+def unsupported_message(lacking: str) -> str:
+    """The plan-time error when an instance type has no EFA; it names those types."""
+    return (f'enable_efa is true but instance_types [${{join(", ", {lacking})}}] do not support '
+            'EFA: list only EFA-capable types (aws ec2 describe-instance-types --filters '
+            'Name=network-info.efa-supported,Values=true), or set enable_efa = false.')
+
+
+class Efa(Construct):
+    """Looks up every instance type at plan and derives the EFA interfaces and devices from it."""
+
+    def __init__(self, scope: Construct, id_: str, *, instance_types: TerraformVariable) -> None:
+        super().__init__(scope, id_)
+        wanted = f"var.{instance_types.friendly_unique_id}"
+        lookup = DataAwsEc2InstanceType(self, "instance_types", instance_type="${each.key}")
+        # Raw for_each (CDKTF's iterator would wrap the conditional in a second toset(${...})).
+        # No lookups when EFA is off at plan: nothing is read that nothing uses.
+        lookup.add_override("for_each", f"${{{EFA_ENABLED} ? toset({wanted}) : toset([])}}")
+        types = f"data.{lookup.terraform_resource_type}.{lookup.friendly_unique_id}"
+        self._local(LACKING_LOCAL,
+                    f"{EFA_ENABLED} ? {unsupported_types(types, wanted)} : []")
+        self._local(COUNT_LOCAL, f"{EFA_ENABLED} ? {interface_count(types, wanted)} : 0")
+        self._local(INTERFACES_LOCAL, network_interfaces(f"local.{COUNT_LOCAL}"))
+        self._local(DEVICES_LOCAL, devices(f"local.{COUNT_LOCAL}"))
+
+    def preconditions(self) -> list[Precondition]:
+        """Checked at plan, before anything is created: the error names the types lacking EFA."""
+        return [Precondition(condition=f"${{length(local.{LACKING_LOCAL}) == 0}}",
+                             error_message=unsupported_message(f"local.{LACKING_LOCAL}"))]
+
+    def _local(self, local_name: str, expression: str) -> TerraformLocal:
+        local = TerraformLocal(self, local_name, f"${{{expression}}}")
+        # Fixed names: the launch template and the job definition refer to local.<name>.
+        local.override_logical_id(local_name)
+        return local

@@ -1,0 +1,132 @@
+"""The EFA stack's own expressions under a real terraform CLI, on made-up instance-type lookups.
+
+The AWS provider cannot be downloaded here, so the `aws_ec2_instance_type` lookups become a
+local with the same for_each keys, the launch template a `terraform_data` carrying its real
+precondition, and the job definition's text an output that terraform renders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from tests.stacks.conftest import TERRAFORM, only, run_terraform
+
+pytestmark = pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
+
+# What DescribeInstanceTypes reports (EfaInfo, NetworkInfo); c6i has no EfaInfo at all.
+CATALOG = {
+    "c5n.18xlarge": {"efa_supported": True, "efa_maximum_interfaces": 1,
+                     "maximum_network_cards": 1},
+    "hpc7a.96xlarge": {"efa_supported": True, "efa_maximum_interfaces": 2,
+                       "maximum_network_cards": 2},
+    "p5.48xlarge": {"efa_supported": True, "efa_maximum_interfaces": 32,
+                    "maximum_network_cards": 32},
+    "c6i.2xlarge": {"efa_supported": False, "efa_maximum_interfaces": None,
+                    "maximum_network_cards": 1},
+    "m5.large": {"efa_supported": False, "efa_maximum_interfaces": 0,
+                 "maximum_network_cards": 1},
+}
+# Every reference terraform cannot resolve without the provider (not the EFA devices local).
+UNRESOLVED = re.compile(r"\$\{(?!jsonencode\(local\.efa_devices\))[^}]*\}")
+
+
+def _config(stack: dict) -> dict:
+    """The stack's EFA variables, locals, launch-template check and job-definition text."""
+    (lookup_id,) = stack["data"]["aws_ec2_instance_type"]
+    lookup = stack["data"]["aws_ec2_instance_type"][lookup_id]
+    keys = lookup["for_each"][2:-1]
+    locals_ = {name: value.replace(f"data.aws_ec2_instance_type.{lookup_id}", "local.lookups")
+               for name, value in stack["locals"].items() if name.startswith("efa_")}
+    template = only(stack, "aws_launch_template")
+    definition = only(stack, "aws_batch_job_definition", "scheduling_job_definition")
+    return {
+        "variable": {name: stack["variable"][name] for name in ("enable_efa", "instance_types")},
+        "locals": {**locals_, "catalog": CATALOG,
+                   "lookups": f"${{{{for t in {keys} : t => local.catalog[t]}}}}"},
+        # terraform_data is built in: plan needs no provider download.
+        "resource": {"terraform_data": {"launch_template": {
+            "input": "${local.efa_network_interfaces}", "lifecycle": template["lifecycle"]}}},
+        "output": {"interfaces": {"value": "${local.efa_network_interfaces}"},
+                   "lookups": {"value": "${keys(local.lookups)}"},
+                   "node_properties": {
+                       "value": UNRESOLVED.sub("x", definition["node_properties"])}},
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(synthesized_efa: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("efa")
+    (work / "main.tf.json").write_text(json.dumps(_config(synthesized_efa)))
+    proc = run_terraform(work, "init", "-input=false")
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+def _outputs(work: Path, types: list[str], enable: bool = True) -> dict:
+    """terraform apply (of terraform_data only) with these variables, then its outputs."""
+    proc = run_terraform(work, "apply", "-auto-approve", "-input=false", "-no-color",
+                         "-lock=false", f"-var=instance_types={json.dumps(types)}",
+                         f"-var=enable_efa={str(enable).lower()}")
+    assert proc.returncode == 0, proc.stderr
+    out = run_terraform(work, "output", "-json", timeout=60)
+    return {name: value["value"] for name, value in json.loads(out.stdout).items()}
+
+
+def _container(outputs: dict) -> dict:
+    props = json.loads(outputs["node_properties"])  # rendered text is plain JSON again
+    model = botocore.session.get_session().get_service_model("batch")
+    report = ParamValidator().validate(props, model.shape_for("NodeProperties"))
+    assert not report.has_errors(), report.generate_report()
+    return props["nodeRangeProperties"][0]["container"]
+
+
+def test_one_card_type_gets_one_efa_and_uverbs0(workdir: Path) -> None:
+    outputs = _outputs(workdir, ["c5n.18xlarge"])
+    assert outputs["interfaces"] == [{"network_card_index": 0, "device_index": 0}]
+    container = _container(outputs)
+    assert container["linuxParameters"]["devices"] == [
+        {"hostPath": "/dev/infiniband/uverbs0", "containerPath": "/dev/infiniband/uverbs0",
+         "permissions": ["READ", "WRITE", "MKNOD"]}]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert (env["MNP_NETWORK"], env["FI_PROVIDER"], env["OMPI_MCA_pml"], env["OMPI_MCA_mtl"]) == (
+        "efa", "efa", "cm", "ofi")
+    assert len(container["environment"]) == len(env)  # one MNP_NETWORK, no tcp left over
+    assert {"name": "memlock", "softLimit": -1, "hardLimit": -1} in container["ulimits"]
+
+
+def test_several_cards_one_efa_each_and_the_smallest_type_decides(workdir: Path) -> None:
+    outputs = _outputs(workdir, ["p5.48xlarge", "hpc7a.96xlarge"])
+    assert outputs["interfaces"] == [{"network_card_index": 0, "device_index": 0},
+                                     {"network_card_index": 1, "device_index": 1}]
+    assert [d["hostPath"] for d in _container(outputs)["linuxParameters"]["devices"]] == [
+        "/dev/infiniband/uverbs0", "/dev/infiniband/uverbs1"]
+    interfaces = _outputs(workdir, ["p5.48xlarge"])["interfaces"]
+    assert [i["network_card_index"] for i in interfaces] == list(range(32))
+    assert [i["device_index"] for i in interfaces] == [0] + [1] * 31
+
+
+def test_types_without_efa_fail_at_plan_naming_only_them(workdir: Path) -> None:
+    proc = run_terraform(workdir, "plan", "-input=false", "-no-color", "-lock=false",
+                         '-var=instance_types=["c6i.2xlarge","c5n.18xlarge","m5.large"]')
+    assert proc.returncode != 0
+    message = " ".join(proc.stderr.split())
+    assert "Resource precondition failed" in message
+    assert ("enable_efa is true but instance_types [c6i.2xlarge, m5.large] do not support "
+            "EFA") in message
+
+
+def test_enable_efa_false_gives_the_tcp_definition_and_no_lookups(workdir: Path) -> None:
+    outputs = _outputs(workdir, ["c6i.2xlarge"], enable=False)
+    assert outputs["interfaces"] == [] and outputs["lookups"] == []
+    container = _container(outputs)
+    assert container["linuxParameters"]["devices"] == []
+    env = [e for e in container["environment"] if e["name"].startswith(("MNP_NETWORK", "FI_",
+                                                                       "OMPI_"))]
+    assert env == [{"name": "MNP_NETWORK", "value": "tcp"}]
