@@ -85,8 +85,8 @@ def positive_seconds(value: str) -> float:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
+    if not number > 0 or number == float("inf"):  # nan fails both; sleep(inf) overflows
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds and finite")
     return number
 
 

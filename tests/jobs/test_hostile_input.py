@@ -166,6 +166,9 @@ def test_tag_conflicts_and_limits(aws, run_main, command, tags, message):
     ("--memory", "4096\n", "is not a whole number"),
     ("--attempts", "\u0663", "attempts '\u0663' is not a whole number"),
     ("--timeout", "1e3", "timeout (seconds) '1e3' is not a whole number"),
+    ("--interval", "nan", "'nan' must be more than 0 seconds and finite"),
+    ("--interval", "inf", "'inf' must be more than 0 seconds and finite"),
+    ("--max-wait", "1e400", "'1e400' must be more than 0 seconds and finite"),
 ])
 def test_numbers_out_of_bounds_or_not_ascii(aws, run_main, flag, value, message):
     result = run_main(*_replace(SUBMIT, flag, value))
