@@ -99,44 +99,26 @@ def absolute_path(value: str) -> str:
     return posixpath.normpath(value)
 
 
-def image_tag(value: str) -> str:
-    """A container image tag."""
-    if not IMAGE_TAG_RE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"image tag {value!r} is invalid: up to 128 of letters, digits, '_', '.', '-', "
-            "not starting with '.' or '-'"
-        )
-    return value
+def _whole_value(pattern: re.Pattern[str], what: str, allowed: str) -> Callable[[str], str]:
+    """An argparse type: ``pattern`` must match the whole value."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise argparse.ArgumentTypeError(f"{what} {value!r} is invalid: {allowed}")
+        return value
+
+    return check
 
 
-def job_id(value: str) -> str:
-    """A Batch job id, optionally with `#node`."""
-    if not JOB_ID_RE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"job id {value!r} is invalid: expected a Batch job id such as "
-            "'3f2a...-...' or '<id>#<node>'"
-        )
-    return value
-
-
-def job_queue(value: str) -> str:
-    """A Batch job queue name or ARN."""
-    if not JOB_QUEUE_RE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"job queue {value!r} is invalid: a queue name (up to 128 letters, digits, '-', "
-            "'_', starting with a letter or digit) or its ARN"
-        )
-    return value
-
-
-def job_definition(value: str) -> str:
-    """A Batch job definition name, name:revision or ARN."""
-    if not JOB_DEFINITION_RE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"job definition {value!r} is invalid: NAME, NAME:REVISION or an ARN (names are "
-            "up to 128 letters, digits, '-', '_', starting with a letter or digit)"
-        )
-    return value
+image_tag = _whole_value(IMAGE_TAG_RE, "image tag", "up to 128 of letters, digits, '_', '.', "
+                         "'-', not starting with '.' or '-'")
+job_id = _whole_value(JOB_ID_RE, "job id", "expected a Batch job id such as '3f2a...-...' or "
+                      "'<id>#<node>'")
+job_queue = _whole_value(JOB_QUEUE_RE, "job queue", "a queue name (up to 128 letters, digits, "
+                         "'-', '_', starting with a letter or digit) or its ARN")
+job_definition = _whole_value(JOB_DEFINITION_RE, "job definition", "NAME, NAME:REVISION or an "
+                              "ARN (names are up to 128 letters, digits, '-', '_', starting "
+                              "with a letter or digit)")
 
 
 def job_command(command: list[str]) -> list[str]:
