@@ -121,7 +121,7 @@ def test_state_key_and_region_are_taken_as_given() -> None:
     ({"STATE_BUCKET": "a..b"}, "STATE_BUCKET='a..b' is not allowed"),
     ({"STATE_BUCKET": "acme", "STATE_KEY": "/abs"}, "STATE_KEY='/abs' is not allowed"),
     ({"STATE_BUCKET": "acme", "STATE_REGION": "moon"},
-     "STATE_REGION='moon' is not allowed: an AWS region like us-east-1"),
+     "STATE_REGION='moon' is not allowed: 'moon' is not an AWS region known to botocore"),
 ])
 def test_bad_or_half_given_state_setting_is_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
