@@ -23,6 +23,7 @@ from jobs.commands import (
 from jobs.context import Context
 from jobs.errors import EXIT_BAD_INPUT, EXIT_FAILURE, JobsError
 from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
+from jobs.validate import job_command
 
 COMMANDS = (submit, preflight, status, watch, logs, cancel, listing, scale, run_local)
 PROG = "python -m jobs"
@@ -83,8 +84,11 @@ def run(argv: Sequence[str], api_factory: Callable[[], BatchJobs] | None = None)
     if command is not None and not args.takes_command:
         takers = ", ".join(c.NAME for c in COMMANDS if getattr(c, "TAKES_COMMAND", False))
         problem = f"'-- COMMAND' is only accepted by {takers}"
-    elif command is not None and not command:
-        problem = "nothing after '--': give the job's command or drop the '--'"
+    elif command is not None:
+        try:
+            job_command(command)
+        except argparse.ArgumentTypeError as exc:
+            problem = str(exc)
     if problem:
         print(f"{PROG} {args.command}: error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidInput
+from solver.inputs import whole_number
 
 OUTPUTS_FILE_ENV = "JOBS_OUTPUTS_FILE"
 STACK_ENV = "JOBS_STACK"
@@ -74,17 +76,30 @@ def _pick_stack(stacks: Mapping[str, Any], source: str, stack: str | None) -> tu
     return next(iter(stacks.items()))
 
 
+def _json_object(text: str, what: str, hint: str) -> dict[str, Any]:
+    """A JSON object read from a file the CLI did not write: a truncated or foreign one is
+    bad input naming the file, not a traceback."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"cannot read {what}: {exc}", hint=hint) from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{what} is not a JSON object", hint=hint)
+    return raw
+
+
+def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read {what} {path}: {exc}", hint=hint) from None
+    return _json_object(text, f"{what} {path}", hint)
+
+
 def load_outputs_file(path: Path, stack: str | None = None) -> StackOutputs:
     """Read the file `cdktf deploy --outputs-file` writes: {"<stack>": {"name": value}}."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(
-            f"cannot read stack outputs file {path}: {exc}", hint=f"check --outputs-file / "
-            f"{OUTPUTS_FILE_ENV}"
-        ) from exc
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"stack outputs file {path} is not a JSON object")
+    raw = _read_json(path, "stack outputs file",
+                     f"check --outputs-file / {OUTPUTS_FILE_ENV}")
     if any(isinstance(v, dict) and "job_queue_name" in _flatten(v) for v in raw.values()):
         name, values = _pick_stack(raw, str(path), stack)
         return StackOutputs(_flatten(values), f"{path} (stack {name})")
@@ -106,7 +121,10 @@ def _local_state(workdir: Path) -> Path | None:
 def stack_workdir(root: Path, stack: str | None = None) -> tuple[str, Path]:
     """The synthesized stack's name and directory (`cdktf.out/stacks/<stack>`)."""
     manifest = root / "cdktf.out" / "manifest.json"
-    stacks = json.loads(manifest.read_text()).get("stacks", {})
+    resynth = "run `make synth` again"
+    stacks = _read_json(manifest, "synth manifest", resynth).get("stacks", {})
+    if not isinstance(stacks, dict) or not all(isinstance(v, dict) for v in stacks.values()):
+        raise InvalidInput(f"synth manifest {manifest} has no stacks map", hint=resynth)
     name, info = _pick_stack(stacks, str(manifest), stack)
     return name, root / "cdktf.out" / info.get("workingDirectory", f"stacks/{name}")
 
@@ -138,15 +156,19 @@ def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
             timeout=120, env={**os.environ, "TF_IN_AUTOMATION": "1"},
         )
         if proc.returncode == 0:
-            return StackOutputs(_flatten(json.loads(proc.stdout or "{}")),
-                                f"terraform output in {workdir}")
+            found = _json_object(proc.stdout or "{}", f"`terraform output -json` in {workdir}",
+                                 "check the terraform version and state")
+            return StackOutputs(_flatten(found), f"terraform output in {workdir}")
         reason = (proc.stderr.strip().splitlines() or ["terraform output failed"])[-1]
     elif terraform is not None:
         reason = f"{workdir} is not initialized (not deployed from here?)"
     # Without an initialized working directory, a local backend's state still has the outputs.
     state = _local_state(workdir)
     if state is not None and state.is_file():
-        outputs = json.loads(state.read_text()).get("outputs", {})
+        outputs = _read_json(state, "state file", "restore it from a backup, or pass "
+                             f"--outputs-file / set {OUTPUTS_FILE_ENV}").get("outputs", {})
+        if not isinstance(outputs, dict):
+            raise InvalidInput(f"state file {state} has no outputs map")
         return StackOutputs(_flatten(outputs), f"state file {state}")
     return StackOutputs(source=f"no outputs for stack {name}: {reason}")
 
@@ -185,20 +207,38 @@ class Settings:
             self._outputs = find_outputs(self._outputs_file, self._stack)
         return self._outputs
 
-    def resolve(self, flag_value: str | None, env: str, output: str, flag: str) -> str:
-        """A required name: flag, env, output, or a bad-input error saying where to set it."""
+    def resolve(self, flag_value: str | None, env: str, output: str, flag: str,
+                check: Callable[[str], str] | None = None) -> str:
+        """A required name: flag, env, output, or a bad-input error saying where to set it;
+        ``check`` (an argparse type) validates it whichever of them it came from."""
         value = flag_value or os.environ.get(env) or self.outputs.get(output)
         if not value:
             raise InvalidInput(
                 f"no {output.replace('_', ' ')}: pass {flag}, set {env}, or deploy the stack "
                 f"({self.outputs.source})"
             )
-        return str(value)
+        source = (flag if flag_value else env if os.environ.get(env) else
+                  f"the stack output {output} ({self.outputs.source})")
+        return self._checked(str(value), source, check)
 
-    def optional(self, env: str | None, output: str) -> str | None:
+    def optional(self, env: str | None, output: str,
+                 check: Callable[[str], str] | None = None) -> str | None:
         """An optional value: env (if any), else output, else None."""
-        value = (os.environ.get(env) if env else None) or self.outputs.get(output)
-        return None if value in (None, "") else str(value)
+        from_env = os.environ.get(env) if env else None
+        value = from_env or self.outputs.get(output)
+        if value in (None, ""):
+            return None
+        source = env if from_env else f"the stack output {output} ({self.outputs.source})"
+        return self._checked(str(value), str(source), check)
+
+    @staticmethod
+    def _checked(value: str, source: str, check: Callable[[str], str] | None) -> str:
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except argparse.ArgumentTypeError as exc:
+            raise InvalidInput(f"{exc} (from {source})") from None
 
     def max_vcpus(self) -> int | None:
         """The compute environment's vCPU ceiling: MAX_VCPUS, else the `max_vcpus` output."""
@@ -206,9 +246,13 @@ class Settings:
         if value is None:
             return None
         try:
-            return int(float(value))
-        except ValueError as exc:
-            raise InvalidInput(f"MAX_VCPUS / max_vcpus output {value!r} is not a number") from exc
+            number = whole_number(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise InvalidInput(f"MAX_VCPUS / max_vcpus output {value!r} is not a whole number "
+                               "greater than 0 (ASCII digits only)")
+        return number
 
     def efs_mount(self) -> str:
         """Where the shared file system is mounted in the job containers."""

@@ -8,29 +8,44 @@ import re
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
+from solver.inputs import whole_number
 
+# Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+JOB_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 # Docker/ECR image tag grammar.
-IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Parent ids are UUIDs; `#i` names a node of a multi-node job, `:i` a child of an array job.
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,100}([#:][0-9]{1,4})?$")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9-]{1,100}([#:][0-9]{1,4})?")
+# Batch CreateJobQueue / RegisterJobDefinition: names of up to 128 letters, digits, '-', '_';
+# a queue is named or given by ARN, a definition by name, name:revision or ARN.
+_BATCH_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+_ARN = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:[0-9]{12}:"
+JOB_QUEUE_RE = re.compile(rf"{_BATCH_NAME}|{_ARN}job-queue/{_BATCH_NAME}")
+JOB_DEFINITION_RE = re.compile(
+    rf"{_BATCH_NAME}(:[1-9][0-9]{{0,8}})?|{_ARN}job-definition/{_BATCH_NAME}:[1-9][0-9]{{0,8}}")
 MAX_NODES = 1000
 # Batch's ResourceRequirement docs: "You must specify at least 4 MiB of memory for a job".
 MIN_MEMORY_MIB = 4
+# No node can offer more: the largest EC2 instance, u7in-32tb.224xlarge, has 896 vCPUs and
+# 32,768 GiB (EC2 instance types: memory optimized, High Memory U7in).
+MAX_VCPUS_PER_NODE = 896
+MAX_MEMORY_MIB = 32768 * 1024
+# Batch TagResource / SubmitJob tags: at most 50 per resource.
+MAX_TAGS = 50
 MIN_TIMEOUT_S = 60
 MAX_ATTEMPTS = 10
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
 
 
-def job_name(value: str) -> str:
-    """A Batch job name."""
-    if len(value) > 128:
+def job_name(value: str, limit: int = 128, what: str = "job name") -> str:
+    """A Batch job name (``limit`` lower for a prefix that gets a suffix)."""
+    if len(value) > limit:
         raise argparse.ArgumentTypeError(
-            f"job name {value[:20]!r}... is {len(value)} characters; the limit is 128"
+            f"{what} {value[:20]!r}... is {len(value)} characters; the limit is {limit}"
         )
-    if not JOB_NAME_RE.match(value):
+    if not JOB_NAME_RE.fullmatch(value):
         raise argparse.ArgumentTypeError(
             f"job name {value!r} is invalid: use letters, digits, '-' and '_', starting with "
             "a letter or digit (at most 128)"
@@ -43,7 +58,7 @@ def int_range(low: int, high: int | None, what: str) -> Callable[[str], int]:
 
     def parse(value: str) -> int:
         try:
-            number = int(value, 10)
+            number = whole_number(value)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{what} {value!r} is not a whole number"
@@ -57,8 +72,8 @@ def int_range(low: int, high: int | None, what: str) -> Callable[[str], int]:
 
 
 nodes = int_range(1, MAX_NODES, "node count")
-vcpus = int_range(1, None, "vCPUs per node")
-memory = int_range(MIN_MEMORY_MIB, None, "memory per node (MiB)")
+vcpus = int_range(1, MAX_VCPUS_PER_NODE, "vCPUs per node")
+memory = int_range(MIN_MEMORY_MIB, MAX_MEMORY_MIB, "memory per node (MiB)")
 attempts = int_range(1, MAX_ATTEMPTS, "attempts")
 timeout = int_range(MIN_TIMEOUT_S, None, "timeout (seconds)")
 node_index = int_range(0, MAX_NODES - 1, "node index")
@@ -70,8 +85,8 @@ def positive_seconds(value: str) -> float:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
+    if not number > 0 or number == float("inf"):  # nan fails both; sleep(inf) overflows
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds and finite")
     return number
 
 
@@ -84,24 +99,40 @@ def absolute_path(value: str) -> str:
     return posixpath.normpath(value)
 
 
-def image_tag(value: str) -> str:
-    """A container image tag."""
-    if not IMAGE_TAG_RE.match(value):
-        raise argparse.ArgumentTypeError(
-            f"image tag {value!r} is invalid: up to 128 of letters, digits, '_', '.', '-', "
-            "not starting with '.' or '-'"
-        )
-    return value
+def _whole_value(pattern: re.Pattern[str], what: str, allowed: str) -> Callable[[str], str]:
+    """An argparse type: ``pattern`` must match the whole value."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise argparse.ArgumentTypeError(f"{what} {value!r} is invalid: {allowed}")
+        return value
+
+    return check
 
 
-def job_id(value: str) -> str:
-    """A Batch job id, optionally with `#node`."""
-    if not JOB_ID_RE.match(value):
+image_tag = _whole_value(IMAGE_TAG_RE, "image tag", "up to 128 of letters, digits, '_', '.', "
+                         "'-', not starting with '.' or '-'")
+job_id = _whole_value(JOB_ID_RE, "job id", "expected a Batch job id such as '3f2a...-...' or "
+                      "'<id>#<node>'")
+job_queue = _whole_value(JOB_QUEUE_RE, "job queue", "a queue name (up to 128 letters, digits, "
+                         "'-', '_', starting with a letter or digit) or its ARN")
+job_definition = _whole_value(JOB_DEFINITION_RE, "job definition", "NAME, NAME:REVISION or an "
+                              "ARN (names are up to 128 letters, digits, '-', '_', starting "
+                              "with a letter or digit)")
+
+
+def job_command(command: list[str]) -> list[str]:
+    """The job's command after `--`: a program to run, not an empty word."""
+    if not command:
         raise argparse.ArgumentTypeError(
-            f"job id {value!r} is invalid: expected a Batch job id such as "
-            "'3f2a...-...' or '<id>#<node>'"
-        )
-    return value
+            "nothing after '--': give the job's command or drop the '--'")
+    if not command[0].strip():
+        raise argparse.ArgumentTypeError(
+            f"the job's command starts with {command[0]!r}: the first word after '--' must "
+            "name a program")
+    if any("\0" in word for word in command):
+        raise argparse.ArgumentTypeError("the job's command contains a NUL character")
+    return command
 
 
 def tag(value: str) -> tuple[str, str]:
@@ -149,9 +180,22 @@ def check_under_mount(flag: str, path: str | None, mount: str) -> None:
         )
 
 
-def check_tags(tags: list[tuple[str, str]], reserved: int) -> None:
-    """Batch allows 50 tags per job."""
-    if len(tags) + reserved > 50:
+def check_tags(tags: list[tuple[str, str]], reserved: dict[str, str]) -> dict[str, str]:
+    """The --tag values as one map: a key twice with different values, a key the CLI sets
+    itself, or more than Batch's 50 tags per job in all is refused."""
+    merged: dict[str, str] = {}
+    for key, value in tags:
+        if key in reserved:
+            raise InvalidInput(
+                f"--tag {key}={value}: the CLI sets the tag {key}={reserved[key]} itself",
+                hint="use another key")
+        if merged.get(key, value) != value:
+            raise InvalidInput(f"--tag {key} is given twice with different values "
+                               f"({merged[key]!r} and {value!r})")
+        merged[key] = value
+    if len(merged) + len(reserved) > MAX_TAGS:
         raise InvalidInput(
-            f"{len(tags)} --tag values plus {reserved} added by the CLI exceed Batch's limit of 50"
+            f"{len(merged)} distinct --tag keys plus {len(reserved)} added by the CLI "
+            f"({', '.join(sorted(reserved))}) exceed Batch's limit of {MAX_TAGS} tags per job"
         )
+    return merged

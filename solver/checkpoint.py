@@ -3,11 +3,15 @@
 Layout: ``<dir>/step-<step:010d>/{field.npy,meta.json}``. A checkpoint is written under
 ``<dir>/.tmp-step-...`` and renamed into place only when complete, so a reader never sees a
 torn one. The field is stored in global layout, so a restart may use a different rank count.
+``meta.json`` carries a SHA-256 over itself and the field file: a restart skips a checkpoint
+that was edited, relabelled or corrupted (or holds non-finite values) for the previous one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -21,10 +25,19 @@ from mpi4py import MPI
 from solver.config import SolverConfig, UsageError
 from solver.decomp import Block
 from solver.fieldio import check_npy, read_field, write_field
+from solver.output import log
 
-FORMAT = 1
+FORMAT = 2  # 2: meta.json has "sha256"
 KEEP = 2  # newest checkpoints kept; older ones are pruned after each write
 _PREFIX = "step-"
+_CHUNK = 8 << 20  # bytes per read while hashing (a multiple of 8: whole float64 values)
+# meta.json fields a resume reads, with their types
+_META_TYPES = {"format": int, "step": int, "t": float, "dt": float, "alpha": float,
+               "grid": list, "ranks": int, "sha256": str}
+
+
+class InvalidCheckpoint(ValueError):
+    """A checkpoint on disk that must not be resumed; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ def save(comm: MPI.Comm, block: Block, u: np.ndarray, cfg: SolverConfig, directo
                 "alpha": cfg.alpha, "grid": list(cfg.grid), "ranks": comm.Get_size(),
                 "dims": list(block.dims), "total_steps": cfg.total_steps, "job_id": job_id,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        meta["sha256"], _ = field_digest(meta, str(tmp / "field.npy"))
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f)
             f.flush()
@@ -82,21 +96,80 @@ def _prune(root: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def field_digest(meta: dict[str, Any], field_path: str) -> tuple[str, bool]:
+    """(SHA-256 of ``meta`` without its "sha256" and of the field file, all values finite?)."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
+    finite = True
+    with open(field_path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        header = f.tell()
+        f.seek(0)
+        digest.update(f.read(header))
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            values = np.frombuffer(chunk, dtype="<f8", count=len(chunk) // 8)
+            finite = finite and bool(np.isfinite(values).all())
+    return digest.hexdigest(), finite
+
+
+def _meta(cand: Path) -> dict[str, Any]:
+    """The checked meta.json of a checkpoint directory."""
+    try:
+        meta = json.loads((cand / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidCheckpoint(f"meta.json unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise InvalidCheckpoint("meta.json is not a JSON object")
+    missing = sorted(k for k in _META_TYPES if k not in meta)
+    if missing:
+        raise InvalidCheckpoint(f"meta.json lacks {', '.join(missing)}")
+    for key, kind in _META_TYPES.items():
+        value = meta[key]
+        ok = (isinstance(value, (int, float)) and math.isfinite(value) if kind is float
+              else isinstance(value, kind)) and not isinstance(value, bool)
+        if not ok:
+            raise InvalidCheckpoint(f"meta.json {key}={value!r} is not a finite {kind.__name__}")
+    if meta["format"] != FORMAT:
+        raise InvalidCheckpoint(f"format {meta['format']}, this solver reads {FORMAT}")
+    if cand.name != f"{_PREFIX}{meta['step']:010d}":
+        raise InvalidCheckpoint(f"meta.json says step {meta['step']}")
+    if not meta["grid"] or not all(isinstance(n, int) and n >= 3 for n in meta["grid"]):
+        raise InvalidCheckpoint(f"meta.json grid {meta['grid']!r} is not a grid")
+    return meta
+
+
+def verify(cand: Path) -> Found:
+    """The checkpoint in ``cand`` if complete and intact; InvalidCheckpoint saying why not."""
+    meta = _meta(cand)
+    field = str(cand / "field.npy")
+    try:
+        header = check_npy(field, tuple(meta["grid"]))
+        digest, finite = field_digest(meta, field)
+    except (OSError, ValueError) as exc:
+        raise InvalidCheckpoint(str(exc)) from None
+    if digest != meta["sha256"]:
+        raise InvalidCheckpoint("checksum mismatch: field.npy or meta.json changed after "
+                                "it was written")
+    if not finite:
+        raise InvalidCheckpoint("the field holds NaN or infinite values")
+    return Found(str(cand), meta["step"], header, meta)
+
+
 def find_latest(directory: str, cfg: SolverConfig) -> Found | None:
-    """Newest complete checkpoint in ``directory`` (rank 0 only; no MPI), or None."""
+    """Newest valid checkpoint in ``directory`` (rank 0 only; no MPI), or None.
+
+    Invalid ones are skipped, each with a log line, falling back to the previous one.
+    """
     root = Path(directory)
     if not root.is_dir():
         return None
     for cand in sorted(root.glob(f"{_PREFIX}*"), reverse=True):
         try:
-            meta = json.loads((cand / "meta.json").read_text())
-            step = int(meta["step"])
-            if meta.get("format") != FORMAT or cand.name != f"{_PREFIX}{step:010d}":
-                continue
-            header = check_npy(str(cand / "field.npy"), tuple(meta["grid"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # torn or foreign: fall back to an older one
-        return Found(str(cand), step, header, meta)
+            return verify(cand)
+        except InvalidCheckpoint as exc:
+            log(f"skipped checkpoint {cand}: {exc}")
     return None
 
 

@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from launcher import contract
 from solver.config import UsageError
+from solver.inputs import finite_number_arg, whole_number, whole_number_arg
 from solver.output import log
 
 _HELLO, _PING = 11, 12
@@ -33,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _sizes(text: str) -> list[int]:
     try:
-        sizes = [int(s) for s in text.split(",") if s]
+        sizes = [whole_number(s) for s in text.split(",") if s]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes: not a list of integers: {text}") from None
     if not sizes or min(sizes) < 1:
@@ -47,11 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 description="Ping-pong latency/bandwidth rank 0 <-> each rank, allreduce check.")
     p.add_argument("--sizes", type=_sizes, default=[8, 1024, 65536, 1048576],
                    help="message sizes in bytes, comma separated")
-    p.add_argument("--iterations", type=int, default=50, help="round trips per size (50)")
-    p.add_argument("--timeout", type=float, default=60.0,
+    p.add_argument("--iterations", type=whole_number_arg, default=50,
+                   help="round trips per size (50)")
+    p.add_argument("--timeout", type=finite_number_arg, default=60.0,
                    help="seconds to wait for a rank before declaring it unreachable (60)")
     args = p.parse_args(argv)
-    if args.iterations < 1 or args.timeout <= 0:
+    if args.iterations < 1 or not args.timeout > 0:
         raise UsageError("--iterations and --timeout must be positive")
     return args
 

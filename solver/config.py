@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from solver.inputs import whole_number_arg
 from solver.stencil import stable_dt
 
 DEFAULT_N = 1025
@@ -63,6 +64,17 @@ class SolverConfig:
                 raise UsageError(f"dt must be a positive number (got {self.dt})")
             if self.dt > limit:
                 raise UsageError(f"dt {self.dt:g} is unstable for this grid (limit {limit:g})")
+        # Derived values overflow or underflow for extreme inputs (alpha=1e-320 gives dt=inf):
+        # one check here covers every path that reads them (log line, checkpoints, summary).
+        try:
+            dt, steps = self.time_step, self.total_steps
+            end = steps * dt
+        except OverflowError:  # t_end / dt is infinite
+            dt, steps, end = self.dt or stable_dt(self.alpha, self.spacing), "inf", math.inf
+        if not (math.isfinite(dt) and dt > 0 and math.isfinite(end)):
+            raise UsageError(f"the time step works out as dt={dt!r} and the final time as "
+                             f"t={end!r} after {steps} steps (alpha={self.alpha!r}, grid "
+                             f"{self.grid}): both must be positive finite numbers")
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -79,7 +91,8 @@ class SolverConfig:
         """The dt actually used (given, or derived from the stability limit and t_end)."""
         dt = self.dt if self.dt is not None else DT_SAFETY * stable_dt(self.alpha, self.spacing)
         if self.t_end is not None:
-            dt = self.t_end / math.ceil(self.t_end / dt - 1e-12)
+            # at least one step: a t_end far below dt is one (shorter) step, not zero steps
+            dt = self.t_end / max(1, math.ceil(self.t_end / dt - 1e-12))
         return dt
 
     @property
@@ -98,22 +111,23 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m solver heat", argument_default=argparse.SUPPRESS,
                 description="Explicit finite-difference heat equation on the unit square/cube.")
-    p.add_argument("--nx", type=int, help=f"grid points along x incl. boundary ({DEFAULT_N})")
-    p.add_argument("--ny", type=int, help=f"grid points along y incl. boundary ({DEFAULT_N})")
-    p.add_argument("--nz", type=int, help="grid points along z; 0 = 2-D (0)")
+    whole = whole_number_arg
+    p.add_argument("--nx", type=whole, help=f"grid points along x incl. boundary ({DEFAULT_N})")
+    p.add_argument("--ny", type=whole, help=f"grid points along y incl. boundary ({DEFAULT_N})")
+    p.add_argument("--nz", type=whole, help="grid points along z; 0 = 2-D (0)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--steps", type=int, help=f"time steps ({DEFAULT_STEPS})")
+    group.add_argument("--steps", type=whole, help=f"time steps ({DEFAULT_STEPS})")
     group.add_argument("--t-end", type=float, help="final time (sets the step count)")
     p.add_argument("--alpha", type=float, help="diffusivity (1.0)")
     p.add_argument("--dt", type=float, help=f"time step (default {DT_SAFETY} x stability limit)")
-    p.add_argument("--checkpoint-every", type=int,
+    p.add_argument("--checkpoint-every", type=whole,
                    help="steps between checkpoints; 0 = only on SIGTERM (100)")
     p.add_argument("--checkpoint-dir", help="checkpoint directory (<output>/<job id>/checkpoints)")
     p.add_argument("--restart-from", help="start from the latest checkpoint of DIR/<job id>")
     p.add_argument("--input-path", help="directory with params.json (env INPUT_PATH)")
     p.add_argument("--output-path", help="parent of the per-job output dir (env OUTPUT_PATH)")
     p.add_argument("--no-png", dest="png", action="store_false", help="skip field.png")
-    p.add_argument("--log-every", type=int, help="progress line on stderr every N steps (0)")
+    p.add_argument("--log-every", type=whole, help="progress line on stderr every N steps (0)")
     return p
 
 
@@ -122,7 +136,7 @@ def _read_params(input_path: str) -> dict[str, Any]:
     if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
         raise UsageError(f"input path {input_path} is not a readable directory")
     params_file = path / PARAMS_FILE
-    if not params_file.exists():
+    if not os.path.lexists(params_file):  # a symlink loop there is an error, not "no file"
         return {}
     try:
         params = json.loads(params_file.read_text())

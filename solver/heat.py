@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from solver import checkpoint, output, stencil
+from solver import checkpoint, memory, output, stencil
 from solver.config import SolverConfig, UsageError, parse_heat_args
 from solver.decomp import Block, decompose
 from solver.fieldio import write_field
@@ -81,8 +81,9 @@ def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:
     ckpt_dir = os.path.abspath(cfg.checkpoint_dir or os.path.join(out_dir, "checkpoints"))
     output.check_writable(ckpt_dir, "checkpoint dir")
     found = checkpoint.find_latest(ckpt_dir, cfg)
-    if found is None and int(environ.get("AWS_BATCH_JOB_ATTEMPT", "1") or 1) > 1:
-        log(f"attempt {environ['AWS_BATCH_JOB_ATTEMPT']} but no checkpoint in {ckpt_dir}")
+    attempt = environ.get("AWS_BATCH_JOB_ATTEMPT", "1")
+    if found is None and attempt not in ("", "1"):
+        log(f"attempt {attempt!r} but no checkpoint in {ckpt_dir}")
     if found is None and cfg.restart_from:
         source = checkpoint.restart_dir(cfg.restart_from)
         found = checkpoint.find_latest(source, cfg)
@@ -154,6 +155,12 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
         if rank0:
             log(f"error: {exc}")
         return EXIT_USAGE
+    # before the output directory or any array exists, so a grid too big leaves nothing behind
+    short = memory.check_fits(cart, block, cfg.grid, plan.resume is not None)
+    if short is not None:
+        if rank0:
+            log(f"error: {short}")
+        return EXIT_USAGE
     return _solve(cart, block, cfg, plan)
 
 
@@ -221,6 +228,11 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
     l2, emax = _errors(cart, cfg, block, u, t)
     if not rank0:
         return 0
+    if not all(math.isfinite(v) for v in (l2, emax)):
+        # only a corrupt start can do this (dt is stable, checkpoints are verified)
+        log(f"error: the field is not finite at step {total} (l2_error={l2}, max_error={emax}); "
+            "no summary written")
+        return 1
     done = total - start
     summary = {
         "ranks": cart.Get_size(), "dims": list(block.dims), "nodes": nodes,
@@ -236,5 +248,5 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
         output.write_png(field_path, Path(plan.out_dir) / "field.png",
                          f"u at t={t:.4g} ({'x'.join(map(str, cfg.grid))})")
     log(f"done: {done} steps in {seconds:.3f} s, l2_error={l2:.3e}, results in {plan.out_dir}")
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary, allow_nan=False), flush=True)
     return 0

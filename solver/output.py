@@ -34,16 +34,19 @@ def job_id(environ: dict[str, str] | os._Environ[str]) -> str:
 def check_writable(path: str, what: str) -> None:
     """Raise UsageError unless ``path`` is, or could be created as, a writable directory."""
     probe = Path(path).absolute()
-    while not probe.exists() and probe != probe.parent:
+    # lexists, not exists: a symlink loop or a dangling link "does not exist" but cannot be
+    # created either, and would fail mkdir only after the run had started
+    while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path} is not a writable directory")
+        kind = " (a dangling symlink or a symlink loop)" if probe.is_symlink() else ""
+        raise UsageError(f"{what} {path} is not a writable directory{kind}")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file, then rename)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 

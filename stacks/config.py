@@ -8,14 +8,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from solver.inputs import known_region, whole_number
+
 STACK_NAME = "mnp-batch"
 EFS_THROUGHPUT_MODES = ("bursting", "provisioned", "elastic")
-CLUSTER_NAME_PATTERN = r"^[a-z0-9-]{1,32}$"
+# The strictest name built from it is the ECR repository '<cluster>-solver': ECR's
+# RepositoryName pattern [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* (botocore ecr model) forbids a
+# leading or trailing '-' and capitals. IAM role and EventBridge rule names allow 64
+# characters; with the longest suffix ('-job-execution') 32 stays well inside.
+CLUSTER_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+CLUSTER_NAME_RULE = ("1-32 lowercase letters, digits or hyphens, starting and ending with a "
+                     "letter or digit")
+# A multi-node job has at most 1,000 nodes (Batch) and the largest EC2 instance 896 vCPUs
+# (u7in-32tb.224xlarge): more vCPUs than that no job of this queue can use. (The API field
+# is an Integer; 1e26 would be sent as a float.)
+MAX_VCPUS_LIMIT = 1000 * 896
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
@@ -42,7 +53,7 @@ class StackSettings:
 
     def __post_init__(self) -> None:
         _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
-                       "1-32 lowercase letters, digits or hyphens")
+                       CLUSTER_NAME_RULE)
         _check_cidr("vpc_cidr", self.vpc_cidr)
         if not self.instance_types:
             raise ConfigError("INSTANCE_TYPES is empty: give one or more instance types, "
@@ -50,9 +61,9 @@ class StackSettings:
         for itype in self.instance_types:
             _check_pattern("INSTANCE_TYPES", itype, INSTANCE_TYPE_PATTERN,
                            "EC2 instance types like c6i.2xlarge, comma separated")
-        if self.max_vcpus < 1:
+        if not 1 <= self.max_vcpus <= MAX_VCPUS_LIMIT:
             raise ConfigError(f"MAX_VCPUS={self.max_vcpus!r} is not allowed: "
-                              "a whole number greater than 0")
+                              f"a whole number from 1 to {MAX_VCPUS_LIMIT}")
         if self.efs_throughput_mode not in EFS_THROUGHPUT_MODES:
             raise ConfigError(f"EFS_THROUGHPUT_MODE={self.efs_throughput_mode!r} is not "
                               f"allowed: one of {', '.join(EFS_THROUGHPUT_MODES)}")
@@ -67,7 +78,7 @@ class StackSettings:
         env = os.environ if environ is None else environ
         base = cls()
         kwargs: dict[str, object] = {}
-        if env.get("AWS_REGION"):
+        if "AWS_REGION" in env:  # set but empty is a mistake, not "use the default"
             kwargs["region"] = _region("AWS_REGION", env["AWS_REGION"])
         if "CLUSTER_NAME" in env:
             kwargs["cluster_name"] = env["CLUSTER_NAME"]
@@ -76,7 +87,7 @@ class StackSettings:
                 t.strip() for t in env["INSTANCE_TYPES"].split(",") if t.strip())
         if "MAX_VCPUS" in env:
             kwargs["max_vcpus"] = _whole_number("MAX_VCPUS", env["MAX_VCPUS"],
-                                                "a whole number greater than 0")
+                                                f"a whole number from 1 to {MAX_VCPUS_LIMIT}")
         if "EFS_THROUGHPUT_MODE" in env:
             kwargs["efs_throughput_mode"] = env["EFS_THROUGHPUT_MODE"]
         if "EFS_PROVISIONED_THROUGHPUT" in env:
@@ -206,7 +217,7 @@ def _check_cidr(var: str, value: str) -> None:
 
 def _whole_number(var: str, raw: str, allowed: str) -> int:
     try:
-        return int(raw.strip())
+        return whole_number(raw)
     except ValueError as err:
         raise ConfigError(f"{var}={raw!r} is not allowed: {allowed}") from err
 
@@ -220,6 +231,7 @@ def _switch(var: str, raw: str) -> bool:
 
 
 def _region(var: str, raw: str) -> str:
-    if not re.fullmatch(REGION_PATTERN, raw):
-        raise ConfigError(f"{var}={raw!r} is not allowed: an AWS region like us-east-1")
-    return raw
+    try:
+        return known_region(raw)
+    except ValueError as err:
+        raise ConfigError(f"{var}={raw!r} is not allowed: {err}") from None

@@ -7,11 +7,13 @@ from constructs import Construct
 
 from stacks.config import (
     CLUSTER_NAME_PATTERN,
+    CLUSTER_NAME_RULE,
     EFS_THROUGHPUT_MAX,
     EFS_THROUGHPUT_MIN,
     EFS_THROUGHPUT_MODES,
     IMAGE_TAG_PATTERN,
     INSTANCE_TYPE_PATTERN,
+    MAX_VCPUS_LIMIT,
     VPC_PREFIX_MAX,
     VPC_PREFIX_MIN,
     StackSettings,
@@ -49,9 +51,9 @@ class Variables(Construct):
         modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
         self.cluster_name = self._add(
             "cluster_name", "string", settings.cluster_name,
-            "Prefix of every resource name: 1-32 lowercase letters, digits or hyphens.",
+            f"Prefix of every resource name: {CLUSTER_NAME_RULE} (ECR repository names).",
             f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name))",
-            "cluster_name must be 1-32 characters of lowercase letters, digits or hyphens.")
+            f"cluster_name must be {CLUSTER_NAME_RULE}.")
         self.vpc_cidr = self._add(
             "vpc_cidr", "string", settings.vpc_cidr,
             f"IPv4 range of the VPC, /{VPC_PREFIX_MIN} to /{VPC_PREFIX_MAX}: the one pinned "
@@ -73,8 +75,10 @@ class Variables(Construct):
         self.max_vcpus = self._add(
             "max_vcpus", "number", settings.max_vcpus,
             "Most vCPUs the compute environment runs at once (nodes x vCPUs per node).",
-            "var.max_vcpus > 0 && floor(var.max_vcpus) == var.max_vcpus",
-            "max_vcpus must be a whole number greater than 0.")
+            f"var.max_vcpus >= 1 && var.max_vcpus <= {MAX_VCPUS_LIMIT} && "
+            "floor(var.max_vcpus) == var.max_vcpus",
+            f"max_vcpus must be a whole number from 1 to {MAX_VCPUS_LIMIT} (1,000 nodes, "
+            "Batch's multi-node limit, of the largest EC2 instance, 896 vCPUs).")
         self.efs_throughput_mode = self._add(
             "efs_throughput_mode", "string", settings.efs_throughput_mode,
             f"EFS throughput mode: one of {modes}.",

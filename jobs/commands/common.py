@@ -89,16 +89,16 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
                       "unset): not checking nodes x vCPUs")
     for _, count in names_nodes:
         validate.check_capacity(count, args.vcpus, limit)
-    tags = dict(args.tag)
-    validate.check_tags(args.tag, len(CLI_TAGS) + len(extra_tags or {}))
+    tags = validate.check_tags(args.tag, {**CLI_TAGS, **(extra_tags or {})})
     spot = getattr(args, "spot", False)
     if spot:
         queue, definition = spot_names(args, ctx, [count for _, count in names_nodes])
     else:
         queue = ctx.settings.resolve(args.job_queue, "JOB_QUEUE_NAME", "job_queue_name",
-                                     "--job-queue")
+                                     "--job-queue", validate.job_queue)
         definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
-                                          "job_definition_name", "--job-definition")
+                                          "job_definition_name", "--job-definition",
+                                          validate.job_definition)
     return [
         JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
                 memory=args.memory, input_path=args.input_path, output_path=args.output_path,
@@ -117,12 +117,13 @@ def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tup
             hint="use --nodes 1, or drop --spot for the multi-node queue",
         )
     names = []
-    for flag, value, env, output in (
-        ("--job-queue", args.job_queue, "SPOT_JOB_QUEUE_NAME", "spot_job_queue_name"),
+    for flag, value, env, output, check in (
+        ("--job-queue", args.job_queue, "SPOT_JOB_QUEUE_NAME", "spot_job_queue_name",
+         validate.job_queue),
         ("--job-definition", args.job_definition, "SPOT_JOB_DEFINITION_NAME",
-         "spot_job_definition_name"),
+         "spot_job_definition_name", validate.job_definition),
     ):
-        found = value or ctx.settings.optional(env, output)
+        found = value or ctx.settings.optional(env, output, check)
         if not found:
             raise InvalidInput(
                 f"no Spot {output.removeprefix('spot_').replace('_', ' ')}: the stack's Spot "

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """ListJobs per status (ListJobs without a status shows only RUNNING), newest first."""
     queue = ctx.settings.resolve(args.job_queue, "JOB_QUEUE_NAME", "job_queue_name",
-                                 "--job-queue")
+                                 "--job-queue", validate.job_queue)
     statuses = [args.status] if args.status else list(validate.JOB_STATUSES)
     jobs = ctx.api.list_jobs(queue, statuses)
     jobs.sort(key=lambda j: j.get("createdAt", 0), reverse=True)

@@ -27,9 +27,18 @@ HELP = "submit one job per node count (e.g. --nodes 2,4,8) and, with --wait, com
 TAKES_COMMAND = True
 
 
+# the longest name a prefix gets: PREFIX-1000n
+_LONGEST_SUFFIX = len(f"-{validate.MAX_NODES}n")
+
+
+def job_name_prefix(value: str) -> str:
+    """A prefix that stays a valid job name with any -<n>n suffix."""
+    return validate.job_name(value, limit=128 - _LONGEST_SUFFIX, what="job name prefix")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register scale-test's flags."""
-    parser.add_argument("--job-name", type=validate.job_name, default="scale-test",
+    parser.add_argument("--job-name", type=job_name_prefix, default="scale-test",
                         metavar="PREFIX",
                         help="name prefix; jobs are named PREFIX-<n>n (default scale-test)")
     add_job_arguments(parser, validate.node_list,
@@ -89,8 +98,6 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Validate every count first, so nothing is submitted unless all of them fit."""
     counts = list(dict.fromkeys(args.nodes))
     names = [(f"{args.job_name}-{n}n", n) for n in counts]
-    for name, _ in names:
-        validate.job_name(name)
     specs = job_specs(args, ctx, names, extra_tags={"scale-test": args.job_name})
     preflight(ctx, args, specs)
     if args.dry_run:

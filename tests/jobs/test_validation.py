@@ -25,9 +25,9 @@ BAD_SUBMIT = [
     ("--nodes", "0", "node count 0 is out of range: must be between 1 and 1000"),
     ("--nodes", "1001", "node count 1001 is out of range: must be between 1 and 1000"),
     ("--nodes", "two", "node count 'two' is not a whole number"),
-    ("--vcpus", "0", "vCPUs per node 0 is out of range: must be at least 1"),
+    ("--vcpus", "0", "vCPUs per node 0 is out of range: must be between 1 and 896"),
     ("--vcpus", "2.5", "vCPUs per node '2.5' is not a whole number"),
-    ("--memory", "3", "memory per node (MiB) 3 is out of range: must be at least 4"),
+    ("--memory", "3", "memory per node (MiB) 3 is out of range: must be between 4 and 33554432"),
     ("--memory", "-100", "memory per node (MiB) -100 is out of range"),
     ("--input-path", "data/in", "path 'data/in' is not absolute"),
     ("--output-path", "/tmp/out", "--output-path /tmp/out is not under the EFS mount /mnt/efs"),
@@ -79,7 +79,8 @@ def test_too_many_tags(aws, run_main):
     tags = [x for i in range(50) for x in ("--tag", f"k{i}=v")]
     result = run_main(*SUBMIT, *tags)
     assert result.code == 2
-    assert "50 --tag values plus 1 added by the CLI exceed Batch's limit of 50" in result.err
+    assert ("50 distinct --tag keys plus 1 added by the CLI (submitted-by) exceed Batch's limit "
+            "of 50 tags per job") in result.err
     assert aws.requests() == []
 
 

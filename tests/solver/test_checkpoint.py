@@ -182,10 +182,12 @@ def _fake_checkpoint(root: Path, step: int, grid: tuple[int, int], torn: bool = 
     d = root / f"step-{step:010d}"
     d.mkdir(parents=True)
     np.save(d / "field.npy", np.zeros(grid))
+    meta = {"format": checkpoint.FORMAT, "step": step, "t": 1.0 * step, "grid": list(grid),
+            "dt": 1.0, "alpha": 1.0, "ranks": 1}
+    meta["sha256"], _ = checkpoint.field_digest(meta, str(d / "field.npy"))
     if torn:
         with open(d / "field.npy", "r+b") as f:
             f.truncate(100)
-    meta = {"format": 1, "step": step, "grid": list(grid), "dt": 1.0, "alpha": 1.0, "ranks": 1}
     (d / "meta.json").write_text(json.dumps(meta))
 
 

@@ -81,6 +81,13 @@ def test_silent_rank_is_reported_and_exits_4(mpi_command, solver_env: dict[str, 
     (["--sizes", "8,big"], "--sizes: not a list of integers"),
     (["--sizes", "0"], "--sizes: byte counts must be >= 1"),
     (["--timeout", "0"], "--iterations and --timeout must be positive"),
+    (["--timeout", "nan"], "argument --timeout: 'nan' is not a finite number"),
+    (["--timeout", "inf"], "argument --timeout: 'inf' is not a finite number"),
+    (["--timeout=-inf"], "argument --timeout: '-inf' is not a finite number"),
+    (["--timeout", "-1"], "--iterations and --timeout must be positive"),
+    (["--iterations", "\uff15"], "argument --iterations: '\uff15' is not a whole number"),
+    (["--iterations", "1_0"], "argument --iterations: '1_0' is not a whole number"),
+    (["--sizes", "8,+16"], "--sizes: not a list of integers"),
 ])
 def test_bad_commcheck_option(capsys: pytest.CaptureFixture[str], args: list[str],
                               fragment: str) -> None:

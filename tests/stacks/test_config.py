@@ -39,14 +39,37 @@ def test_empty_environment_keeps_documented_defaults() -> None:
     ({"CLUSTER_NAME": ""}, "CLUSTER_NAME=''"),
     ({"INSTANCE_TYPES": ""}, "INSTANCE_TYPES is empty"),
     ({"INSTANCE_TYPES": "c6i.2xlarge,huge"}, "INSTANCE_TYPES='huge' is not allowed"),
-    ({"MAX_VCPUS": "0"}, "MAX_VCPUS=0 is not allowed: a whole number greater than 0"),
+    ({"MAX_VCPUS": "0"}, "MAX_VCPUS=0 is not allowed: a whole number from 1 to 896000"),
     ({"MAX_VCPUS": "lots"}, "MAX_VCPUS='lots' is not allowed"),
+    # issue 16: what AWS refuses later, or what overflowed, is refused at synth
+    ({"MAX_VCPUS": "99999999999999999999999999"}, "is not allowed: a whole number from 1 to"),
+    ({"MAX_VCPUS": "896001"}, "MAX_VCPUS=896001 is not allowed"),
+    ({"MAX_VCPUS": "inf"}, "MAX_VCPUS='inf' is not allowed"),
+    ({"MAX_VCPUS": "1e400"}, "MAX_VCPUS='1e400' is not allowed"),
+    ({"MAX_VCPUS": "\u0668"}, "MAX_VCPUS='\u0668' is not allowed"),
+    ({"MAX_VCPUS": "\uff18"}, "MAX_VCPUS='\uff18' is not allowed"),
+    ({"MAX_VCPUS": "1_000"}, "MAX_VCPUS='1_000' is not allowed"),
+    ({"MAX_VCPUS": "+8"}, "MAX_VCPUS='+8' is not allowed"),
+    ({"MAX_VCPUS": " 64"}, "MAX_VCPUS=' 64' is not allowed"),
+    ({"EFS_PROVISIONED_THROUGHPUT": "\u0661\u0660"}, "EFS_PROVISIONED_THROUGHPUT='"),
+    ({"CLUSTER_NAME": "-abc"}, "CLUSTER_NAME='-abc' is not allowed: 1-32 lowercase letters, "
+                               "digits or hyphens, starting and ending with a letter or digit"),
+    ({"CLUSTER_NAME": "-"}, "CLUSTER_NAME='-' is not allowed"),
+    ({"CLUSTER_NAME": "abc-"}, "CLUSTER_NAME='abc-' is not allowed"),
+    ({"CLUSTER_NAME": "mnp\n"}, "CLUSTER_NAME='mnp\\n' is not allowed"),
+    ({"CLUSTER_NAME": "Mnp"}, "CLUSTER_NAME='Mnp' is not allowed"),
+    ({"AWS_REGION": ""}, "AWS_REGION='' is not allowed: '' is not an AWS region known to"),
+    ({"AWS_REGION": "xx-fake-9"}, "AWS_REGION='xx-fake-9' is not allowed: 'xx-fake-9' is not "
+                                  "an AWS region known to botocore"),
+    ({"AWS_REGION": "us-fake-1"}, "AWS_REGION='us-fake-1' is not allowed"),
+    ({"AWS_REGION": "us-east-1\n"}, "is not allowed"),
+    ({"AWS_REGION": "aws-global"}, "AWS_REGION='aws-global' is not allowed"),
     ({"EFS_THROUGHPUT_MODE": "max"},
      "EFS_THROUGHPUT_MODE='max' is not allowed: one of bursting, provisioned, elastic"),
     ({"EFS_PROVISIONED_THROUGHPUT": "5000"},
      "EFS_PROVISIONED_THROUGHPUT=5000 is not allowed: a whole number of MiB/s from 1 to 3414"),
     ({"EFS_PROVISIONED_THROUGHPUT": "1.5"}, "EFS_PROVISIONED_THROUGHPUT='1.5' is not allowed"),
-    ({"AWS_REGION": "mars"}, "AWS_REGION='mars' is not allowed: an AWS region"),
+    ({"AWS_REGION": "mars"}, "AWS_REGION='mars' is not allowed: 'mars' is not an AWS region"),
 ])
 def test_bad_environment_value_is_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=None) as err:
@@ -55,7 +78,7 @@ def test_bad_environment_value_is_named(env: dict[str, str], fragment: str) -> N
 
 
 @pytest.mark.parametrize(("bad", "line"), [
-    ({"MAX_VCPUS": "-4"}, "error: MAX_VCPUS=-4 is not allowed: a whole number greater than 0"),
+    ({"MAX_VCPUS": "-4"}, "error: MAX_VCPUS=-4 is not allowed: a whole number from 1 to 896000"),
     ({"ENABLE_EFA": "maybe"},
      "error: ENABLE_EFA='maybe' is not allowed: true or false (also 1/0, yes/no, on/off)"),
 ])
@@ -103,7 +126,7 @@ def test_state_key_and_region_are_taken_as_given() -> None:
     ({"STATE_BUCKET": "a..b"}, "STATE_BUCKET='a..b' is not allowed"),
     ({"STATE_BUCKET": "acme", "STATE_KEY": "/abs"}, "STATE_KEY='/abs' is not allowed"),
     ({"STATE_BUCKET": "acme", "STATE_REGION": "moon"},
-     "STATE_REGION='moon' is not allowed: an AWS region like us-east-1"),
+     "STATE_REGION='moon' is not allowed: 'moon' is not an AWS region known to botocore"),
 ])
 def test_bad_or_half_given_state_setting_is_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -38,14 +38,20 @@ def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesiz
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
-    ('cluster_name=Bad_Name', "cluster_name must be 1-32 characters"),
+    ('cluster_name=Bad_Name', "cluster_name must be 1-32 lowercase letters"),
+    ('cluster_name=-abc', "starting and ending with a letter or digit"),
+    ('cluster_name=-', "starting and ending with a letter or digit"),
+    ('cluster_name=abc-', "starting and ending with a letter or digit"),
+    ('cluster_name=' + 'x' * 33, "cluster_name must be 1-32 lowercase letters"),
     ('vpc_cidr=10.0.0.0/8', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=10.0.0.1/16', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
     ('instance_types=[]', "instance_types must be a non-empty list"),
     ('instance_types=["bogus"]', "instance_types must be a non-empty list"),
-    ('max_vcpus=0', "max_vcpus must be a whole number greater than 0"),
-    ('max_vcpus=2.5', "max_vcpus must be a whole number greater than 0"),
+    ('max_vcpus=0', "max_vcpus must be a whole number from 1 to 896000"),
+    ('max_vcpus=2.5', "max_vcpus must be a whole number from 1 to 896000"),
+    ('max_vcpus=1e26', "max_vcpus must be a whole number from 1 to 896000"),
+    ('max_vcpus=896001', "max_vcpus must be a whole number from 1 to 896000"),
     ('efs_throughput_mode=turbo', "efs_throughput_mode must be one of"),
     ('efs_provisioned_throughput=4000', "efs_provisioned_throughput must be from 1 to 3414"),
     ('image_tag=-bad', "image_tag must be 1-128 letters"),

@@ -1,0 +1,59 @@
+"""Parsing of outside text shared by the solver, the jobs CLI and the stack's synth settings.
+
+``int()`` also takes ``'٨'``, ``'８'``, ``'1_000'``, ``'+8'`` and surrounding blanks, and
+``float()`` takes ``'nan'``/``'inf'``; values from flags and environment variables go through
+these instead, so every part accepts the same spellings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
+def whole_number(text: str) -> int:
+    """ASCII digits with an optional leading '-'; ValueError naming the text otherwise."""
+    if not isinstance(text, str) or not _WHOLE.fullmatch(text):
+        raise ValueError(f"{text!r} is not a whole number (ASCII digits only)")
+    return int(text)
+
+
+def whole_number_arg(text: str) -> int:
+    """``whole_number`` as an argparse ``type=``."""
+    try:
+        return whole_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def finite_number_arg(text: str) -> float:
+    """A finite float as an argparse ``type=`` (nan and inf refused)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return number
+
+
+def known_region(name: str) -> str:
+    """An AWS region listed in botocore's partition data; ValueError naming it otherwise.
+
+    Used by the CLI and the stack (botocore is not needed in the image: nothing there calls it).
+    """
+    from botocore import __version__ as botocore_version
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("partitions")["partitions"]
+    regions = {r for p in partitions for r in p["regions"] if "global" not in r}
+    if name not in regions:
+        near = sorted(r for r in regions if r.split("-")[0] == name.split("-")[0])[:6]
+        raise ValueError(
+            f"{name!r} is not an AWS region known to botocore {botocore_version} "
+            f"(e.g. {', '.join(near or ['us-east-1', 'eu-west-1'])}; a region newer than "
+            "botocore needs a botocore upgrade)")
+    return name
