@@ -38,8 +38,16 @@ def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
                                  "definitions; expected one (run `make synth`)")
     resource = found[0]
     timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
+    try:
+        props = json.loads(resource["node_properties"])
+    except ValueError:
+        # An EFA stack's node properties are a Terraform template rendered at plan (its
+        # device list depends on the instance type); no EFA device exists here anyway.
+        raise JobDefinitionError("the job definition is rendered by Terraform at plan (an "
+                                 "ENABLE_EFA=1 stack): run-local runs the TCP stack; "
+                                 "synthesize without ENABLE_EFA") from None
     return {"jobDefinitionName": resource.get("name", ""), "type": "multinode",
-            "nodeProperties": json.loads(resource["node_properties"]),
+            "nodeProperties": props,
             "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
 
 

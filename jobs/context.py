@@ -14,7 +14,7 @@ from rich.console import Console
 from jobs.client import BatchJobs
 from jobs.errors import InvalidInput
 from jobs.outputs import Settings
-from solver.inputs import known_region
+from launcher.inputs import known_region
 
 
 def _console(stderr: bool) -> Console:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidInput
-from solver.inputs import whole_number
+from launcher.inputs import whole_number
 
 OUTPUTS_FILE_ENV = "JOBS_OUTPUTS_FILE"
 STACK_ENV = "JOBS_STACK"

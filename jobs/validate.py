@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
-from solver.inputs import whole_number
+from launcher.inputs import whole_number
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.

@@ -17,8 +17,8 @@ import numpy as np
 from mpi4py import MPI
 
 from launcher import contract
+from launcher.inputs import finite_number_arg, whole_number, whole_number_arg
 from solver.config import UsageError
-from solver.inputs import finite_number_arg, whole_number, whole_number_arg
 from solver.output import log
 
 _HELLO, _PING = 11, 12

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from solver.inputs import whole_number_arg
+from launcher.inputs import whole_number_arg
 from solver.stencil import stable_dt
 
 DEFAULT_N = 1025

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from solver.inputs import known_region, whole_number
+from launcher.inputs import known_region, whole_number
 
 STACK_NAME = "mnp-batch"
 EFS_THROUGHPUT_MODES = ("bursting", "provisioned", "elastic")

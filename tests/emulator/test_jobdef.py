@@ -70,6 +70,10 @@ def test_requests_that_do_not_fit_are_refused(synthesized_config: dict) -> None:
         apply_request(narrow, submit_request(_spec(nodes=4)))
     with pytest.raises(JobDefinitionError, match="0 multi-node job definitions"):
         multinode_definition({"resource": {}})
+    template = {"resource": {"aws_batch_job_definition": {"d": {
+        "type": "multinode", "node_properties": '{"devices": ${jsonencode(local.efa)}}'}}}}
+    with pytest.raises(JobDefinitionError, match="synthesize without ENABLE_EFA"):
+        multinode_definition(template)
 
 
 def test_run_local_without_a_synthesized_stack_says_to_synth(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Parsing of outside text shared by the solver, the jobs CLI and the stack's synth settings.
+"""Parsing of outside text, one set of spellings for the solver, the jobs CLI and the stack
+settings (kept in the stdlib-only launcher package, the layer every part may import).
 
 ``int()`` also takes ``'٨'``, ``'８'``, ``'1_000'``, ``'+8'`` and surrounding blanks, and
 ``float()`` takes ``'nan'``/``'inf'``; values from flags and environment variables go through
