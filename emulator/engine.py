@@ -22,6 +22,7 @@ DOCKERFILE = REPO / "image" / "Dockerfile"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_PACKAGES = "python3,python3-venv,python3-pip,python-is-python3,ca-certificates"
 ENGINE_LOG = Path(tempfile.gettempdir()) / "mnp-dockerd.log"
+CONTEXT_LABEL = "mnp.context"  # the content digest of the sources an image was built from
 
 
 class EngineError(RuntimeError):
@@ -151,5 +152,16 @@ def build_image(tag: str = IMAGE, base: str | None = None, dockerfile: Path = DO
     base = base or ensure_base_image()
     # Host networking: the build's pip and apt reach the registries only that way here.
     docker("build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+           "--label", f"{CONTEXT_LABEL}={context_digest(context, dockerfile)}",
            "-f", str(dockerfile), "-t", tag, str(context), timeout=timeout)
     return tag
+
+
+def built_from_here(image: str, context: Path = REPO) -> bool | None:
+    """Whether `image` was built from this checkout's sources as they are now (None: not
+    built by build_image, so unknown)."""
+    label = docker("image", "inspect", "-f", f'{{{{index .Config.Labels "{CONTEXT_LABEL}"}}}}',
+                   image, check=False).stdout.strip()
+    if not label or label == "<no value>":
+        return None
+    return label == context_digest(context)

@@ -143,6 +143,9 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
             raise InvalidInput(f"image {args.image} is not in the local engine's store",
                                hint="add --build, or docker build -f image/Dockerfile -t "
                                f"{args.image} .")
+        elif engine.built_from_here(args.image) is False:
+            ctx.err.print(f"run-local: note: {args.image} was built from other sources than "
+                          "this checkout's: add --build to run what is here", markup=False)
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc
     local = apply_request(definition, request, access_point_owner(config))
