@@ -78,12 +78,14 @@ class OpenMPI5(Flavour):
               ips: Sequence[str]) -> list[str]:
         nets = job_networks(ips)
         opt = self.launch_option
-        return [mpiexec, "--hostfile", hostfile, "-n", str(total),
-                opt, f"{self.launch_prefix}_agent", agent,
+        return [mpiexec, "--hostfile", hostfile, "-n", str(total), *self._agent(agent),
                 # MPI traffic and the daemons' own channel stay on the rendezvous addresses.
                 "--mca", "btl_tcp_if_include", nets, opt, "oob_tcp_if_include", nets,
                 # The main node starts every remote daemon itself: children hold no private key.
                 opt, f"{self.launch_prefix}_no_tree_spawn", "1"]
+
+    def _agent(self, agent: str) -> list[str]:
+        return [self.launch_option, f"{self.launch_prefix}_agent", agent]
 
 
 class OpenMPI4(OpenMPI5):
@@ -91,6 +93,13 @@ class OpenMPI4(OpenMPI5):
 
     name, banner = "openmpi4", "mpiexec (OpenRTE) 4.x"
     launch_option, launch_prefix = "--mca", "plm_rsh"
+
+    def _agent(self, agent: str) -> list[str]:
+        # ORTE copies one-word MCA values (command line or environment) onto every remote
+        # orted's command line, and an orted whose plm_rsh_agent does not exist on its node
+        # aborts: the agent lives in the main node's state directory. A value of two words
+        # is one ORTE keeps to itself (orte/mca/plm/base/plm_base_launch_support.c).
+        return ["--mca", "plm_rsh_agent", f"/bin/sh {agent}"]
 
 
 class Mpich(Flavour):

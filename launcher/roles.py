@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, procs, sshd
+from launcher import contract, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
     SECRET_ENV,
@@ -192,8 +192,10 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
                  node.num_nodes, time.monotonic() - started, flavour.name, total,
                  shlex.join(cmd))
+        # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
+        env = {**without_secret(os.environ), **netif.rank_env(hosts[0][0], os.environ)}
         try:
-            proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
+            proc = subprocess.Popen(argv, start_new_session=True, env=env)
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
             server.finish(contract.USAGE)
@@ -234,8 +236,9 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
             return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
         port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
         try:
+            own = netif.rank_env(netif.source_address(node.main_ip, settings.port), os.environ)
             _, host_key = sshd.start_sshd(state, port, str(welcome["public_key"]),
-                                         os.environ.get("PATH", os.defpath))
+                                         os.environ.get("PATH", os.defpath), own)
         except RuntimeError as e:
             log.error("%s", e)
             return 1

@@ -37,8 +37,8 @@ def _fake_mpiexec(bindir: Path, banner: str) -> Path:
     bindir.mkdir(exist_ok=True)
     (bindir / "banner").write_text(banner)
     script = bindir / "mpiexec"
-    script.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then cat "{bindir}/banner"; exit 0; fi\n'
-                      'for a in "$@"; do echo "ARG $a"; done\n')
+    script.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then cat "{bindir}/banner"; exit 0; '
+                      'fi\nfor a in "$@"; do echo "ARG $a"; done\n')
     script.chmod(0o755)
     return script
 
@@ -86,25 +86,20 @@ def _world(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     return argv, (tmp_path / "hostfile").read_text()
 
 
-def test_open_mpi_5_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    argv, hostfile = _world("openmpi5", tmp_path, monkeypatch)
+@pytest.mark.parametrize(("name", "opt", "plm", "agent"), [
+    ("openmpi5", "--prtemca", "plm_ssh", "{}/ssh-agent.sh"),
+    # two words: ORTE keeps the agent to itself instead of handing it to remote orteds
+    ("openmpi4", "--mca", "plm_rsh", "/bin/sh {}/ssh-agent.sh"),
+])
+def test_open_mpi_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, opt: str,
+                        plm: str, agent: str) -> None:
+    argv, hostfile = _world(name, tmp_path, monkeypatch)
     assert hostfile == "10.0.1.5 slots=2\n10.0.1.9 slots=2\n10.0.2.7 slots=1\n"
     assert argv == [
         "/opt/mpi/bin/mpiexec", "--hostfile", f"{tmp_path}/hostfile", "-n", "5",
-        "--prtemca", "plm_ssh_agent", f"{tmp_path}/ssh-agent.sh",
-        "--mca", "btl_tcp_if_include", NETS, "--prtemca", "oob_tcp_if_include", NETS,
-        "--prtemca", "plm_ssh_no_tree_spawn", "1", "--bind-to", "none",
-        *[a for n in FORWARDED for a in ("-x", n)], "lmp", "-in", "in.melt"]
-
-
-def test_open_mpi_4_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    argv, hostfile = _world("openmpi4", tmp_path, monkeypatch)
-    assert hostfile == "10.0.1.5 slots=2\n10.0.1.9 slots=2\n10.0.2.7 slots=1\n"
-    assert argv == [
-        "/opt/mpi/bin/mpiexec", "--hostfile", f"{tmp_path}/hostfile", "-n", "5",
-        "--mca", "plm_rsh_agent", f"{tmp_path}/ssh-agent.sh",
-        "--mca", "btl_tcp_if_include", NETS, "--mca", "oob_tcp_if_include", NETS,
-        "--mca", "plm_rsh_no_tree_spawn", "1", "--bind-to", "none",
+        opt, f"{plm}_agent", agent.format(tmp_path),
+        "--mca", "btl_tcp_if_include", NETS, opt, "oob_tcp_if_include", NETS,
+        opt, f"{plm}_no_tree_spawn", "1", "--bind-to", "none",
         *[a for n in FORWARDED for a in ("-x", n)], "lmp", "-in", "in.melt"]
 
 
