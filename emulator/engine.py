@@ -147,11 +147,16 @@ def context_digest(context: Path = REPO, dockerfile: Path = DOCKERFILE) -> str:
 
 
 def build_image(tag: str = IMAGE, base: str | None = None, dockerfile: Path = DOCKERFILE,
-                context: Path = REPO, timeout: float = 1800) -> str:
-    """`docker build` of our Dockerfile on `base` (default: the stand-in base image)."""
+                context: Path = REPO, timeout: float = 1800,
+                base_arg: str = "PYTHON_IMAGE") -> str:
+    """`docker build` of a Dockerfile on `base` (default: the stand-in base image).
+
+    `base_arg` names the Dockerfile's ARG for its base: PYTHON_IMAGE in ours, BASE_IMAGE in
+    the examples'.
+    """
     base = base or ensure_base_image()
     # Host networking: the build's pip and apt reach the registries only that way here.
-    docker("build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+    docker("build", "--network", "host", "--build-arg", f"{base_arg}={base}",
            "--label", f"{CONTEXT_LABEL}={context_digest(context, dockerfile)}",
            "-f", str(dockerfile), "-t", tag, str(context), timeout=timeout)
     return tag

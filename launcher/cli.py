@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from launcher import contract, procs
+from launcher.flavours import FlavourError, resolve
 from launcher.node import BatchNode, Settings
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV, log
-from launcher.roles import TermSignal, run_child, run_local, run_main
+from launcher.roles import TermSignal, mpiexec, run_child, run_local, run_main
 
 
 def _positive(text: str) -> float:
@@ -59,15 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cmd and (node.is_main or node.num_nodes == 1):
         log.error("no command to run (give it after the options, e.g. python -m solver heat)")
         return contract.USAGE
+    launches = node.is_main or node.num_nodes == 1
+    if launches:
+        # Children run no mpiexec: only the node that launches must know the flavour.
+        path = mpiexec()
+        try:
+            flavour = resolve(os.environ, path)
+        except FlavourError as e:
+            log.error("%s", e)
+            return contract.USAGE
     procs.become_subreaper()
     term = TermSignal()
-    log.info("node %d of %d (main is %d), %d slots", node.index, node.num_nodes,
-             node.main_index, settings.slots)
+    log.info("node %d of %d (main is %d), %d slots%s", node.index, node.num_nodes,
+             node.main_index, settings.slots, f", {flavour.name} ({path})" if launches else "")
     try:
         if node.num_nodes == 1:
-            code = run_local(node, settings, cmd, term)
+            code = run_local(node, settings, cmd, term, flavour, path)
         elif node.is_main:
-            code = run_main(node, settings, cmd, term)
+            code = run_main(node, settings, cmd, term, flavour, path)
         else:
             code = run_child(node, settings, term)
     finally:

@@ -78,7 +78,7 @@ class Settings:
     port: int
     hb_interval: float
     hb_timeout: float
-    mpiexec_args: tuple[str, ...]
+    mpiexec_args: tuple[str, ...] | None  # None: the MPI flavour's defaults
     secret: str | None  # None only for one node, or multi-node with MNP_INSECURE_RENDEZVOUS=1
 
     @classmethod
@@ -105,7 +105,8 @@ class Settings:
             port=int(pos("MNP_RENDEZVOUS_PORT", 47470, int)),
             hb_interval=interval,
             hb_timeout=pos("MNP_HEARTBEAT_TIMEOUT", max(30.0, 3 * interval)),
-            mpiexec_args=tuple(shlex.split(env.get("MNP_MPIEXEC_ARGS", "--bind-to none"))),
+            mpiexec_args=(tuple(shlex.split(env["MNP_MPIEXEC_ARGS"]))
+                          if "MNP_MPIEXEC_ARGS" in env else None),
             secret=_secret(env, num_nodes),
         )
 

@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # Processes that carry ranks but are not ranks: SIGTERM goes past them to the ranks.
-PLUMBING = {"sshd", "sshd-session", "prted", "prterun", "mpiexec", "mpirun", "ssh", "sh", "bash",
-            "dash", "ompirun_wrapper"}
+PLUMBING = {"sshd", "sshd-session", "ssh", "sh", "bash", "dash",
+            "mpiexec", "mpirun", "prted", "prterun", "ompirun_wrapper",  # Open MPI 5
+            "orted", "orterun", "mpiexec.openmpi", "mpirun.openmpi",  # Open MPI 4
+            "hydra_pmi_proxy", "mpiexec.hydra", "mpirun.mpich", "mpiexec.mpich"}  # MPICH
 
 
 def become_subreaper() -> None:

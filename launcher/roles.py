@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import queue
 import shlex
@@ -13,10 +12,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, procs, sshd
+from launcher import contract, netif, procs, sshd
+from launcher.flavours import Flavour
 from launcher.rendezvous import (
     SECRET_ENV,
     Client,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
 LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
-LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
 # Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
 FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_NODES",
                "INPUT_PATH", "OUTPUT_PATH", "NUMBA_CACHE_DIR", "PATH", "PYTHONPATH",
@@ -61,31 +61,29 @@ def _forward_term(root: int) -> None:
              ", ".join(f"{p} ({procs.comm(p)})" for p in ranks))
 
 
-def _mpiexec() -> str:
-    found = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
-    return found
+def mpiexec() -> str:
+    """The `mpiexec` on PATH, else the one next to this Python (a venv's MPI wheel)."""
+    return shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
 
 
-def _forward_args() -> list[str]:
-    names = [n for n in FORWARD_ENV if n in os.environ]
-    names += [n for n in os.environ.get("MNP_FORWARD_ENV", "").split(",") if n in os.environ]
-    return [arg for n in names if n != SECRET_ENV for arg in ("-x", n)]
+def forward_names(env: Mapping[str, str]) -> list[str]:
+    """The variables every rank gets from the launcher: FORWARD_ENV and MNP_FORWARD_ENV."""
+    names = [n for n in FORWARD_ENV if n in env]
+    names += [n for n in env.get("MNP_FORWARD_ENV", "").split(",")
+              if n in env and n not in names]
+    return [n for n in names if n != SECRET_ENV]
 
 
-def job_networks(ips: list[str]) -> str:
-    """Open MPI's `*_if_include` value that admits the job's node addresses and nothing else.
-
-    awsvpc tasks also carry `ecs-eth0` (169.254.172.x on every node alike): an MPI that
-    listens or connects there reaches itself. Matching by address, not interface name,
-    works whatever the image or instance calls its interfaces.
-    """
-    addrs = [ipaddress.ip_address(a) for a in ips]
-    net = ipaddress.ip_network(f"{addrs[0]}/32")
-    while not all(a in net for a in addrs):
-        net = net.supernet()
-    if net.prefixlen >= 8 and not net.overlaps(LINK_LOCAL):
-        return str(net)
-    return ",".join(f"{a}/32" for a in addrs)
+def world_argv(flavour: Flavour, mpiexec_path: str, hosts: list[tuple[str, int]], state: Path,
+               agent: Path, settings: Settings, cmd: list[str]) -> list[str]:
+    """Write the hostfile for `hosts` (main first) and return the multi-node mpiexec argv."""
+    hostfile = state / "hostfile"
+    hostfile.write_text(flavour.hostfile(hosts))
+    total = sum(n for _, n in hosts)
+    return [*flavour.world(mpiexec_path, str(hostfile), total, str(agent),
+                           [ip for ip, _ in hosts]),
+            *flavour.extra_args(settings.mpiexec_args), *flavour.forward(forward_names(os.environ)),
+            *cmd]
 
 
 def _supervise(proc: subprocess.Popen[bytes], term: TermSignal,
@@ -141,12 +139,11 @@ def state_dir(node: BatchNode) -> Path:
                                  dir=os.environ.get("MNP_STATE_DIR")))
 
 
-def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal) -> int:
+def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
+              flavour: Flavour, mpiexec_path: str) -> int:
     """One node: the command under a local mpiexec with `slots` ranks."""
-    argv = [_mpiexec(), "-n", str(settings.slots)]
-    if settings.slots > (os.cpu_count() or 1):
-        argv.append("--oversubscribe")
-    argv += [*settings.mpiexec_args, *cmd]
+    argv = [*flavour.local(mpiexec_path, settings.slots, os.cpu_count() or 1),
+            *flavour.extra_args(settings.mpiexec_args), *cmd]
     log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
     try:
         proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
@@ -158,7 +155,8 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSig
     return _exit_code(rc)
 
 
-def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal) -> int:
+def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
+             flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
     state = state_dir(node)
     server: Server | None = None
@@ -188,22 +186,16 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
             return contract.NODE_LOST
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
-        hostfile = state / "hostfile"
-        hostfile.write_text("".join(f"{ip} slots={n}\n" for ip, n in hosts))
         agent = sshd.write_ssh_client(state, key, peers.values())
+        argv = world_argv(flavour, mpiexec_path, hosts, state, agent, settings, cmd)
         total = sum(n for _, n in hosts)
-        nets = job_networks([ip for ip, _ in hosts])
-        argv = [_mpiexec(), "--hostfile", str(hostfile), "-n", str(total),
-                "--prtemca", "plm_ssh_agent", str(agent),
-                # MPI traffic and the daemons' own channel stay on the rendezvous addresses.
-                "--mca", "btl_tcp_if_include", nets, "--prtemca", "oob_tcp_if_include", nets,
-                # The main node starts every remote daemon itself: children hold no private key.
-                "--prtemca", "plm_ssh_no_tree_spawn", "1",
-                *settings.mpiexec_args, *_forward_args(), *cmd]
-        log.info("all %d nodes ready after %.1fs; mpiexec with %d ranks: %s",
-                 node.num_nodes, time.monotonic() - started, total, shlex.join(cmd))
+        log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
+                 node.num_nodes, time.monotonic() - started, flavour.name, total,
+                 shlex.join(cmd))
+        # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
+        env = {**without_secret(os.environ), **netif.rank_env(hosts[0][0], os.environ)}
         try:
-            proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
+            proc = subprocess.Popen(argv, start_new_session=True, env=env)
         except OSError as e:
             log.error("cannot start mpiexec: %s", e)
             server.finish(contract.USAGE)
@@ -244,8 +236,9 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
             return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
         port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
         try:
+            own = netif.rank_env(netif.source_address(node.main_ip, settings.port), os.environ)
             _, host_key = sshd.start_sshd(state, port, str(welcome["public_key"]),
-                                         os.environ.get("PATH", os.defpath))
+                                         os.environ.get("PATH", os.defpath), own)
         except RuntimeError as e:
             log.error("%s", e)
             return 1

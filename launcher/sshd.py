@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from launcher.rendezvous import Peer, without_secret
@@ -42,9 +42,14 @@ def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def start_sshd(state: Path, port: int, authorized_key: str, path_env: str) -> tuple[
+def start_sshd(state: Path, port: int, authorized_key: str, path_env: str,
+               session_env: Mapping[str, str] | None = None) -> tuple[
         subprocess.Popen[bytes], str]:
-    """Run sshd on `port` admitting only `authorized_key`; return it and its host key."""
+    """Run sshd on `port` admitting only `authorized_key`; return it and its host key.
+
+    Sessions get PATH=`path_env` and `session_env` (names and values without spaces).
+    """
+    extra = "".join(f" {k}={v}" for k, v in (session_env or {}).items())
     if shutil.which("sshd", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None:
         raise RuntimeError("sshd is not installed (Debian package openssh-server)")
     host_pub = keygen(state / "ssh_host_ed25519_key", "mnp-host")
@@ -76,8 +81,8 @@ MaxStartups 256
 ClientAliveInterval 5
 ClientAliveCountMax 3
 LogLevel ERROR
-# prted must be on PATH in the remote shell: the image's venv.
-SetEnv PATH={path_env}
+# The MPI's daemon (prted, orted, hydra_pmi_proxy) must be on PATH in the remote shell.
+SetEnv PATH={path_env}{extra}
 """)
     # sshd passes none of its own environment to sessions, but keep the secret off it anyway.
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from emulator import engine
+from emulator.jobdef import LocalJob, access_point_owner, apply_request, multinode_definition
+from jobs.request import JobSpec, submit_request
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,3 +65,12 @@ def scratch() -> Path:
     path = Path(tempfile.mkdtemp(prefix="mnp-containers-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def batch_job(config: dict, nodes: int, command: list[str], name: str = "test") -> LocalJob:
+    """The containers Batch would start for `submit --nodes N --vcpus 1 -- command`."""
+    definition = multinode_definition(config)
+    spec = JobSpec(name=name, queue="local", definition=definition["jobDefinitionName"],
+                   nodes=nodes, vcpus=1, memory=1024, output_path="/mnt/efs/out",
+                   command=tuple(command))
+    return apply_request(definition, submit_request(spec), access_point_owner(config))

@@ -16,9 +16,8 @@ import pytest
 
 from emulator.containers import LABEL_RUN, ContainerJob, ContainerNode
 from emulator.engine import docker
-from emulator.jobdef import LocalJob, access_point_owner, apply_request, multinode_definition
-from jobs.request import JobSpec, submit_request
-from tests.emulator.conftest import container_skip_reason
+from emulator.jobdef import LocalJob
+from tests.emulator.conftest import batch_job, container_skip_reason
 
 REPO = Path(__file__).resolve().parents[2]
 _WHY = container_skip_reason()
@@ -40,11 +39,7 @@ def _heat(steps: int, *extra: str) -> list[str]:
 
 def _job(config: dict, nodes: int, command: list[str]) -> LocalJob:
     """The containers Batch would start for `submit --nodes N --vcpus 1 -- command`."""
-    definition = multinode_definition(config)
-    spec = JobSpec(name="test", queue="local", definition=definition["jobDefinitionName"],
-                   nodes=nodes, vcpus=1, memory=1024, output_path="/mnt/efs/out",
-                   command=tuple(command))
-    return apply_request(definition, submit_request(spec), access_point_owner(config))
+    return batch_job(config, nodes, command)
 
 
 def _run(config: dict, image: str, scratch: Path, nodes: int, command: list[str],

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from launcher.flavours import job_networks
 from launcher.node import BatchNode, Settings
 from launcher.procs import kill_tree
-from launcher.roles import job_networks, state_dir
+from launcher.roles import state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = {"AWS_BATCH_JOB_ID": "abc#2", "AWS_BATCH_JOB_ATTEMPT": "2",
@@ -78,7 +79,7 @@ def test_mpi_is_held_to_the_nodes_addresses(ips: list[str], nets: str) -> None:
 def test_settings_defaults_and_overrides() -> None:
     s = Settings.from_env({}, None)
     assert s.slots == os.cpu_count() and s.rendezvous_timeout == 600
-    assert s.mpiexec_args == ("--bind-to", "none") and s.secret is None
+    assert s.mpiexec_args is None and s.secret is None
     s = Settings.from_env({"MNP_RANKS_PER_NODE": "16", "MNP_RENDEZVOUS_TIMEOUT": "42",
                            "MNP_HEARTBEAT_INTERVAL": "2"}, None)
     assert (s.slots, s.rendezvous_timeout, s.hb_interval, s.hb_timeout) == (16, 42, 2, 30)

@@ -1,0 +1,163 @@
+"""The MPI launchers `mnp-launch` drives: Open MPI 5 (PRRTE), Open MPI 4 (ORTE), MPICH (Hydra).
+
+Each flavour turns the same facts (the nodes' addresses and slots, the ssh agent script, the
+variables to forward) into its own hostfile and `mpiexec` options; roles.py does the rest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+
+MPI_ENV = "MNP_MPI"
+LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+
+
+class FlavourError(ValueError):
+    """The MPI cannot be driven: unknown flavour, or no mpiexec that answers."""
+
+
+def job_networks(ips: Sequence[str]) -> str:
+    """Open MPI's `*_if_include` value that admits the job's node addresses and nothing else.
+
+    awsvpc tasks also carry `ecs-eth0` (169.254.172.x on every node alike): an MPI that
+    listens or connects there reaches itself. Matching by address, not interface name,
+    works whatever the image or instance calls its interfaces.
+    """
+    addrs = [ipaddress.ip_address(a) for a in ips]
+    net = ipaddress.ip_network(f"{addrs[0]}/32")
+    while not all(a in net for a in addrs):
+        net = net.supernet()
+    if net.prefixlen >= 8 and not net.overlaps(LINK_LOCAL):
+        return str(net)
+    return ",".join(f"{a}/32" for a in addrs)
+
+
+class Flavour:
+    """One MPI's launcher options; subclasses fill in the spelling."""
+
+    name = ""
+    banner = ""  # what `mpiexec --version` prints for this flavour
+    oversubscribe: tuple[str, ...] = ()  # needed to run more ranks than cores on one node
+    default_args: tuple[str, ...] = ()  # when MNP_MPIEXEC_ARGS is unset
+
+    def extra_args(self, user: tuple[str, ...] | None) -> tuple[str, ...]:
+        """MNP_MPIEXEC_ARGS as given, else this flavour's defaults."""
+        return self.default_args if user is None else user
+
+    def hostfile(self, hosts: Sequence[tuple[str, int]]) -> str:
+        """The hostfile text for (address, slots) pairs, main node first."""
+        return "".join(f"{ip} slots={n}\n" for ip, n in hosts)
+
+    def forward(self, names: Sequence[str]) -> list[str]:
+        """Options that hand the launcher's value of each variable to every rank."""
+        return [arg for n in names for arg in ("-x", n)]
+
+    def local(self, mpiexec: str, slots: int, cores: int) -> list[str]:
+        """`mpiexec -n SLOTS` on this node only."""
+        return [mpiexec, "-n", str(slots), *(self.oversubscribe if slots > cores else ())]
+
+    def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
+              ips: Sequence[str]) -> list[str]:
+        """`mpiexec` across every node in the hostfile, remote starts through `agent`."""
+        raise NotImplementedError
+
+
+class OpenMPI5(Flavour):
+    """Open MPI 5: PRRTE starts the daemons (`--prtemca plm_ssh_*`)."""
+
+    name, banner = "openmpi5", "mpiexec (Open MPI) 5.x"
+    oversubscribe = ("--oversubscribe",)
+    # Open MPI binds ranks to cores by default, which piles them up when nodes share cores.
+    default_args = ("--bind-to", "none")
+    launch_option, launch_prefix = "--prtemca", "plm_ssh"
+
+    def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
+              ips: Sequence[str]) -> list[str]:
+        nets = job_networks(ips)
+        opt = self.launch_option
+        return [mpiexec, "--hostfile", hostfile, "-n", str(total), *self._agent(agent),
+                # MPI traffic and the daemons' own channel stay on the rendezvous addresses.
+                "--mca", "btl_tcp_if_include", nets, opt, "oob_tcp_if_include", nets,
+                # The main node starts every remote daemon itself: children hold no private key.
+                opt, f"{self.launch_prefix}_no_tree_spawn", "1"]
+
+    def _agent(self, agent: str) -> list[str]:
+        return [self.launch_option, f"{self.launch_prefix}_agent", agent]
+
+
+class OpenMPI4(OpenMPI5):
+    """Open MPI 4: ORTE starts the daemons (`--mca plm_rsh_*`, `oob_tcp` is an MCA too)."""
+
+    name, banner = "openmpi4", "mpiexec (OpenRTE) 4.x"
+    launch_option, launch_prefix = "--mca", "plm_rsh"
+
+    def _agent(self, agent: str) -> list[str]:
+        # ORTE copies one-word MCA values (command line or environment) onto every remote
+        # orted's command line, and an orted whose plm_rsh_agent does not exist on its node
+        # aborts: the agent lives in the main node's state directory. A value of two words
+        # is one ORTE keeps to itself (orte/mca/plm/base/plm_base_launch_support.c).
+        return ["--mca", "plm_rsh_agent", f"/bin/sh {agent}"]
+
+
+class Mpich(Flavour):
+    """MPICH's Hydra: `-f` hostfile of `host:n`, `-launcher ssh -launcher-exec`, `-genvlist`."""
+
+    name, banner = "mpich", "HYDRA build details (MPICH)"  # Hydra binds nothing by default
+
+    def hostfile(self, hosts: Sequence[tuple[str, int]]) -> str:
+        return "".join(f"{ip}:{n}\n" for ip, n in hosts)
+
+    def forward(self, names: Sequence[str]) -> list[str]:
+        # Hydra passes its whole environment by default; a list passes only these.
+        return ["-genvlist", ",".join(names)] if names else ["-genvnone"]
+
+    def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
+              ips: Sequence[str]) -> list[str]:
+        # No -iface (an interface name differs between images and instance types): Hydra
+        # reaches each proxy at its hostfile address, and `-localhost` makes the proxies
+        # call back to the main node's rendezvous address rather than what its host name
+        # resolves to; ranks take their address from the same hostfile entry.
+        return [mpiexec, "-f", hostfile, "-n", str(total), "-launcher", "ssh",
+                "-launcher-exec", agent, "-localhost", ips[0]]
+
+
+FLAVOURS: dict[str, Flavour] = {f.name: f for f in (OpenMPI5(), OpenMPI4(), Mpich())}
+# First match wins: what each MPI's `mpiexec --version` prints.
+_BANNERS = ((re.compile(r"\(Open MPI\)\s+5\."), "openmpi5"),
+            (re.compile(r"\(OpenRTE\)\s+4\.|\(Open MPI\)\s+4\."), "openmpi4"),
+            (re.compile(r"HYDRA build details"), "mpich"))
+
+
+def supported() -> str:
+    """The flavours and how each is recognised, for error messages."""
+    return ", ".join(f"{f.name} ({f.banner!r})" for f in FLAVOURS.values())
+
+
+def detect(version_output: str) -> Flavour:
+    """The flavour whose `mpiexec --version` banner this is; FlavourError names what was seen."""
+    for pattern, name in _BANNERS:
+        if pattern.search(version_output):
+            return FLAVOURS[name]
+    first = next((line.strip() for line in version_output.splitlines() if line.strip()),
+                 "(no output)")
+    raise FlavourError(f"unsupported MPI: `mpiexec --version` printed {first!r}; supported: "
+                       f"{supported()} (or set {MPI_ENV} to one of {', '.join(FLAVOURS)})")
+
+
+def resolve(env: Mapping[str, str], mpiexec: str) -> Flavour:
+    """MNP_MPI if set, else detected from `mpiexec --version`."""
+    chosen = env.get(MPI_ENV, "").strip()
+    if chosen:
+        if chosen not in FLAVOURS:
+            raise FlavourError(f"{MPI_ENV}={chosen!r} is not one of {', '.join(FLAVOURS)}")
+        return FLAVOURS[chosen]
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FlavourError(f"cannot run `{mpiexec} --version` to tell which MPI this is: "
+                           f"{e} (install an MPI, or put its mpiexec on PATH)") from None
+    return detect(out.stdout + out.stderr)
