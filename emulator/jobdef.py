@@ -46,8 +46,10 @@ def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
         raise JobDefinitionError("the job definition is rendered by Terraform at plan (an "
                                  "ENABLE_EFA=1 stack): run-local runs the TCP stack; "
                                  "synthesize without ENABLE_EFA") from None
+    attempts = resource.get("retry_strategy", {}).get("attempts")
     return {"jobDefinitionName": resource.get("name", ""), "type": "multinode",
             "nodeProperties": props,
+            "retryStrategy": {"attempts": int(attempts)} if attempts else {},
             "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
 
 

@@ -149,7 +149,9 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc
     local = apply_request(definition, request, access_point_owner(config))
-    last = request.get("retryStrategy", {}).get("attempts", 1)
+    # A request's retryStrategy replaces the definition's; without one Batch uses the latter.
+    strategy = request.get("retryStrategy") or definition.get("retryStrategy") or {}
+    last = int(strategy.get("attempts", 1))
     job_id, attempt = (args.job_id or "").split("#")[0] or None, args.attempt
     while True:
         code, job_id = _attempt(ctx, args, local, attempt, job_id)

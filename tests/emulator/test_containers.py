@@ -223,3 +223,20 @@ def test_every_node_gets_the_rendezvous_secret_once_per_run(jobdef_secret: bool,
         values.append(run.node_env(0)["MNP_RENDEZVOUS_SECRET"])
         assert any("MNP_RENDEZVOUS_SECRET" in note for note in run.notes) != jobdef_secret
     assert values[0] != values[1]
+
+
+def test_run_local_retries_by_the_job_definitions_strategy(image: str, project: Path,
+                                                           scratch: Path) -> None:
+    # exit 3 (rendezvous timeout) is retried; attempt 2 succeeds, with the same job id
+    run = subprocess.run(
+        [sys.executable, "-m", "jobs", "run-local", "--nodes", "2", "--vcpus", "1",
+         "--memory", "1024", "--efs-dir", str(scratch / "efs"), "--log-dir",
+         str(scratch / "logs"), "--image", image, "--json", "--", "sh", "-c",
+         '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 2 ] || exit 3'],
+        cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (result["attempt"], result["exitCode"]) == (2, 0)
+    assert "attempt 1 exited 3, which the retry rules retry: starting attempt 2" in run.stderr
+    assert run.stderr.count(f"job {result['jobId']} attempt") == 2

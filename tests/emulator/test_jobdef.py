@@ -54,6 +54,10 @@ def test_the_request_overrides_every_node_as_batch_does(synthesized_config: dict
 
 def test_without_overrides_the_definition_runs_as_written(synthesized_config: dict) -> None:
     definition = multinode_definition(synthesized_config)
+    # its retry strategy is what Batch (and run-local) applies when a request has none
+    resource = next(r for r in synthesized_config["resource"]["aws_batch_job_definition"]
+                    .values() if r["type"] == "multinode")
+    assert definition["retryStrategy"] == {"attempts": resource["retry_strategy"]["attempts"]}
     job = apply_request(definition, {"jobName": "plain"})
     assert job.num_nodes == definition["nodeProperties"]["numNodes"]
     assert job.containers[0]["command"] == definition["nodeProperties"][
