@@ -26,9 +26,9 @@ from emulator.awsvpc import ecs_eth0_commands
 from emulator.batchorder import BatchNodeGroup
 from emulator.engine import EngineError, docker
 from emulator.jobdef import LocalJob, resource
+from launcher.contract import RENDEZVOUS_SECRET_ENV
 
 LABEL_RUN, LABEL_OWNER = "mnp.run", "mnp.owner"
-RENDEZVOUS_SECRET = "MNP_RENDEZVOUS_SECRET"  # the launcher refuses multi-node jobs without it
 STOP_GRACE = 30  # ECS sends SIGKILL 30 s after SIGTERM (ECS_CONTAINER_STOP_TIMEOUT default)
 _refused_ulimits: dict[tuple[str, str], str | None] = {}
 
@@ -183,12 +183,12 @@ class ContainerJob(BatchNodeGroup):
         env = {e["name"]: e["value"] for e in container.get("environment", [])}
         for s in container.get("secrets", []):
             env[s["name"]] = self.secret_values.setdefault(s["name"], secrets.token_hex(32))
-        if RENDEZVOUS_SECRET not in env:
+        if RENDEZVOUS_SECRET_ENV not in env:
             # The launcher refuses a multi-node job without it; the stack's job definition
             # brings it from Secrets Manager, so a hand-made one gets the same per run here.
-            env[RENDEZVOUS_SECRET] = self.secret_values.setdefault(RENDEZVOUS_SECRET,
+            env[RENDEZVOUS_SECRET_ENV] = self.secret_values.setdefault(RENDEZVOUS_SECRET_ENV,
                                                                    secrets.token_hex(32))
-            self._note(f"the job definition has no {RENDEZVOUS_SECRET} secret: each run "
+            self._note(f"the job definition has no {RENDEZVOUS_SECRET_ENV} secret: each run "
                        "gives every node one random value, as a `secrets` entry would")
         env.update(self.extra_env)
         env.update({

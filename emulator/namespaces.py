@@ -22,6 +22,7 @@ from pathlib import Path
 from emulator import netns
 from emulator.batchorder import BatchNodeGroup
 from emulator.netns import cleanup_stale, unavailable_reason
+from launcher.contract import OUTPUT_PATH_ENV, RANKS_PER_NODE_ENV, RENDEZVOUS_SECRET_ENV
 
 __all__ = ["DEFAULT_SUBNET", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
 
@@ -139,7 +140,7 @@ class Emulation(BatchNodeGroup):
         env = dict(os.environ)
         # Namespaces need root, so the launchers run as root: Open MPI must be told it is fine.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        env["MNP_RENDEZVOUS_SECRET"] = self.secret  # `env` may replace or blank it
+        env[RENDEZVOUS_SECRET_ENV] = self.secret  # `env` may replace or blank it
         env.update(self.extra_env)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update({
@@ -256,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Kept after the run (unlike a library Emulation's default): it holds the results.
     shared = a.shared_dir or Path(tempfile.mkdtemp(prefix="mnp-efs-"))
-    env = {"MNP_RANKS_PER_NODE": str(a.ranks_per_node),
-           "OUTPUT_PATH": os.environ.get("OUTPUT_PATH", str(shared / "output"))}
+    env = {RANKS_PER_NODE_ENV: str(a.ranks_per_node),
+           OUTPUT_PATH_ENV: os.environ.get(OUTPUT_PATH_ENV, str(shared / "output"))}
     with Emulation(a.nodes, job_id=a.job_id, attempt=a.attempt, shared_dir=shared,
                    env=env, max_delay=a.max_delay, capture=False) as emu:
         print(f"emulate: {a.nodes} nodes on bridge {emu.bridge}, job {emu.job_id}, "

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidInput
+from launcher.contract import EFS_MOUNT_PATH
 from launcher.inputs import whole_number
 
 OUTPUTS_FILE_ENV = "JOBS_OUTPUTS_FILE"
 STACK_ENV = "JOBS_STACK"
 # The contract fixes the mount point; used when no outputs are available.
-DEFAULT_EFS_MOUNT = "/mnt/efs"
+DEFAULT_EFS_MOUNT = EFS_MOUNT_PATH
 
 
 @dataclass

@@ -6,7 +6,12 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.contract import EVALUATE_ON_EXIT
+from launcher.contract import (
+    EVALUATE_ON_EXIT,
+    INPUT_PATH_ENV,
+    OUTPUT_PATH_ENV,
+    RANKS_PER_NODE_ENV,
+)
 
 CLI_TAGS = {"submitted-by": "mnp-batch-jobs-cli"}
 # Fields of a DescribeJobDefinitions entry that RegisterJobDefinition accepts back.
@@ -38,11 +43,11 @@ class JobSpec:
 
 def submit_request(spec: JobSpec) -> dict[str, Any]:
     """One SubmitJob request; overrides go to every node (range "0:") of a multi-node job."""
-    environment = [{"name": "MNP_RANKS_PER_NODE", "value": str(spec.vcpus)}]
+    environment = [{"name": RANKS_PER_NODE_ENV, "value": str(spec.vcpus)}]
     if spec.input_path:
-        environment.append({"name": "INPUT_PATH", "value": spec.input_path})
+        environment.append({"name": INPUT_PATH_ENV, "value": spec.input_path})
     if spec.output_path:
-        environment.append({"name": "OUTPUT_PATH", "value": spec.output_path})
+        environment.append({"name": OUTPUT_PATH_ENV, "value": spec.output_path})
     container: dict[str, Any] = {
         # resourceRequirements, not the legacy vcpus/memory fields, which Batch ignores when
         # the job definition uses resourceRequirements.

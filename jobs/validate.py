@@ -8,13 +8,14 @@ import re
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
+from launcher.contract import IMAGE_TAG_PATTERN
 from launcher.inputs import whole_number
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
 JOB_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 # Docker/ECR image tag grammar.
-IMAGE_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+IMAGE_TAG_RE = re.compile(IMAGE_TAG_PATTERN)
 # Parent ids are UUIDs; `#i` names a node of a multi-node job, `:i` a child of an array job.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9-]{1,100}([#:][0-9]{1,4})?")
 # Batch CreateJobQueue / RegisterJobDefinition: names of up to 128 letters, digits, '-', '_';

@@ -1,7 +1,8 @@
-"""Exit codes of ../shared/CONTRACTS.md and the Batch retry rules that follow from them.
+"""The facts of ../shared/CONTRACTS.md that several parts share: exit codes and the Batch
+retry rules that follow from them, the environment names, the EFS mount path, the image-tag rule.
 
 One source for the solver, the launcher, the jobs CLI (a submit-time retryStrategy replaces
-the job definition's) and the stack's job definition.
+the job definition's), the emulators and the stack's job definition.
 """
 
 from __future__ import annotations
@@ -22,3 +23,15 @@ EVALUATE_ON_EXIT: tuple[dict[str, str], ...] = (
     *({"onExitCode": str(code), "action": "RETRY"} for code in RETRYABLE),
     {"onReason": "*", "action": "EXIT"},
 )
+
+# Environment variables that more than one part sets or reads.
+RANKS_PER_NODE_ENV = "MNP_RANKS_PER_NODE"  # job definition (its VCPU), CLI override -> launcher
+RENDEZVOUS_TIMEOUT_ENV = "MNP_RENDEZVOUS_TIMEOUT"  # job definition -> launcher
+RENDEZVOUS_SECRET_ENV = "MNP_RENDEZVOUS_SECRET"  # job definition's secrets -> launcher only
+NETWORK_ENV = "MNP_NETWORK"  # job definition (tcp, or efa on an EFA stack) -> launcher
+INPUT_PATH_ENV = "INPUT_PATH"  # CLI -> solver (default of --input-path)
+OUTPUT_PATH_ENV = "OUTPUT_PATH"  # job definition, CLI -> solver (default of --output-path)
+
+EFS_MOUNT_PATH = "/mnt/efs"  # where every node's container sees the shared file system
+# An image tag as ECR accepts it (match whole values: no anchors here).
+IMAGE_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from launcher.contract import RANKS_PER_NODE_ENV, RENDEZVOUS_TIMEOUT_ENV
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
 
@@ -97,10 +98,10 @@ class Settings:
                 raise ValueError(f"{name}={raw} must be positive")
             return value
 
-        timeout = timeout_flag if timeout_flag is not None else pos("MNP_RENDEZVOUS_TIMEOUT", 600)
+        timeout = timeout_flag if timeout_flag is not None else pos(RENDEZVOUS_TIMEOUT_ENV, 600)
         interval = pos("MNP_HEARTBEAT_INTERVAL", 5)
         return cls(
-            slots=int(pos("MNP_RANKS_PER_NODE", os.cpu_count() or 1, int)),
+            slots=int(pos(RANKS_PER_NODE_ENV, os.cpu_count() or 1, int)),
             rendezvous_timeout=timeout,
             port=int(pos("MNP_RENDEZVOUS_PORT", 47470, int)),
             hb_interval=interval,

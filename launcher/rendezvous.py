@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
+from launcher.contract import RENDEZVOUS_SECRET_ENV
 from launcher.messages import ProtocolError, decode
 
 # The longest message (`welcome`, `ready`) carries one OpenSSH public key line (~100 bytes).
@@ -27,7 +28,7 @@ MAX_LINE = 4096
 HELLO_TIMEOUT = 5.0  # a child answers the challenge in one round trip; a stranger may not idle
 HANDSHAKE_TIMEOUT = 30.0  # a child starts sshd between `welcome` and `ready`
 
-SECRET_ENV = "MNP_RENDEZVOUS_SECRET"  # key material; never passed on to anything started
+SECRET_ENV = RENDEZVOUS_SECRET_ENV  # key material; never passed on to anything started
 INSECURE_ENV = "MNP_INSECURE_RENDEZVOUS"  # 1: multi-node without a secret (experiments only)
 
 log = logging.getLogger("mnp")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from launcher.contract import INPUT_PATH_ENV, OUTPUT_PATH_ENV
 from launcher.inputs import whole_number_arg
 from solver.stencil import stable_dt
 
@@ -171,12 +172,12 @@ def parse_heat_args(argv: list[str], environ: dict[str, str] | None = None) -> S
     env = os.environ if environ is None else environ
     flags = vars(_parser().parse_args(argv))
     values: dict[str, Any] = {}
-    input_path = flags.get("input_path", env.get("INPUT_PATH") or None)
+    input_path = flags.get("input_path", env.get(INPUT_PATH_ENV) or None)
     if input_path:
         values.update(_read_params(input_path))
         values["input_path"] = input_path
-    if env.get("OUTPUT_PATH") and "output_path" not in values:
-        values["output_path"] = env["OUTPUT_PATH"]
+    if env.get(OUTPUT_PATH_ENV) and "output_path" not in values:
+        values["output_path"] = env[OUTPUT_PATH_ENV]
     if "t_end" in flags:
         values.pop("steps", None)
     if "steps" in flags:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from launcher import contract
 from launcher.inputs import known_region, whole_number
 
 STACK_NAME = "mnp-batch"
@@ -24,7 +25,7 @@ CLUSTER_NAME_RULE = ("1-32 lowercase letters, digits or hyphens, starting and en
 # is an Integer; 1e26 would be sent as a float.)
 MAX_VCPUS_LIMIT = 1000 * 896
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
-IMAGE_TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+IMAGE_TAG_PATTERN = f"^{contract.IMAGE_TAG_PATTERN}$"  # anchored for Terraform's regex()
 EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
@@ -112,7 +113,7 @@ class NodeDefaults:
     attempt_timeout_s: int = 86400  # a hung job is stopped after a day
     command: tuple[str, ...] = ("python", "-m", "solver", "heat", "--nx", "1025", "--ny", "1025",
                                 "--steps", "500")
-    efs_mount_path: str = "/mnt/efs"  # where every container sees the shared file system
+    efs_mount_path: str = contract.EFS_MOUNT_PATH  # where every container sees the shared FS
     user: str = "1000:1000"  # the image's non-root user, matching the EFS access point
 
 

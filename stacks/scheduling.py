@@ -18,7 +18,14 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
 )
 from constructs import Construct
 
-from launcher.contract import EVALUATE_ON_EXIT
+from launcher.contract import (
+    EVALUATE_ON_EXIT,
+    NETWORK_ENV,
+    OUTPUT_PATH_ENV,
+    RANKS_PER_NODE_ENV,
+    RENDEZVOUS_SECRET_ENV,
+    RENDEZVOUS_TIMEOUT_ENV,
+)
 from stacks import efa
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
@@ -32,8 +39,6 @@ STUCK_RUNNABLE_REASONS = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
 )
 EFS_VOLUME = "efs"
-RENDEZVOUS_SECRET_ENV = "MNP_RENDEZVOUS_SECRET"
-NETWORK_ENV = "MNP_NETWORK"
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,9 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
                                  {"type": "MEMORY", "value": str(node.memory_mib)}],
         "environment": [
             # The container cannot see its vCPU reservation (nproc shows the host's).
-            {"name": "MNP_RANKS_PER_NODE", "value": str(node.vcpus)},
-            {"name": "MNP_RENDEZVOUS_TIMEOUT", "value": str(node.rendezvous_timeout_s)},
-            {"name": "OUTPUT_PATH", "value": f"{node.efs_mount_path}/output"},
+            {"name": RANKS_PER_NODE_ENV, "value": str(node.vcpus)},
+            {"name": RENDEZVOUS_TIMEOUT_ENV, "value": str(node.rendezvous_timeout_s)},
+            {"name": OUTPUT_PATH_ENV, "value": f"{node.efs_mount_path}/output"},
             # The fabric MPI must use (CONTRACTS.md: MNP_NETWORK); single-node jobs: TCP.
             efa_environment() if fabric else _env(NETWORK_ENV, "tcp"),
         ],

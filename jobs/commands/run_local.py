@@ -23,7 +23,7 @@ from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.outputs import project_root, synthesized_config
 from jobs.request import JobSpec, submit_request, with_tag
-from launcher.contract import EVALUATE_ON_EXIT
+from launcher.contract import EFS_MOUNT_PATH, EVALUATE_ON_EXIT
 
 NAME = "run-local"
 HELP = ("run a multi-node job as Batch would, as one container of the image per node on this "
@@ -125,7 +125,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     mounts = [m["containerPath"] for m in definition["nodeProperties"]["nodeRangeProperties"][0]
               ["container"].get("mountPoints", [])]
     for flag, path in (("--input-path", args.input_path), ("--output-path", args.output_path)):
-        validate.check_under_mount(flag, path, mounts[0] if mounts else "/mnt/efs")
+        validate.check_under_mount(flag, path, mounts[0] if mounts else EFS_MOUNT_PATH)
     spec = JobSpec(name=args.job_name, queue="local", definition=definition[
         "jobDefinitionName"], nodes=args.nodes, vcpus=args.vcpus, memory=args.memory,
         input_path=args.input_path, output_path=args.output_path,

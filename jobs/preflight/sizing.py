@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from launcher.contract import NETWORK_ENV
+
 # AWS Batch "Compute resource memory management": an m4.large's 8192 MiB shows as 7985 MiB to the
 # ECS agent and the Batch AMI keeps 32 MiB of that (https://docs.aws.amazon.com/batch/latest/userguide/memory-management.html).
 KERNEL_SHARE = (8192 - 7985) / 8192
@@ -80,7 +82,7 @@ def quota_for(instance_type: str, spot: bool = False) -> tuple[str, str] | None:
 
 def efa_requested(definition: dict[str, Any]) -> bool:
     """The job definition selects EFA (MNP_NETWORK=efa in any container's environment)."""
-    return any(env.get("name") == "MNP_NETWORK" and env.get("value") == "efa"
+    return any(env.get("name") == NETWORK_ENV and env.get("value") == "efa"
                for container in containers_of(definition)
                for env in container.get("environment", []))
 
