@@ -91,16 +91,16 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
                       log_dir=args.log_dir.resolve(), job_id=job_id, attempt=attempt,
                       max_delay=args.max_delay) as job:
         ctx.err.print(f"run-local: job {job.job_id} attempt {attempt}: {local.num_nodes} "
-                      f"containers of {args.image} on network {job.network}", markup=False)
+                      f"containers of {args.image} on network {job.network}")
         job.start()
         for note in job.notes:  # the main node's container is made: its limits are known
-            ctx.err.print(f"run-local: note: {note}", markup=False)
+            ctx.err.print(f"run-local: note: {note}")
         follower = _follow(job)
         try:
             code = job.wait(local.attempt_seconds or 10**9)
         except subprocess.TimeoutExpired:
             ctx.err.print(f"run-local: attempt timed out after {local.attempt_seconds}s: "
-                          "stopping every node as Batch does", markup=False)
+                          "stopping every node as Batch does")
             job.stop_job()
             code = job.wait(60)
         finally:
@@ -110,8 +110,7 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
                 follower.kill()
         job.write_logs()
         streams = ", ".join(job.stream_name(n.index) for n in job.nodes if n.started)
-        ctx.err.print(f"run-local: node logs in {args.log_dir}: {streams}",
-                      markup=False)
+        ctx.err.print(f"run-local: node logs in {args.log_dir}: {streams}")
         return code, job.job_id
 
 
@@ -145,7 +144,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
                                f"{args.image} .")
         elif engine.built_from_here(args.image) is False:
             ctx.err.print(f"run-local: note: {args.image} was built from other sources than "
-                          "this checkout's: add --build to run what is here", markup=False)
+                          "this checkout's: add --build to run what is here")
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc
     local = apply_request(definition, request, access_point_owner(config))
@@ -158,9 +157,9 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         if attempt >= last or not _retried(code):
             break
         ctx.err.print(f"run-local: attempt {attempt} exited {code}, which the retry rules "
-                      f"retry: starting attempt {attempt + 1}", markup=False)
+                      f"retry: starting attempt {attempt + 1}")
         attempt += 1
-    ctx.err.print(f"run-local: job {job_id} exited {code}", markup=False)
+    ctx.err.print(f"run-local: job {job_id} exited {code}")
     if args.json:
         print(json.dumps({"jobId": job_id, "attempt": attempt, "exitCode": code}))
     return code
