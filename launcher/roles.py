@@ -104,6 +104,10 @@ def _supervise(proc: subprocess.Popen[bytes], term: TermSignal,
                 return contract.STOPPED, None
         if lost is not None and not lost.lost.empty():
             index, why = lost.lost.get()
+            if term.event.is_set():
+                # Batch stops every node at once: a child whose ranks ended first is not lost.
+                log.info("node %d left during the stop (%s)", index, why)
+                continue
             reason = f"node {index} lost mid-run ({why})"
             log.error("%s: stopping mpiexec", reason)
             _stop(proc)
@@ -202,7 +206,10 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
             return contract.USAGE
         rc, reason = _supervise(proc, term, server)
         code = rc
-        if reason is None:
+        if term.event.is_set():
+            # PRRTE may end with 0 even after losing a daemon that the stop took down.
+            code = contract.STOPPED
+        elif reason is None:
             # A dead child may have brought mpiexec down (even with exit 0) before its loss
             # was noticed: every child must still answer.
             lost = server.confirm_alive(LOSS_GRACE)

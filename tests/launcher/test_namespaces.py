@@ -176,6 +176,33 @@ def test_sigterm_on_every_node_checkpoints_and_exits_143(tmp_path: Path, solver_
     assert any((tmp_path / "efs" / job / "checkpoints").glob("step-*/meta.json"))
 
 
+# Children's ranks end at once (exit 0, so mpiexec keeps going); the main node's takes 8 s,
+# longer than a child launcher waits once its ranks are gone (5 s), so the children leave first.
+_SLOW_MAIN_STOP = (
+    "import os, signal, sys, time\n"
+    "slow = os.environ['OMPI_COMM_WORLD_RANK'] == '0'\n"  # rank 0 runs on the main node
+    "def stop(*_):\n"
+    "    time.sleep(8 if slow else 0)\n"
+    "    sys.exit(143 if slow else 0)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "print('running', flush=True)\n"
+    "while True:\n"
+    "    time.sleep(0.1)\n")
+
+
+def test_a_stop_where_children_leave_first_is_still_a_stop(tmp_path: Path, solver_env) -> None:
+    with _emulation(tmp_path, solver_env, job_id="slow-stop") as emu:
+        emu.start(["python3", "-c", _SLOW_MAIN_STOP], cwd=REPO)
+        _wait_for(lambda: emu.output(0)[0].count("running") == 3, 60, "every rank to start")
+        for n in emu.nodes:
+            emu.signal_launcher(n.index)
+        assert emu.wait(40) == 143, emu.output(0)[1]
+        codes = _finished_cleanly(emu, tmp_path)
+        err = emu.output(0)[1]
+    assert codes == {0: 143, 1: 143, 2: 143}
+    assert "lost mid-run" not in err
+
+
 def test_a_retry_resumes_from_the_checkpoint_and_ends_bit_identical(tmp_path: Path,
                                                                     solver_env,
                                                                     run_solver) -> None:
