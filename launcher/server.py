@@ -218,17 +218,12 @@ class Server:
                 self._cond.wait(min(left, 0.2))
             return dict(self.peers)
 
-    def share_peers(self, timeout: float) -> list[int]:
-        """Send every child the list of all children; return those that did not install it.
-
-        For a spawn tree: each child's sshd must admit every child's key and each child's
-        ssh pin every child's host key. The lines are encoded once and sent to all.
-        """
+    def _round_trip(self, data: bytes, answered: set[int], timeout: float) -> set[int]:
+        """Send `data` to every child, wait until each answered (its reader adds it to
+        `answered`) or left, for at most `timeout` s; return the children it went to."""
         with self._cond:
-            self._peered.clear()
+            answered.clear()
             chans = list(self._chans.items())
-            lines = [Peer.message(p) for _, p in sorted(self.peers.items())]
-        data = b"".join(encode(m) for m in [*lines, {"t": "peers", "count": len(lines)}])
         for _, ch in chans:
             try:
                 ch.send_raw(data)
@@ -236,24 +231,27 @@ class Server:
                 pass  # the reader reports it
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (set(self._chans) - self._peered) and time.monotonic() < deadline:
+            while (set(self._chans) - answered) and time.monotonic() < deadline:
                 self._cond.wait(0.05)
-            return sorted(i for i, _ in chans if i not in self._peered)
+        return {i for i, _ in chans}
+
+    def share_peers(self, timeout: float) -> list[int]:
+        """Send every child the list of all children; return those that did not install it.
+
+        For a spawn tree: each child's sshd must admit every child's key and each child's
+        ssh pin every child's host key. The lines are encoded once and sent to all.
+        """
+        with self._cond:
+            lines = [p.message() for _, p in sorted(self.peers.items())]
+        data = b"".join(encode(m) for m in [*lines, {"t": "peers", "count": len(lines)}])
+        sent = self._round_trip(data, self._peered, timeout)
+        with self._cond:
+            return sorted(sent - self._peered)
 
     def confirm_alive(self, timeout: float) -> list[tuple[int, str]]:
         """Round-trip every child; return those lost (mpiexec may exit 0 after losing one)."""
+        self._round_trip(encode({"t": "sync"}), self._synced, timeout)
         with self._cond:
-            self._synced.clear()
-            chans = list(self._chans.items())
-        for _, ch in chans:
-            try:
-                ch.send(t="sync")
-            except ChannelClosed:
-                pass  # the reader reports it
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while (set(self._chans) - self._synced) and time.monotonic() < deadline:
-                self._cond.wait(0.05)
             silent = sorted(set(self._chans) - self._synced)
         lost = []
         while not self.lost.empty():
