@@ -99,8 +99,9 @@ def _once(nodes: int, radix: int, work: Path) -> tuple[float, float]:
         emu.start(["python", "-c", RANK], cwd=REPO)
         if emu.wait(300) != 0:
             # the MPI's own words, not the launcher's log lines around them
-            said = [line for line in emu.output(0)[1].splitlines()
-                    if line.strip() and not line.startswith(("[node ", " ", "'"))]
+            ours = set(RANK.splitlines())
+            said = [line for line in emu.output(0)[1].splitlines() if line.strip()
+                    and line not in ours and not line.startswith(("[node ", "'"))]
             raise BenchError(f"{nodes}-node launch failed: {' | '.join(said[-4:])[-600:]}")
         out, err = emu.output(0)
     found = re.search(r"RANKS-RUNNING (\S+) (\S+)", out)

@@ -160,6 +160,19 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSig
     return _exit_code(rc)
 
 
+def _peers_installed(server: Server) -> bool:
+    """Spawn tree: have every child admit every child's key; False if one could not."""
+    began = time.monotonic()
+    unusable = server.share_peers(HANDSHAKE_TIMEOUT)
+    if unusable:
+        log.error("node(s) %s did not install their peers' keys: unusable",
+                  ", ".join(map(str, unusable)))
+        return False
+    log.info("spawn tree: every node admits the %d children's keys (%.2fs)",
+             len(server.peers), time.monotonic() - began)
+    return True
+
+
 def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
              flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
@@ -189,16 +202,9 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
             log.error("node %d lost before the run (%s)", index, why)
             server.finish(contract.NODE_LOST)
             return contract.NODE_LOST
-        if flavour.tree_spawn:
-            shared = time.monotonic()
-            unusable = server.share_peers(HANDSHAKE_TIMEOUT)
-            log.info("spawn tree: every node admits the %d children's keys (%.2fs)",
-                     len(peers), time.monotonic() - shared)
-            if unusable:
-                log.error("node(s) %s did not install their peers' keys: unusable",
-                          ", ".join(map(str, unusable)))
-                server.finish(contract.NODE_LOST)
-                return contract.NODE_LOST
+        if flavour.tree_spawn and not _peers_installed(server):
+            server.finish(contract.NODE_LOST)
+            return contract.NODE_LOST
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         config = sshd.write_ssh_client(state, key, peers.values())
