@@ -129,8 +129,10 @@ def estimate(counts: list[int], wall: dict, cpu: dict, tree: dict) -> dict[str, 
     """The 1,000-node paper estimate at radix 64 from the medians (see the module doc)."""
     hops = [(tree[n] - wall[n]) / (depth(n, TREE_RADIX) - 1) for n in counts
             if depth(n, TREE_RADIX) > 1]
-    # The largest: contention on this machine's 2 cores makes the differences noisy.
-    hop = max(0.0, *hops) if hops else 0.0
+    # The largest: contention on this machine's 2 cores makes the differences noisy. None
+    # above zero (a noisy quick run): a whole first level's time, an upper bound.
+    hop = max(hops, default=0.0)
+    hop = hop if hop > 0 else wall[counts[0]]
     # Main-node CPU per daemon it starts: the slope between the ends (depth 1: it starts all).
     per_start = max(0.0, (cpu[counts[-1]] - cpu[counts[0]]) / (counts[-1] - counts[0]))
     first = min(DEFAULT_RADIX, 999)  # daemons the main node starts itself

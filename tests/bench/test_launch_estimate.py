@@ -28,3 +28,8 @@ def test_the_estimate_adds_a_hop_per_extra_level_and_the_parents_ssh_starts() ->
     assert est["wall_1000_s"] == pytest.approx(1.0 + 0.5 + 79 * 0.01)
     assert est["main_cpu_1000_s"] == pytest.approx(0.10 + 64 * 0.01)
     assert est["straight_line_s"] == pytest.approx(3.0 + 2.0 / 6 * 992)
+
+
+def test_without_a_measured_hop_a_level_costs_as_much_as_the_first() -> None:
+    est = estimate([2, 4], {2: 1.0, 4: 2.0}, {2: 0.1, 4: 0.1}, {2: 1.0, 4: 1.8})
+    assert est["hop_s"] == 1.0 and est["wall_1000_s"] == pytest.approx(2.0)
