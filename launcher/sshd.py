@@ -98,7 +98,9 @@ ClientAliveInterval 5
 ClientAliveCountMax 3
 LogLevel ERROR
 # The MPI's daemon (prted, orted, hydra_pmi_proxy) must be on PATH in the remote shell.
-SetEnv PATH={path_env}{extra}
+# SHLVL=1: bash skips ~/.bashrc for sshd sessions below level 2 (bash's shell.c, run_by_ssh),
+# so remote ranks start in the environment the main node's get, not the account's dotfiles.
+SetEnv PATH={path_env} SHLVL=1{extra}
 """)
     # sshd passes none of its own environment to sessions, but keep the secret off it anyway.
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,

@@ -71,7 +71,7 @@ def _probe(argv_prefix: list[str], python: str, tmp: Path) -> dict[str, list[str
 def _expect(result: dict[str, list[str]], uid: int, tmp: Path) -> None:
     code, seen_uid, path, config = result["right"]
     assert (code, seen_uid) == ("0", str(uid))
-    assert path.endswith("/opt/venv/bin:/usr/bin:/bin")  # the account's dotfiles may prepend
+    assert path == "/opt/venv/bin:/usr/bin:/bin"  # as given: the account's ~/.bashrc did not run
     # the session (so a tree-spawning daemon) finds this node's ssh config by name
     assert config.startswith(str(tmp)) and config.endswith("/ssh_config") and "-main-" in config
     assert result["peer"] == ["255", "0"]
