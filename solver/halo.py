@@ -38,15 +38,20 @@ class Halo:
         w = self.width
         for axis in range(self.ndim):
             lower, upper = self.neighbours[axis]
+            if lower == MPI.PROC_NULL and upper == MPI.PROC_NULL:
+                continue  # an unsplit axis: nothing to send or receive
             send, recv = self._buffers[axis]
             n = u.shape[axis]
             # upward: my last interior layers go to upper, lower's arrive in my low ghosts
-            np.copyto(send, self._slab(u, axis, n - 2 * w))
+            # (packing for PROC_NULL would copy a slab, strided across rows, for nothing)
+            if upper != MPI.PROC_NULL:
+                np.copyto(send, self._slab(u, axis, n - 2 * w))
             self.cart.Sendrecv([send, MPI.DOUBLE], upper, _TAG, [recv, MPI.DOUBLE], lower, _TAG)
             if lower != MPI.PROC_NULL:
                 self._slab(u, axis, 0)[...] = recv
             # downward: my first interior layers go to lower, upper's arrive in my high ghosts
-            np.copyto(send, self._slab(u, axis, w))
+            if lower != MPI.PROC_NULL:
+                np.copyto(send, self._slab(u, axis, w))
             self.cart.Sendrecv([send, MPI.DOUBLE], lower, _TAG, [recv, MPI.DOUBLE], upper, _TAG)
             if upper != MPI.PROC_NULL:
                 self._slab(u, axis, n - w)[...] = recv
