@@ -89,6 +89,7 @@ class Stepper:
         self.bufs = stencil.sweep_buffer(u.shape, self.ghost)
         self.phases: PhaseTimes | None = None
         self._io: np.ndarray | None = None
+        self.field()  # the I/O buffer's pages too are faulted in here, not in a checkpoint
         stencil.warm_up(u.ndim)
 
     def advance(self, taken: int) -> None:
