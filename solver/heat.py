@@ -110,16 +110,15 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
 
 def _initial_field(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig,
                    plan: Plan) -> tuple[np.ndarray, int]:
-    """(this rank's field with ``block.ghost`` ghost layers, its step): the sine start or the
-    checkpoint to resume."""
-    g = block.ghost
+    """(this rank's time-stepping field, its step): the sine start or the checkpoint to
+    resume."""
     u = np.zeros(block.compute_shape)
     if plan.resume is None:
-        u[(slice(g, -g),) * u.ndim] = stencil.sine_product(_local_axes(cfg, block))
+        u[block.interior] = stencil.sine_product(_local_axes(cfg, block))
         return u, 0
     field = np.zeros(block.padded_shape)
     checkpoint.load(cart, block, field, cfg, plan.resume)
-    u[(slice(g - 1, 1 - g or None),) * u.ndim] = field
+    u[block.io_view] = field
     if cart.Get_rank() == 0:
         log(f"resumed from {plan.resume.path} (step {plan.resume.step}, "
             f"written by {plan.resume.meta['ranks']} ranks)")

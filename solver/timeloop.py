@@ -70,19 +70,21 @@ class PhaseTimes:
 
 
 class Stepper:
-    """One rank's time-stepping state: the field ``u`` (``block.ghost`` ghost layers, filled
-    in by the caller) and everything a sweep needs, allocated once."""
+    """One rank's time-stepping state: the field ``u`` (``block.compute_shape``, filled in
+    by the caller) and everything a sweep needs, allocated once."""
 
     def __init__(self, cart: MPI.Cartcomm, block: Block, u: np.ndarray,
                  coeffs: tuple[float, ...]) -> None:
         self.cart = cart
-        self.ghost = block.ghost
+        self.ghost = block.ghost  # steps per exchange
+        self.ghosts = block.ghosts
+        self.io_view = block.io_view
         self.coeffs = coeffs
         self.u = u
         # A copy, not zeros: its pages are faulted in here rather than in the first timed
         # sweep, and its fixed boundary layers equal u's (on a restart too).
         self.nxt = u.copy()
-        self.halo = Halo(cart, u.shape, self.ghost)
+        self.halo = Halo(cart, u.shape, self.ghosts)
         # open sides (a neighbour rank) get the fused kernel's redundant intermediate layers
         self.sides = tuple((lo != MPI.PROC_NULL, hi != MPI.PROC_NULL)
                            for lo, hi in self.halo.neighbours)
@@ -96,7 +98,7 @@ class Stepper:
         """One exchange of ``ghost`` layers, then ``taken`` (<= ghost) steps in one sweep."""
         if self.phases is None:
             self.halo.exchange(self.u)
-            stencil.sweep(self.u, self.nxt, self.bufs, self.coeffs, taken, self.ghost,
+            stencil.sweep(self.u, self.nxt, self.bufs, self.coeffs, taken, self.ghosts,
                           self.sides)
         else:
             self._advance_timed(taken, self.phases)
@@ -108,20 +110,22 @@ class Stepper:
         t1 = time.perf_counter()
         self.halo.exchange(self.u)
         t2 = time.perf_counter()
-        stencil.sweep(self.u, self.nxt, self.bufs, self.coeffs, taken, self.ghost, self.sides)
+        stencil.sweep(self.u, self.nxt, self.bufs, self.coeffs, taken, self.ghosts,
+                      self.sides)
         phases.update += time.perf_counter() - t2
         phases.exchange += t2 - t1
         phases.wait += t1 - t0
 
     def field(self) -> np.ndarray:
         """``u`` with one ghost layer per side, contiguous, as field I/O and the error norm
-        take it: ``u`` itself for one ghost layer, else a copy into one reused buffer."""
-        g = self.ghost
-        if g == 1:
+        take it: ``u`` itself where every axis has one (one rank), else a copy into one
+        reused buffer."""
+        if all(g == 1 for g in self.ghosts):
             return self.u
+        view = self.u[self.io_view]
         if self._io is None:
-            self._io = np.empty(tuple(n - 2 * (g - 1) for n in self.u.shape))
-        np.copyto(self._io, self.u[(slice(g - 1, 1 - g),) * self.u.ndim])
+            self._io = np.empty(view.shape)
+        np.copyto(self._io, view)
         return self._io
 
 

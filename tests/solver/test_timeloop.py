@@ -3,6 +3,7 @@ a stop request ends the run one poll later with a checkpoint, phase timers chang
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Iterator
 
@@ -26,16 +27,21 @@ def restore_signals() -> Iterator[None]:
         signal.signal(s, handler)
 
 
-def _stepper() -> tuple[timeloop.Stepper, np.ndarray]:
-    """A stepper on a random interior of GRID (8 ghost layers on one rank), and the same
-    field with one ghost layer."""
+def _stepper(rows_split: bool = False) -> tuple[timeloop.Stepper, np.ndarray]:
+    """A stepper on a random interior of GRID, and the same field with one ghost layer.
+
+    One rank has one ghost layer per axis; ``rows_split`` gives it the block of a rank whose
+    row axis is split (8 ghost layers there) while its sides stay closed.
+    """
     cart, block = decompose(MPI.COMM_SELF, GRID)
-    g = block.ghost
-    assert g == stencil.MAX_DEPTH[2]
+    assert block.ghost == stencil.MAX_DEPTH[2] and block.ghosts == (1, 1)
+    if rows_split:
+        block = dataclasses.replace(block, dims=(2, 1))
+        assert block.ghosts == (8, 1)
     field = np.zeros(block.padded_shape)
     field[1:-1, 1:-1] = np.random.default_rng(5).random(block.count)
     u = np.zeros(block.compute_shape)
-    u[g - 1:1 - g, g - 1:1 - g] = field
+    u[block.io_view] = field
     return timeloop.Stepper(cart, block, u, COEFFS), field
 
 
@@ -47,8 +53,9 @@ def _single_steps(field: np.ndarray, steps: int) -> np.ndarray:
     return u
 
 
-def test_run_equals_single_steps_bit_for_bit_and_fires_hooks_where_due() -> None:
-    stepper, field = _stepper()
+@pytest.mark.parametrize("rows_split", [False, True])
+def test_run_equals_single_steps_bit_for_bit_and_fires_hooks_where_due(rows_split: bool) -> None:
+    stepper, field = _stepper(rows_split)
     saves: list[int] = []
     logs: list[int] = []
     hooks = timeloop.Hooks(checkpoint_every=10, log_every=4, save=saves.append, log=logs.append)
@@ -103,13 +110,21 @@ def test_phase_timers_record_every_phase_and_change_no_result() -> None:
     np.testing.assert_array_equal(timed.field(), _single_steps(field, 20))
 
 
-def test_field_is_one_reused_contiguous_buffer() -> None:
+def test_one_rank_steps_on_the_grid_itself_and_writes_it_without_a_copy() -> None:
     stepper, field = _stepper()
+    assert stepper.u.shape == GRID  # the row length kernel_rate measures, no ghost columns
+    assert stepper.field() is stepper.u
+    np.testing.assert_array_equal(stepper.field(), field)
+
+
+def test_field_with_wider_ghosts_is_one_reused_contiguous_buffer() -> None:
+    stepper, field = _stepper(rows_split=True)
     first = stepper.field()
     np.testing.assert_array_equal(first, field)
     assert first.flags.c_contiguous and first.shape == field.shape
     timeloop.run(stepper, 0, 3)
     assert stepper.field() is first  # a checkpoint allocates nothing
+    np.testing.assert_array_equal(first, _single_steps(field, 3))
 
 
 def test_the_second_array_starts_as_a_copy_with_the_same_boundary() -> None:
