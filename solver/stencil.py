@@ -1,7 +1,8 @@
 """Explicit heat-equation update kernels (numba, no MPI) and the analytic solution.
 
-Arrays carry ``g`` ghost layers on every side (1, or up to ``MAX_DEPTH`` for fused sweeps);
-kernels update only the interior ``[g:-g, ...]`` and never touch the ghost layers. Every
+Arrays carry ``g`` ghost layers on both sides of an axis (1, or up to ``MAX_DEPTH`` where a
+neighbour rank feeds fused sweeps; ``g`` may differ per axis); kernels update only the
+interior ``[g0:-g0, g1:-g1, ...]`` and never touch the ghost layers. Every
 point is updated with the same floating-point expression whatever the decomposition and
 whether steps are fused, which is what keeps results bitwise equal across rank counts
 (no fastmath, no reassociation; all paths share ``_row_2d``/``_row_3d``).
