@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import math
+import shutil
+import statistics
 import time
 
 import numpy as np
 from numba import njit
 
 from bench import plot
-from bench.common import Options, Row, Section, best_median
+from bench.common import (
+    MPI_ARGS,
+    MPIEXEC,
+    PYTHON,
+    Options,
+    Row,
+    Section,
+    best_median,
+    crossover_ratio,
+    env,
+    last_json,
+    run,
+)
 
 COPY_ELEMENTS = 1 << 24  # 128 MiB per array: far out of any cache
 TARGET = 0.90
 TARGET_N = 4097  # 4097^2 float64 = 128 MiB per array, out of the 32 MiB L3 (2049^2 is not)
 SIZES_2D = {True: (257, 1025, 4097), False: (129, 257, 513, 1025, 2049, 4097)}
 SIZES_3D = {True: (33, 129), False: (33, 65, 129, 257)}
+SOLVER_TARGET = 0.95  # the whole 1-rank solver against the kernel alone
+SOLVER_STEPS = 200  # 25 sweeps of 8; the checkpointed run writes one, at step 100
+SOLVER_ROUNDS = {True: 2, False: 6}  # even: kernel and solver each go first equally often
 
 
 def copy_rate(reps: int) -> tuple[float, float]:
@@ -93,6 +110,85 @@ def stencil_rate(n: int, ndim: int, reps: int, budget: float) -> tuple[float, fl
     return updates * steps / best, updates * steps / median, steps
 
 
+def _heat(opts: Options, n: int, every: int) -> dict:
+    """One ``python -m solver heat`` run on 1 rank, as a user runs it; its summary."""
+    out = opts.work / "heat-1rank"
+    cmd = [MPIEXEC, *MPI_ARGS, "-n", "1", PYTHON, "-m", "solver", "heat", "--nx", str(n),
+           "--ny", str(n), "--steps", str(SOLVER_STEPS), "--checkpoint-every", str(every),
+           "--no-png", "--output-path", str(out)]
+    try:
+        return last_json(run(cmd, environ=env(opts), timeout=900).stdout)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _kernel_alone(opts: Options, n: int) -> float:
+    """``stencil.kernel_rate`` on the (n-2)^2 interior over the solver's step count, in a fresh
+    process as the solver runs in (a fresh address space: the same chance of huge pages)."""
+    code = ("from solver import stencil; "
+            f"print(stencil.kernel_rate(({n - 2}, {n - 2}), {SOLVER_STEPS}, 1))")
+    proc = run([PYTHON, "-c", code], environ=env(opts), timeout=900)
+    return float(proc.stdout.strip().splitlines()[-1]) / 1e6
+
+
+def solver_rounds(opts: Options, n: int) -> dict[str, list[float]]:
+    """Rounds of: ``stencil.kernel_rate`` on the (n-2)^2 interior over the solver's step count,
+    and the whole solver on n^2 without and with a checkpoint (MLUPS; solver seconds too).
+
+    Kernel and solver alternate which goes first (crossover_ratio pairs the orders).
+    """
+    got: dict[str, list[float]] = {"kernel": [], "solver": [], "seconds": [],
+                                   "checkpointed": [], "checkpointed_seconds": []}
+    for r in range(SOLVER_ROUNDS[opts.quick]):
+        kernel_first = r % 2 == 0
+        if kernel_first:
+            got["kernel"].append(_kernel_alone(opts, n))
+        plain = _heat(opts, n, 0)
+        if not kernel_first:
+            got["kernel"].append(_kernel_alone(opts, n))
+        saved = _heat(opts, n, SOLVER_STEPS // 2)
+        got["solver"].append(plain["mlups"])
+        got["seconds"].append(plain["seconds"])
+        got["checkpointed"].append(saved["mlups"])
+        got["checkpointed_seconds"].append(saved["seconds"])
+    return got
+
+
+def solver_rows(opts: Options, n: int) -> tuple[list[Row], dict, str]:
+    """The whole 1-rank solver against the kernel alone: rows, raw data, a note."""
+    got = solver_rounds(opts, n)
+    rounds = len(got["kernel"])
+    ratio = crossover_ratio([s / k for s, k in zip(got["solver"], got["kernel"], strict=True)])
+    kernel, solver = statistics.median(got["kernel"]), statistics.median(got["solver"])
+    saved = statistics.median(got["checkpointed"])
+    cost = statistics.median(b - a for a, b in zip(got["seconds"], got["checkpointed_seconds"],
+                                                   strict=True))
+    inner = f"{n - 2}x{n - 2}"
+    rows = [
+        Row(f"whole solver, 1 rank, {n}x{n}, {SOLVER_STEPS} steps, --checkpoint-every 0 "
+            f"(median of {rounds} rounds)", solver, "MLUPS",
+            f"kernel_rate {inner} {kernel:.0f}", ratio, f">= {SOLVER_TARGET}",
+            ratio >= SOLVER_TARGET),
+        Row(f"same, --checkpoint-every {SOLVER_STEPS // 2} (one checkpoint, at step "
+            f"{SOLVER_STEPS // 2})", saved, "MLUPS", f"kernel_rate {inner} {kernel:.0f}",
+            saved / kernel, "", None),
+    ]
+    note = (
+        f"Whole solver: `mpiexec -n 1 python -m solver heat --nx {n} --ny {n} --steps "
+        f"{SOLVER_STEPS} --checkpoint-every 0 --no-png` (MLUPS from its summary: interior "
+        f"updates / stepping time), against `solver.stencil.kernel_rate(({n - 2}, {n - 2}), "
+        f"{SOLVER_STEPS}, 1)` (the same interior and step count, fused the same way; a fresh "
+        "process each, like the solver's) in the same round; the two alternate which goes "
+        "first and the ratio is bench.common.crossover_ratio of the per-round ratios. Per "
+        "round (kernel / solver): "
+        + ", ".join(f"{k:.0f}/{s:.0f}" for k, s in zip(got["kernel"], got["solver"],
+                                                      strict=True))
+        + f". A checkpoint of this grid costs {cost:.2f} s of stepping time (median "
+        "difference of the two runs' seconds): `--checkpoint-every 0` keeps it out of the "
+        "judged figure; the default (every 100 steps) pays it once per 100 steps.")
+    return rows, got, note
+
+
 def measure(opts: Options) -> Section:
     """Copy rate, then every size, then the copy rate again: the best copy is the reference."""
     from solver import stencil
@@ -143,6 +239,10 @@ def measure(opts: Options) -> Section:
         " the stencils; the better is the reference. Beside it, in the same run: a 1-D "
         "3-point numba loop (one read and one write per update, a plain loop's rate) and the "
         "2-D update written as numpy slicing (the alternative to a compiled kernel).")
+    solver_n = 1025 if opts.quick else TARGET_N
+    rows, sec.data["solver"], note = solver_rows(opts, solver_n)
+    sec.rows += rows
+    sec.notes.append(note)
     sec.figure = _figure(opts, results, copy_best)
     return sec
 

@@ -52,7 +52,7 @@ class Block:
     coords: tuple[int, ...]
     offset: tuple[int, ...]
     count: tuple[int, ...]
-    ghost: int = 1  # ghost layers of the compute arrays (= steps a sweep may fuse)
+    ghost: int = 1  # steps a sweep may fuse = ghost layers of the split axes
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -60,9 +60,27 @@ class Block:
         return tuple(c + 2 for c in self.count)
 
     @property
+    def ghosts(self) -> tuple[int, ...]:
+        """Ghost layers per axis of the time-stepping arrays: ``ghost`` where the axis is split,
+        1 (the fixed boundary) where it is not, as no neighbour fills more. So one rank's
+        arrays are the grid itself, whose row length the kernel's speed depends on."""
+        return tuple(self.ghost if d > 1 else 1 for d in self.dims)
+
+    @property
     def compute_shape(self) -> tuple[int, ...]:
-        """Local array shape with ``ghost`` layers per side (the time-stepping arrays)."""
-        return tuple(c + 2 * self.ghost for c in self.count)
+        """Local array shape with ``ghosts`` layers per side (the time-stepping arrays)."""
+        return tuple(c + 2 * g for c, g in zip(self.count, self.ghosts, strict=True))
+
+    @property
+    def interior(self) -> tuple[slice, ...]:
+        """This block's own points in a time-stepping array."""
+        return tuple(slice(g, -g) for g in self.ghosts)
+
+    @property
+    def io_view(self) -> tuple[slice, ...]:
+        """The padded (one ghost layer) part of a time-stepping array."""
+        return tuple(slice(g - 1, c + g + 1) for c, g in zip(self.count, self.ghosts,
+                                                              strict=True))
 
 
 def ghost_width(interior: tuple[int, ...], dims: tuple[int, ...], depth: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from solver import checkpoint, memory, output, stencil
+from solver import checkpoint, memory, output, stencil, timeloop
 from solver.config import SolverConfig, UsageError, parse_heat_args
 from solver.decomp import Block, decompose
 from solver.fieldio import write_field
-from solver.halo import Halo
 from solver.output import log
+from solver.timeloop import Hooks, Stepper, StopRequest
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 143
@@ -32,45 +31,6 @@ class Plan:
     out_dir: str
     ckpt_dir: str
     resume: checkpoint.Found | None
-
-
-class StopRequest:
-    """SIGTERM/SIGUSR1 on any rank stops all ranks at the same step boundary.
-
-    Each poll completes the previous step's non-blocking MAX-reduction of the local flags
-    and starts the next one, so the agreement costs no extra latency per step.
-    (mpiexec kills ranks on SIGTERM but forwards SIGUSR1, so a launcher relays with SIGUSR1.)
-    """
-
-    def __init__(self, comm: MPI.Comm) -> None:
-        self.comm = comm
-        self.local = np.zeros(1, dtype=np.int32)
-        self.send = np.zeros(1, dtype=np.int32)
-        self.recv = np.zeros(1, dtype=np.int32)
-        self.request: MPI.Request | None = None
-        # Kept for the rest of the process: a second SIGTERM while the checkpoint or the
-        # results are being written must not kill this rank and leave its peers hanging.
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handler)
-
-    def _handler(self, signum: int, frame: object) -> None:
-        self.local[0] = 1
-
-    def poll(self) -> bool:
-        """True on every rank once any rank had been signalled one poll earlier."""
-        stop = False
-        if self.request is not None:
-            self.request.Wait()
-            stop = bool(self.recv[0])
-        self.send[0] = self.local[0]
-        self.request = self.comm.Iallreduce(self.send, self.recv, op=MPI.MAX)
-        return stop
-
-    def close(self) -> None:
-        """Complete the outstanding reduction."""
-        if self.request is not None:
-            self.request.Wait()
-            self.request = None
 
 
 def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:
@@ -114,22 +74,6 @@ def _errors(comm: MPI.Comm, cfg: SolverConfig, block: Block, u: np.ndarray,
     return math.sqrt(total[0] * math.prod(cfg.spacing)), float(biggest[0])
 
 
-def _next_boundary(step: int, total: int, cfg: SolverConfig) -> int:
-    """The next step at which the field must be complete: a checkpoint, a log line, the end."""
-    boundary = total
-    for every in (cfg.checkpoint_every, cfg.log_every):
-        if every:
-            boundary = min(boundary, (step // every + 1) * every)
-    return boundary
-
-
-def _io_layout(u: np.ndarray, ghost: int) -> np.ndarray:
-    """``u`` with one ghost layer per side, contiguous, as field I/O and the error norm take it."""
-    if ghost == 1:
-        return u
-    return np.ascontiguousarray(u[(slice(ghost - 1, 1 - ghost),) * u.ndim])
-
-
 def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     """Run the heat solver on ``comm``; returns the process exit code."""
     rank0 = comm.Get_rank() == 0
@@ -164,6 +108,23 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     return _solve(cart, block, cfg, plan)
 
 
+def _initial_field(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig,
+                   plan: Plan) -> tuple[np.ndarray, int]:
+    """(this rank's time-stepping field, its step): the sine start or the checkpoint to
+    resume."""
+    u = np.zeros(block.compute_shape)
+    if plan.resume is None:
+        u[block.interior] = stencil.sine_product(_local_axes(cfg, block))
+        return u, 0
+    field = np.zeros(block.padded_shape)
+    checkpoint.load(cart, block, field, cfg, plan.resume)
+    u[block.io_view] = field
+    if cart.Get_rank() == 0:
+        log(f"resumed from {plan.resume.path} (step {plan.resume.step}, "
+            f"written by {plan.resume.meta['ranks']} ranks)")
+    return u, plan.resume.step
+
+
 def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> int:
     rank0 = cart.Get_rank() == 0
     stop = StopRequest(cart)  # before the slow setup, so an early SIGTERM is honoured too
@@ -173,56 +134,30 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
             f"as {'x'.join(map(str, block.dims))}, "
             f"{cfg.total_steps} steps of dt={cfg.time_step:.6g}")
     nodes = len(set(cart.allgather(MPI.Get_processor_name())))
-    g = block.ghost
-    u = np.zeros(block.compute_shape)
-    nxt = np.zeros(block.compute_shape)
-    start = 0
-    if plan.resume is not None:
-        field = np.zeros(block.padded_shape)
-        checkpoint.load(cart, block, field, cfg, plan.resume)
-        u[(slice(g - 1, 1 - g or None),) * u.ndim] = field
-        start = plan.resume.step
-        if rank0:
-            log(f"resumed from {plan.resume.path} (step {start}, "
-                f"written by {plan.resume.meta['ranks']} ranks)")
-    else:
-        u[(slice(g, -g),) * u.ndim] = stencil.sine_product(_local_axes(cfg, block))
-    coeffs = stencil.coefficients(cfg.alpha, cfg.time_step, cfg.spacing)
-    halo = Halo(cart, block.compute_shape, g)
-    # open sides (a neighbour rank) get the fused kernel's redundant intermediate layers
-    sides = tuple((lo != MPI.PROC_NULL, hi != MPI.PROC_NULL) for lo, hi in halo.neighbours)
-    bufs = stencil.sweep_buffer(block.compute_shape, g)
-    stencil.warm_up(u.ndim)
+    u, start = _initial_field(cart, block, cfg, plan)
+    stepper = Stepper(cart, block, u, stencil.coefficients(cfg.alpha, cfg.time_step,
+                                                           cfg.spacing))
     total = cfg.total_steps
+
+    def save(step: int) -> None:
+        checkpoint.save(cart, block, stepper.field(), cfg, plan.ckpt_dir, step, plan.job_id)
+
+    def progress(step: int) -> None:
+        if rank0:
+            log(f"step {step}/{total}")
+
+    hooks = Hooks(cfg.checkpoint_every, cfg.log_every, save, progress, stop)
     cart.Barrier()
     began = time.perf_counter()
-    step = start
-    while step < total:
-        # one exchange of g layers, then up to g steps fused, ending on checkpoint/log steps
-        taken = min(g, _next_boundary(step, total, cfg) - step)
-        halo.exchange(u)
-        stencil.sweep(u, nxt, bufs, coeffs, taken, g, sides)
-        u, nxt = nxt, u
-        step += taken
-        saved = False
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-            checkpoint.save(cart, block, _io_layout(u, g), cfg, plan.ckpt_dir, step, plan.job_id)
-            saved = True
-        if cfg.log_every and step % cfg.log_every == 0 and rank0:
-            log(f"step {step}/{total}")
-        if stop.poll() and step < total:
-            stop.close()
-            if not saved:
-                checkpoint.save(cart, block, _io_layout(u, g), cfg, plan.ckpt_dir, step,
-                                plan.job_id)
-            if rank0:
-                log(f"stop requested: checkpoint at step {step} in {plan.ckpt_dir}, exiting 143")
-            return EXIT_STOPPED
-    stop.close()
+    step, stopped = timeloop.run(stepper, start, total, hooks)
+    if stopped:
+        if rank0:
+            log(f"stop requested: checkpoint at step {step} in {plan.ckpt_dir}, exiting 143")
+        return EXIT_STOPPED
     cart.Barrier()
     seconds = time.perf_counter() - began
     field_path = Path(plan.out_dir) / "field.npy"
-    u = _io_layout(u, g)
+    u = stepper.field()
     write_field(cart, block, u, cfg.grid, str(field_path))
     t = total * cfg.time_step
     l2, emax = _errors(cart, cfg, block, u, t)

@@ -1,7 +1,8 @@
 """Explicit heat-equation update kernels (numba, no MPI) and the analytic solution.
 
-Arrays carry ``g`` ghost layers on every side (1, or up to ``MAX_DEPTH`` for fused sweeps);
-kernels update only the interior ``[g:-g, ...]`` and never touch the ghost layers. Every
+Arrays carry ``g`` ghost layers on both sides of an axis (1, or up to ``MAX_DEPTH`` where a
+neighbour rank feeds fused sweeps; ``g`` may differ per axis); kernels update only the
+interior ``[g0:-g0, g1:-g1, ...]`` and never touch the ghost layers. Every
 point is updated with the same floating-point expression whatever the decomposition and
 whether steps are fused, which is what keeps results bitwise equal across rank counts
 (no fastmath, no reassociation; all paths share ``_row_2d``/``_row_3d``).
@@ -79,17 +80,17 @@ def _plane_3d(pm, pc, pp, o, cx, cy, cz, lo1, hi1, lo2, hi2):  # pragma: no cove
 
 
 @njit(cache=True)
-def _step_2d(u, out, cx, cy, g):  # pragma: no cover - compiled
+def _step_2d(u, out, cx, cy, g0, g1):  # pragma: no cover - compiled
     n0, n1 = u.shape
-    for i in range(g, n0 - g):
-        _row_2d(u[i - 1], u[i], u[i + 1], out[i], cx, cy, g, n1 - g)
+    for i in range(g0, n0 - g0):
+        _row_2d(u[i - 1], u[i], u[i + 1], out[i], cx, cy, g1, n1 - g1)
 
 
 @njit(cache=True)
-def _step_3d(u, out, cx, cy, cz, g):  # pragma: no cover - compiled
+def _step_3d(u, out, cx, cy, cz, g0, g1, g2):  # pragma: no cover - compiled
     n0, n1, n2 = u.shape
-    for i in range(g, n0 - g):
-        _plane_3d(u[i - 1], u[i], u[i + 1], out[i], cx, cy, cz, g, n1 - g, g, n2 - g)
+    for i in range(g0, n0 - g0):
+        _plane_3d(u[i - 1], u[i], u[i + 1], out[i], cx, cy, cz, g1, n1 - g1, g2, n2 - g2)
 
 
 # Fused kernels (temporal blocking). Level L = 1..d of a sweep is the field after L steps;
@@ -98,10 +99,11 @@ def _step_3d(u, out, cx, cy, cz, g):  # pragma: no cover - compiled
 # So the field is read and written once per d steps. Level L is needed on the interior
 # [g, n - g) widened by d - L layers on open sides (a neighbour's ghost layers: redundant
 # work) and by the fixed Dirichlet boundary layer on closed sides, which keeps u's value.
+# In 2-D, ``g`` and ``h`` are the ghost layers of the rows' and of the columns' axis.
 
 
 @njit(cache=True)
-def _sweep_2d(u, out, bufs, cx, cy, g, d, opn, fetch):  # pragma: no cover - compiled
+def _sweep_2d(u, out, bufs, cx, cy, g, h, d, opn, fetch):  # pragma: no cover - compiled
     n0, n1 = u.shape
     for rin in range(n0 + d):
         if fetch and rin + 2 < n0:
@@ -126,13 +128,13 @@ def _sweep_2d(u, out, bufs, cx, cy, g, d, opn, fetch):  # pragma: no cover - com
                 src = bufs[lev - 2]
                 src_m, src_c, src_p = src[(r - 1) % 3], src[r % 3], src[(r + 1) % 3]
             if e == 0:
-                _row_2d(src_m, src_c, src_p, dst, cx, cy, g, n1 - g)
+                _row_2d(src_m, src_c, src_p, dst, cx, cy, h, n1 - h)
                 continue
-            _row_2d(src_m, src_c, src_p, dst, cx, cy, g - e * opn[2], n1 - g + e * opn[3])
+            _row_2d(src_m, src_c, src_p, dst, cx, cy, h - e * opn[2], n1 - h + e * opn[3])
             if not opn[2]:
-                dst[g - 1] = u[r, g - 1]
+                dst[h - 1] = u[r, h - 1]
             if not opn[3]:
-                dst[n1 - g] = u[r, n1 - g]
+                dst[n1 - h] = u[r, n1 - h]
 
 
 # The 3-D pair kernel (d = 2, one level buffered in buf[r % 3]) written out directly.
@@ -171,12 +173,19 @@ def _pair_3d(u, out, buf, cx, cy, cz, f, a, b):  # pragma: no cover - compiled
             _plane_3d(buf[(i - 1) % 3], buf[i % 3], v, out[i], cx, cy, cz, f1, g1, f2, g2)
 
 
-def step(u: np.ndarray, out: np.ndarray, coeffs: tuple[float, ...], ghost: int = 1) -> None:
-    """Write one explicit Euler step of ``u`` (ghosts filled) into ``out``'s interior."""
+def _per_axis(ghost: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    return (ghost,) * ndim if isinstance(ghost, int) else tuple(ghost)
+
+
+def step(u: np.ndarray, out: np.ndarray, coeffs: tuple[float, ...],
+         ghost: int | tuple[int, ...] = 1) -> None:
+    """Write one explicit Euler step of ``u`` (ghosts filled) into ``out``'s interior;
+    ``ghost`` layers per side, one count for every axis or one per axis."""
+    g = _per_axis(ghost, u.ndim)
     if u.ndim == 2:
-        _step_2d(u, out, coeffs[0], coeffs[1], ghost)
+        _step_2d(u, out, coeffs[0], coeffs[1], *g)
     else:
-        _step_3d(u, out, coeffs[0], coeffs[1], coeffs[2], ghost)
+        _step_3d(u, out, coeffs[0], coeffs[1], coeffs[2], *g)
 
 
 MAX_DEPTH = {2: 8, 3: 2}  # steps fused per sweep: 2-D reaches copy speed at ~6 (see README)
@@ -190,32 +199,33 @@ def sweep_buffer(shape: tuple[int, ...], depth: int) -> np.ndarray:
 
 
 def sweep(u: np.ndarray, out: np.ndarray, bufs: np.ndarray, coeffs: tuple[float, ...],
-          depth: int, ghost: int = 1,
+          depth: int, ghost: int | tuple[int, ...] = 1,
           open_sides: tuple[tuple[bool, bool], ...] | None = None) -> None:
     """Write ``depth`` explicit steps of ``u`` into ``out``'s interior in one sweep over memory.
 
-    Bitwise equal to ``depth`` ``step`` calls. ``open_sides[axis]`` = (lower, upper): True
-    where a neighbour rank filled the ``ghost`` >= ``depth`` layers beyond (intermediate
-    steps are computed there too); False where the layer next to the interior is a fixed
-    boundary. ``bufs`` comes from ``sweep_buffer`` with at least this depth.
+    Bitwise equal to ``depth`` ``step`` calls. ``ghost``: layers per side, one count for
+    every axis or one per axis. ``open_sides[axis]`` = (lower, upper): True where a neighbour
+    rank filled the ghost layers beyond, at least ``depth`` of them (intermediate steps are
+    computed there too); False where the layer next to the interior is a fixed boundary.
+    ``bufs`` comes from ``sweep_buffer`` with at least this depth.
     """
     sides = open_sides or ((False, False),) * u.ndim
+    g = _per_axis(ghost, u.ndim)
     if depth > MAX_DEPTH[u.ndim]:
         raise ValueError(f"sweep: at most {MAX_DEPTH[u.ndim]} steps per sweep in {u.ndim}-D")
-    if any(any(s) for s in sides) and ghost < depth:
+    if any(any(s) and w < depth for s, w in zip(sides, g, strict=True)):
         raise ValueError(f"sweep: open sides need ghost width >= depth ({depth})")
     if depth == 1:
-        step(u, out, coeffs, ghost)
+        step(u, out, coeffs, g)
     elif u.ndim == 2:
         opn = tuple(int(flag) for s in sides for flag in s)
-        _sweep_2d(u, out, bufs, coeffs[0], coeffs[1], ghost, depth, opn,
+        _sweep_2d(u, out, bufs, coeffs[0], coeffs[1], g[0], g[1], depth, opn,
                   u.nbytes > _PREFETCH_BYTES)
     else:
-        first = (ghost,) * 3
-        lo = tuple(ghost - 1 if s[0] else ghost for s in sides)
-        hi = tuple(n - ghost + 1 if s[1] else n - ghost
-                   for n, s in zip(u.shape, sides, strict=True))
-        _pair_3d(u, out, bufs, coeffs[0], coeffs[1], coeffs[2], first, lo, hi)
+        lo = tuple(w - 1 if s[0] else w for s, w in zip(sides, g, strict=True))
+        hi = tuple(n - w + 1 if s[1] else n - w
+                   for n, s, w in zip(u.shape, sides, g, strict=True))
+        _pair_3d(u, out, bufs, coeffs[0], coeffs[1], coeffs[2], g, lo, hi)
 
 
 def warm_up(ndim: int) -> None:

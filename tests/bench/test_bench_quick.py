@@ -139,3 +139,19 @@ def test_paired_rounds_are_recorded_for_weak_scaling_and_comm(quick) -> None:
         for figures in per_size.values():
             assert figures["rounds"] == comm.ROUNDS[True][where]
             assert figures["ratio_min"] <= figures["ratio"] <= figures["ratio_max"]
+
+
+def test_whole_solver_is_reported_against_the_kernel_in_the_same_rounds(quick) -> None:
+    out, _ = quick
+    from bench import kernel
+
+    raw = json.loads((out / "docs" / "bench" / "results.json").read_text())
+    sec = next(s for s in raw["sections"] if s["key"] == "kernel")
+    rounds = sec["data"]["solver"]
+    assert all(len(v) == kernel.SOLVER_ROUNDS[True] and min(v) > 0 for v in rounds.values())
+    row = next(r for r in sec["rows"] if r["name"].startswith("whole solver, 1 rank"))
+    assert "--checkpoint-every 0" in row["name"] and row["target"] == f">= {kernel.SOLVER_TARGET}"
+    per_round = [s / k for s, k in zip(rounds["solver"], rounds["kernel"], strict=True)]
+    assert row["ratio"] == pytest.approx(kernel.crossover_ratio(per_round))
+    assert any("--checkpoint-every 0" in n and "kernel_rate((1023, 1023), 200, 1)" in n
+               for n in sec["notes"])

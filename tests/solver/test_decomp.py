@@ -43,7 +43,8 @@ def test_decompose_on_comm_self_owns_everything() -> None:
         assert block.offset == (0, 0, 0)
         assert block.count == (7, 4, 3)
         assert block.padded_shape == (9, 6, 5)
-        assert block.ghost == 2 and block.compute_shape == (11, 8, 7)  # 3-D: pairs
+        assert block.ghost == 2 and block.ghosts == (1, 1, 1)  # 3-D: pairs; no neighbours
+        assert block.compute_shape == (9, 6, 5)
     finally:
         cart.Free()
 
