@@ -39,6 +39,8 @@ MESSAGES: dict[str, dict[str, _Field]] = {
     "hello": {"node": _int(0, 9_999), "slots": _int(1, 1_000_000), "nonce": NONCE, "mac": MAC},
     "welcome": {"mac": MAC, "public_key": _text(1024), "user": _text(256)},
     "ready": {"ssh_port": _int(1, 65535), "host_key": _text(1024)},
+    # Instead of `ready`: this node cannot run the job's fabric (the one line saying why).
+    "unfit": {"reason": _text(1024)},
     "reject": {"reason": _text(1024)},
     "ping": {}, "sync": {}, "synced": {},
     "exit": {"code": _int(0, 255)},
