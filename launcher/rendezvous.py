@@ -215,7 +215,10 @@ class Client:
         """Tell the main node this node cannot run the job's fabric (instead of `ready`)."""
         assert self._ch is not None
         text = "".join(c if c.isprintable() else " " for c in reason)
-        self._ch.send(t="unfit", reason=text[:1024])
+        try:
+            self._ch.send(t="unfit", reason=text[:1024])
+        except ChannelClosed as e:
+            log.warning("could not tell the main node this node is unusable: %s", e)
 
     def ready(self, ssh_port: int, host_key: str) -> None:
         """Report that sshd runs, then keep pinging and watch for `exit` or silence."""
