@@ -12,6 +12,7 @@ import pytest
 from launcher import fabric
 from launcher.fabric import Fabric, FabricError
 from launcher.flavours import FLAVOURS
+from launcher.netif import source_address
 from launcher.node import Settings
 from launcher.roles import forward_names, world_argv
 
@@ -137,6 +138,10 @@ def test_the_unusable_line_names_node_address_and_host() -> None:
 
 def _mpiexec(network: str, solver_env: dict[str, str]) -> subprocess.CompletedProcess:
     args, env = fabric.mpi_forcing(Fabric(network), "openmpi5", None, {})
+    # This host's other interfaces (other tests' bridges) come and go, and libfabric's tcp
+    # provider will not use loopback: stay on the default route's, as node_env keeps a real
+    # node on its own address.
+    env.update(fabric.node_env(Fabric(network), source_address("203.0.113.1", 9), {}))
     code = ("import os; from mpi4py import MPI; "
             "print('RANK', MPI.COMM_WORLD.rank, os.environ['OMPI_MCA_pml'])")
     return subprocess.run([str(MPIEXEC), "-n", "2", "--oversubscribe", *args, sys.executable,
