@@ -184,10 +184,13 @@ def _run_probe(provider: str, lib: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"libfabric's {provider} provider could not be probed: {e}"
     lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"libfabric's {provider} provider probe failed ({out.returncode}): {tail}"
-    return json.loads(lines[-1])["missing"]
+    if out.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])["missing"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"libfabric's {provider} provider probe failed (exit {out.returncode}): {tail}"
 
 
 def probe(provider: str, lib: str) -> str | None:

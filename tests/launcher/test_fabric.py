@@ -173,3 +173,16 @@ def test_one_node_without_efa_exits_4_with_one_line_and_starts_no_rank(solver_en
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1
     assert "node 0 (" in errors[0] and "cannot run MNP_NETWORK=efa: no /dev/infiniband" in errors[0]
+
+
+def test_a_probe_that_crashes_counts_as_missing(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    # A libfabric that is no library: the probe's dlopen fails in the child Python.
+    bad = tmp_path / "libfabric.so.1"
+    bad.write_text("not an ELF file")
+    monkeypatch.setattr(fabric, "libfabric", lambda _: str(bad))
+    missing = fabric.check(Fabric("ofi-tcp"), None)
+    assert missing is not None and missing.startswith("libfabric does not load:")
+    monkeypatch.setattr(fabric.sys, "executable", "/bin/false")
+    missing = fabric.check(Fabric("ofi-tcp"), None)
+    assert missing == "libfabric's tcp provider probe failed (exit 1): no output"
