@@ -33,8 +33,8 @@ from launcher.netif import interface_of
 NETWORKS: dict[str, str | None] = {"tcp": None, "ofi-tcp": "tcp", "efa": "efa"}
 DEFAULT = "tcp"
 OPENMPI = ("openmpi5", "openmpi4")
-# The devices the job definition passes into the container on an EFA stack (AWS Batch user
-# guide, "Use EFA with multi-node parallel jobs": linuxParameters.devices /dev/infiniband/uverbs*).
+# The devices an EFA job definition passes in: linuxParameters.devices /dev/infiniband/uverbsN
+# (docs.aws.amazon.com/batch/latest/userguide/efa.html).
 EFA_DEVICES = "/dev/infiniband/uverbs*"
 # Variable families every rank gets from the main node: the definition's MPI and fabric tuning.
 FORWARD_PREFIXES = ("FI_", "OMPI_MCA_", "UCX_", "MPIR_CVAR_")
