@@ -62,17 +62,7 @@ def measure(opts: Options) -> Section:
     synth_cmd, cwd, label = _synth_command(opts)
     bare_cmd = [PYTHON, "-c", BARE]
     reps = 1 if opts.quick else 3
-    synth, bare = [], []  # a cold first run (page cache, __pycache__) loses the best-of
-    if opts.quick:  # the smoke test: side by side, one core each, to keep `make test` short
-        with ThreadPoolExecutor(2) as pool:
-            futures = [pool.submit(_measure, cmd, opts, cwd) for cmd in (bare_cmd, synth_cmd)]
-            bare.append(futures[0].result())
-            synth.append(futures[1].result())
-    else:
-        for i in range(reps):  # alternate the order so drift in machine load hits both alike
-            pair = [(bare, bare_cmd), (synth, synth_cmd)]
-            for store, cmd in pair if i % 2 == 0 else reversed(pair):
-                store.append(_measure(cmd, opts, cwd))
+    synth, bare = _runs(opts, reps, synth_cmd, bare_cmd, cwd)
     sec = Section("synth", "Synth cost")
     s_wall, b_wall = min(r["seconds"] for r in synth), min(r["seconds"] for r in bare)
     s_rss = sorted(r["max_rss_mib"] for r in synth)[len(synth) // 2]
@@ -92,22 +82,7 @@ def measure(opts: Options) -> Section:
                      "peak RSS is the largest single process of the tree (the jsii node "
                      "runtime or python), from `getrusage(RUSAGE_CHILDREN)` in a fresh process.")
     if not opts.quick:
-        phases = _phases(opts)
-        sec.data["phases"] = phases
-        quick_exit = _measure([PYTHON, "-c", f"{BARE}; import os; os._exit(0)"], opts, cwd)
-        sec.data["bare_os_exit"] = quick_exit
-        sec.rows.append(Row("synth against a bare import that also ends in os._exit(0)",
-                            s_wall, "s", f"bare import + os._exit {quick_exit['seconds']:.2f} s"
-                            " (one run)", s_wall / quick_exit["seconds"], "", None))
-        sec.notes.append(
-            f"A bare import that exits normally runs the jsii runtime's teardown: "
-            f"{b_wall - quick_exit['seconds']:.1f} s here ({b_wall:.2f} s against "
-            f"{quick_exit['seconds']:.2f} s with `os._exit(0)`); main.py skips it the same way.")
-        sec.notes.append("Where synth's time goes (one profiled run of "
-                         "`python -m bench.synth_phases`): "
-                         + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in phases.items())
-                         + ". The provider binding's load (the jsii runtime reading the AWS "
-                         "provider assembly) is the bare import's cost; the rest is the stack.")
+        _teardown(sec, opts, cwd, s_wall, b_wall)
     if opts.make_test:
         test = _make_test(opts)
         sec.data["make_test"] = test
@@ -123,6 +98,44 @@ def measure(opts: Options) -> Section:
         sec.notes.append(f"`make test` was not timed: {why}.")
     sec.figure = _figure(opts, label, s_wall, b_wall, s_rss, b_rss)
     return sec
+
+
+def _runs(opts: Options, reps: int, synth_cmd: list[str], bare_cmd: list[str],
+          cwd: Path) -> tuple[list[dict], list[dict]]:
+    """Measured runs of synth and of the bare import."""
+    synth: list[dict] = []
+    bare: list[dict] = []  # a cold first run (page cache, __pycache__) loses the best-of
+    if opts.quick:  # the smoke test: side by side, one core each, to keep `make test` short
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(_measure, cmd, opts, cwd) for cmd in (bare_cmd, synth_cmd)]
+            bare.append(futures[0].result())
+            synth.append(futures[1].result())
+        return synth, bare
+    for i in range(reps):  # alternate the order so drift in machine load hits both alike
+        pair = [(bare, bare_cmd), (synth, synth_cmd)]
+        for store, cmd in pair if i % 2 == 0 else reversed(pair):
+            store.append(_measure(cmd, opts, cwd))
+    return synth, bare
+
+
+def _teardown(sec: Section, opts: Options, cwd: Path, s_wall: float, b_wall: float) -> None:
+    """Where synth's time goes, and what the jsii runtime's teardown costs."""
+    phases = _phases(opts)
+    sec.data["phases"] = phases
+    quick_exit = _measure([PYTHON, "-c", f"{BARE}; import os; os._exit(0)"], opts, cwd)
+    sec.data["bare_os_exit"] = quick_exit
+    sec.rows.append(Row("synth against a bare import that also ends in os._exit(0)",
+                        s_wall, "s", f"bare import + os._exit {quick_exit['seconds']:.2f} s"
+                        " (one run)", s_wall / quick_exit["seconds"], "", None))
+    sec.notes.append(
+        f"A bare import that exits normally runs the jsii runtime's teardown: "
+        f"{b_wall - quick_exit['seconds']:.1f} s here ({b_wall:.2f} s against "
+        f"{quick_exit['seconds']:.2f} s with `os._exit(0)`); main.py skips it the same way.")
+    sec.notes.append("Where synth's time goes (one profiled run of "
+                     "`python -m bench.synth_phases`): "
+                     + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in phases.items())
+                     + ". The provider binding's load (the jsii runtime reading the AWS "
+                     "provider assembly) is the bare import's cost; the rest is the stack.")
 
 
 def _figure(opts: Options, label: str, s_wall: float, b_wall: float, s_rss: float,

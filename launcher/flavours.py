@@ -42,6 +42,8 @@ class Flavour:
     banner = ""  # what `mpiexec --version` prints for this flavour
     oversubscribe: tuple[str, ...] = ()  # needed to run more ranks than cores on one node
     default_args: tuple[str, ...] = ()  # when MNP_MPIEXEC_ARGS is unset
+    # Daemons start daemons: every node needs every peer's public key and pinned host key.
+    tree_spawn = False
 
     def extra_args(self, user: tuple[str, ...] | None) -> tuple[str, ...]:
         """MNP_MPIEXEC_ARGS as given, else this flavour's defaults."""
@@ -66,13 +68,22 @@ class Flavour:
 
 
 class OpenMPI5(Flavour):
-    """Open MPI 5: PRRTE starts the daemons (`--prtemca plm_ssh_*`)."""
+    """Open MPI 5: PRRTE starts the daemons (`--prtemca plm_ssh_*`) as a tree.
+
+    PRRTE's default tree spawn: mpiexec starts its children in the radix tree
+    (`rml_base_radix`, 64), each passes `--tree-spawn` and starts its own through the same
+    agent, which it takes from the one-word `--prtemca` values copied onto every prted's
+    command line (src/mca/plm/ssh/plm_ssh_module.c `remote_spawn`,
+    src/mca/plm/base/plm_base_launch_support.c `prte_plm_base_prted_append_basic_args`).
+    For 1,000 nodes: 64 starts on the main node, then up to 64 on each of those.
+    """
 
     name, banner = "openmpi5", "mpiexec (Open MPI) 5.x"
     oversubscribe = ("--oversubscribe",)
     # Open MPI binds ranks to cores by default, which piles them up when nodes share cores.
     default_args = ("--bind-to", "none")
     launch_option, launch_prefix = "--prtemca", "plm_ssh"
+    tree_spawn = True
 
     def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
               ips: Sequence[str]) -> list[str]:
@@ -80,26 +91,24 @@ class OpenMPI5(Flavour):
         opt = self.launch_option
         return [mpiexec, "--hostfile", hostfile, "-n", str(total), *self._agent(agent),
                 # MPI traffic and the daemons' own channel stay on the rendezvous addresses.
-                "--mca", "btl_tcp_if_include", nets, opt, "oob_tcp_if_include", nets,
-                # The main node starts every remote daemon itself: children hold no private key.
-                opt, f"{self.launch_prefix}_no_tree_spawn", "1"]
+                "--mca", "btl_tcp_if_include", nets, opt, "oob_tcp_if_include", nets]
 
     def _agent(self, agent: str) -> list[str]:
+        # One word, so it reaches every daemon; the agent is the same path on every node.
         return [self.launch_option, f"{self.launch_prefix}_agent", agent]
 
 
 class OpenMPI4(OpenMPI5):
-    """Open MPI 4: ORTE starts the daemons (`--mca plm_rsh_*`, `oob_tcp` is an MCA too)."""
+    """Open MPI 4: ORTE starts the daemons (`--mca plm_rsh_*`, `oob_tcp` is an MCA too).
+
+    ORTE's tree spawn works as PRRTE's (orte/mca/plm/rsh/plm_rsh_module.c `remote_spawn`,
+    radix `routed_radix` 64): ORTE copies one-word MCA values onto every orted's command
+    line, and an orted whose plm_rsh_agent does not exist on its node aborts, which is why
+    the agent is the launcher package's own script (the same path on every node).
+    """
 
     name, banner = "openmpi4", "mpiexec (OpenRTE) 4.x"
     launch_option, launch_prefix = "--mca", "plm_rsh"
-
-    def _agent(self, agent: str) -> list[str]:
-        # ORTE copies one-word MCA values (command line or environment) onto every remote
-        # orted's command line, and an orted whose plm_rsh_agent does not exist on its node
-        # aborts: the agent lives in the main node's state directory. A value of two words
-        # is one ORTE keeps to itself (orte/mca/plm/base/plm_base_launch_support.c).
-        return ["--mca", "plm_rsh_agent", f"/bin/sh {agent}"]
 
 
 class Mpich(Flavour):

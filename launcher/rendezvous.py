@@ -3,7 +3,10 @@
 Wire format: one JSON object per line. A child connects to the main node, both prove they
 hold the key of this job and attempt (HMAC over fresh nonces from both sides), the main node
 hands over its SSH public key, the child answers with its sshd port and host key once sshd
-runs, then both send pings until the main node sends `exit`. Only public keys cross the wire.
+runs (and its own attempt key), then both send pings until the main node sends `exit`. For a
+spawn tree the main node, once every child is ready, sends each child the list of all of
+them (address, sshd port, host key, public key), which the child installs before it answers.
+Only public keys cross the wire.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def mac(key: bytes, *parts: object) -> str:
     return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
 
 
+def encode(msg: dict[str, object]) -> bytes:
+    """One message as its line on the wire."""
+    return (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+
+
 class Channel:
     """Line-delimited JSON over a socket; sends may come from several threads."""
 
@@ -72,7 +80,10 @@ class Channel:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def send(self, **msg: object) -> None:
-        data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        self.send_raw(encode(msg))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send lines already encoded (one message or several)."""
         with self._lock:
             try:
                 self.sock.sendall(data)
@@ -124,6 +135,12 @@ class Peer:
     slots: int
     ssh_port: int
     host_key: str
+    public_key: str = ""  # the child's own attempt key (its daemons start others with it)
+
+    def message(self) -> dict[str, object]:
+        """This peer as a `peer` message of the protocol."""
+        return {"t": "peer", "node": self.index, "ip": self.ip, "ssh_port": self.ssh_port,
+                "host_key": self.host_key, "public_key": self.public_key}
 
 
 def _heartbeat(channels: Callable[[], list[Channel]], interval: float,
@@ -152,6 +169,10 @@ class Client:
         self.addr = (main_ip, port)
         self.hb_interval, self.hb_timeout = hb_interval, hb_timeout
         self.events: queue.Queue[tuple[str, object]] = queue.Queue()
+        # Called with every child's Peer when the main node sends the list (tree spawn);
+        # `peered` goes back only after it returned.
+        self.on_peers: Callable[[list[Peer]], None] | None = None
+        self._peers: list[Peer] = []
         self._ch: Channel | None = None
         self._stop = threading.Event()
 
@@ -220,10 +241,10 @@ class Client:
         except ChannelClosed as e:
             log.warning("could not tell the main node this node is unusable: %s", e)
 
-    def ready(self, ssh_port: int, host_key: str) -> None:
+    def ready(self, ssh_port: int, host_key: str, public_key: str) -> None:
         """Report that sshd runs, then keep pinging and watch for `exit` or silence."""
         assert self._ch is not None
-        self._ch.send(t="ready", ssh_port=ssh_port, host_key=host_key)
+        self._ch.send(t="ready", ssh_port=ssh_port, host_key=host_key, public_key=public_key)
         _start(_heartbeat, lambda: [self._ch], self.hb_interval, self._stop)
         _start(self._read)
 
@@ -231,8 +252,11 @@ class Client:
         assert self._ch is not None
         while not self._stop.is_set():
             try:
-                msg = self._ch.recv(self.hb_timeout, ("ping", "sync", "exit"))
-            except (ChannelClosed, ProtocolError) as e:
+                msg = self._ch.recv(self.hb_timeout, ("ping", "sync", "exit", "peer", "peers"))
+                if msg["t"] in ("peer", "peers"):
+                    self._take_peer(msg)
+                    continue
+            except (ChannelClosed, ProtocolError, OSError) as e:
                 if not self._stop.is_set():
                     self.events.put(("lost", str(e)))
                 return
@@ -244,6 +268,20 @@ class Client:
             elif msg["t"] == "exit":
                 self.events.put(("exit", msg["code"]))
                 return
+
+    def _take_peer(self, msg: dict) -> None:
+        """Collect `peer` lines; at `peers`, install them and answer `peered`."""
+        assert self._ch is not None
+        if msg["t"] == "peer":
+            self._peers.append(Peer(msg["node"], msg["ip"], 1, msg["ssh_port"],
+                                    msg["host_key"], msg["public_key"]))
+            return
+        peers, self._peers = self._peers, []
+        if msg["count"] != len(peers):
+            raise ProtocolError(f"peers: count {msg['count']} but {len(peers)} peer lines")
+        if self.on_peers is not None:
+            self.on_peers(peers)  # an OSError here (disk full) is this node unusable
+        self._ch.send(t="peered", count=len(peers))
 
     def close(self) -> None:
         self._stop.set()

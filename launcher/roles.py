@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from launcher import contract, fabric, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
+    HANDSHAKE_TIMEOUT,
     SECRET_ENV,
     Client,
     RendezvousError,
@@ -182,6 +183,19 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSig
     return _exit_code(rc)
 
 
+def _peers_installed(server: Server) -> bool:
+    """Spawn tree: have every child admit every child's key; False if one could not."""
+    began = time.monotonic()
+    unusable = server.share_peers(HANDSHAKE_TIMEOUT)
+    if unusable:
+        log.error("node(s) %s did not install their peers' keys: unusable",
+                  ", ".join(map(str, unusable)))
+        return False
+    log.info("spawn tree: every node admits the %d children's keys (%.2fs)",
+             len(server.peers), time.monotonic() - began)
+    return True
+
+
 def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
              flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
@@ -218,10 +232,14 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
             log.error("node %d lost before the run (%s)", index, why)
             server.finish(contract.NODE_LOST)
             return contract.NODE_LOST
+        if flavour.tree_spawn and not _peers_installed(server):
+            server.finish(contract.NODE_LOST)
+            return contract.NODE_LOST
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
-        agent = sshd.write_ssh_client(state, key, peers.values())
-        argv = world_argv(flavour, mpiexec_path, hosts, state, agent, settings, cmd, forcing)
+        config = sshd.write_ssh_client(state, key, peers.values())
+        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd,
+                          forcing)
         total = sum(n for _, n in hosts)
         log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
                  node.num_nodes, time.monotonic() - started, flavour.name, total,
@@ -229,7 +247,8 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
         env = {**without_secret(os.environ), **forcing.env,
                **netif.rank_env(hosts[0][0], os.environ),
-               **fabric.node_env(settings.network, hosts[0][0], os.environ)}
+               **fabric.node_env(settings.network, hosts[0][0], os.environ),
+               sshd.CONFIG_ENV: str(config)}
         try:
             proc = subprocess.Popen(argv, start_new_session=True, env=env)
         except OSError as e:
@@ -279,17 +298,22 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
         if missing:
             return _unfit(node, settings, missing, client)
         port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
+        main_key = str(welcome["public_key"])
         ip = netif.source_address(node.main_ip, settings.port)
         try:
             own = {**netif.rank_env(ip, os.environ),
                    **fabric.node_env(settings.network, ip, os.environ)}
-            _, host_key = sshd.start_sshd(state, port, str(welcome["public_key"]),
+            # This node's own attempt key: its daemons start others' in a spawn tree.
+            public = sshd.keygen(state / "id_ed25519",
+                                 f"mnp-{node.job}-attempt{node.attempt}-node{node.index}")
+            _, host_key = sshd.start_sshd(state, port, main_key,
                                          os.environ.get("PATH", os.defpath), own)
-        except RuntimeError as e:
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
             log.error("%s", e)
             return 1
-        client.ready(port, host_key)
-        log.info("ready: sshd on port %d admits only this attempt's key", port)
+        client.on_peers = lambda peers: sshd.join_peers(state, main_key, peers)
+        client.ready(port, host_key, public)
+        log.info("ready: sshd on port %d admits only this attempt's keys", port)
         return _follow(client, term)
     finally:
         client.close()

@@ -21,6 +21,7 @@ from launcher.rendezvous import (
     RendezvousError,
     _heartbeat,
     _start,
+    encode,
     log,
     mac,
 )
@@ -73,6 +74,7 @@ class Server:
         self.unfit: dict[int, str] = {}  # children whose fabric check failed: their line
         self._chans: dict[int, Channel] = {}
         self._synced: set[int] = set()
+        self._peered: set[int] = set()
         self._pending: dict[socket.socket, str] = {}  # unauthenticated, oldest first
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -162,7 +164,7 @@ class Server:
     def _follow(self, ch: Channel, index: int) -> None:
         while True:
             try:
-                msg = ch.recv(self.hb_timeout, ("ping", "synced"))
+                msg = ch.recv(self.hb_timeout, ("ping", "synced", "peered"))
             except (ChannelClosed, ProtocolError) as e:
                 with self._cond:
                     finishing = self._finishing
@@ -171,9 +173,9 @@ class Server:
                 if not finishing:
                     self.lost.put((index, str(e)))
                 return
-            if msg["t"] == "synced":
+            if msg["t"] in ("synced", "peered"):
                 with self._cond:
-                    self._synced.add(index)
+                    (self._synced if msg["t"] == "synced" else self._peered).add(index)
                     self._cond.notify_all()
 
     def _admit(self, ch: Channel, conn: socket.socket, ip: str) -> int | None:
@@ -200,7 +202,8 @@ class Server:
                 self.unfit.setdefault(index, ready["reason"])
                 self._cond.notify_all()
             return None
-        peer = Peer(index, ip, slots, ready["ssh_port"], ready["host_key"])
+        peer = Peer(index, ip, slots, ready["ssh_port"], ready["host_key"],
+                    ready["public_key"])
         with self._cond:
             if index in self.peers or self._finishing:
                 raise RendezvousError(f"node {index} already reported")
@@ -228,20 +231,40 @@ class Server:
                 self._cond.wait(min(left, 0.2))
             return dict(self.peers)
 
-    def confirm_alive(self, timeout: float) -> list[tuple[int, str]]:
-        """Round-trip every child; return those lost (mpiexec may exit 0 after losing one)."""
+    def _round_trip(self, data: bytes, answered: set[int], timeout: float) -> set[int]:
+        """Send `data` to every child, wait until each answered (its reader adds it to
+        `answered`) or left, for at most `timeout` s; return the children it went to."""
         with self._cond:
-            self._synced.clear()
+            answered.clear()
             chans = list(self._chans.items())
         for _, ch in chans:
             try:
-                ch.send(t="sync")
+                ch.send_raw(data)
             except ChannelClosed:
                 pass  # the reader reports it
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (set(self._chans) - self._synced) and time.monotonic() < deadline:
+            while (set(self._chans) - answered) and time.monotonic() < deadline:
                 self._cond.wait(0.05)
+        return {i for i, _ in chans}
+
+    def share_peers(self, timeout: float) -> list[int]:
+        """Send every child the list of all children; return those that did not install it.
+
+        For a spawn tree: each child's sshd must admit every child's key and each child's
+        ssh pin every child's host key. The lines are encoded once and sent to all.
+        """
+        with self._cond:
+            lines = [p.message() for _, p in sorted(self.peers.items())]
+        data = b"".join(encode(m) for m in [*lines, {"t": "peers", "count": len(lines)}])
+        sent = self._round_trip(data, self._peered, timeout)
+        with self._cond:
+            return sorted(sent - self._peered)
+
+    def confirm_alive(self, timeout: float) -> list[tuple[int, str]]:
+        """Round-trip every child; return those lost (mpiexec may exit 0 after losing one)."""
+        self._round_trip(encode({"t": "sync"}), self._synced, timeout)
+        with self._cond:
             silent = sorted(set(self._chans) - self._synced)
         lost = []
         while not self.lost.empty():

@@ -14,6 +14,11 @@ from pathlib import Path
 from launcher.rendezvous import Peer, without_secret
 
 SSHD = "/usr/sbin/sshd"
+# The agent every node's MPI starts remote daemons through (the same path on every node), and
+# the variable naming this node's ssh config: mpiexec's environment on the main node, each
+# sshd session's (so every daemon's) on a child.
+AGENT = Path(__file__).with_name("ssh_agent.sh")
+CONFIG_ENV = "MNP_SSH_CONFIG"
 
 
 def user_name() -> str:
@@ -42,18 +47,29 @@ def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
+def admit(state: Path, keys: Iterable[str]) -> None:
+    """Make `keys` (this attempt's public keys) the only ones sshd admits, atomically.
+
+    sshd reads the file at every login, so a replaced file takes effect for the next one.
+    """
+    _write(state / "authorized_keys.new", "".join(f"{k}\n" for k in keys))
+    os.replace(state / "authorized_keys.new", state / "authorized_keys")
+
+
 def start_sshd(state: Path, port: int, authorized_key: str, path_env: str,
                session_env: Mapping[str, str] | None = None) -> tuple[
         subprocess.Popen[bytes], str]:
     """Run sshd on `port` admitting only `authorized_key`; return it and its host key.
 
-    Sessions get PATH=`path_env` and `session_env` (names and values without spaces).
+    Sessions get PATH=`path_env`, `session_env` (names and values without spaces) and
+    MNP_SSH_CONFIG naming this node's ssh config (written by `write_ssh_client`).
     """
-    extra = "".join(f" {k}={v}" for k, v in (session_env or {}).items())
+    session = {**(session_env or {}), CONFIG_ENV: str(state / "ssh_config")}
+    extra = "".join(f" {k}={v}" for k, v in session.items())
     if shutil.which("sshd", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None:
         raise RuntimeError("sshd is not installed (Debian package openssh-server)")
     host_pub = keygen(state / "ssh_host_ed25519_key", "mnp-host")
-    _write(state / "authorized_keys", authorized_key + "\n")
+    admit(state, [authorized_key])
     if os.geteuid() == 0:
         # Root sshd wants its privilege-separation directory; non-root sshd skips privsep.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -82,7 +98,9 @@ ClientAliveInterval 5
 ClientAliveCountMax 3
 LogLevel ERROR
 # The MPI's daemon (prted, orted, hydra_pmi_proxy) must be on PATH in the remote shell.
-SetEnv PATH={path_env}{extra}
+# SHLVL=1: bash skips ~/.bashrc for sshd sessions below level 2 (bash's shell.c, run_by_ssh),
+# so remote ranks start in the environment the main node's get, not the account's dotfiles.
+SetEnv PATH={path_env} SHLVL=1{extra}
 """)
     # sshd passes none of its own environment to sessions, but keep the secret off it anyway.
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
@@ -113,12 +131,15 @@ def _listening(port: int) -> bool:
 
 
 def write_ssh_client(state: Path, key: Path, peers: Iterable[Peer]) -> Path:
-    """Write known_hosts, ssh_config and the agent script mpiexec uses; return the script."""
+    """Write known_hosts (the peers' host keys pinned) and ssh_config; return the config.
+
+    The config is what `AGENT` uses when MNP_SSH_CONFIG names it.
+    """
     peers = list(peers)
     _write(state / "known_hosts", "".join(
         f"[{p.ip}]:{p.ssh_port} {' '.join(p.host_key.split()[:2])}\n" for p in peers))
     hosts = "".join(f"Host {p.ip}\n  Port {p.ssh_port}\n" for p in peers)
-    _write(state / "ssh_config", f"""{hosts}Host *
+    config = f"""{hosts}Host *
   User {user_name()}
   IdentityFile {key}
   IdentitiesOnly yes
@@ -130,6 +151,13 @@ def write_ssh_client(state: Path, key: Path, peers: Iterable[Peer]) -> Path:
   ServerAliveInterval 5
   ServerAliveCountMax 3
   LogLevel ERROR
-""")
-    return _write(state / "ssh-agent.sh",
-                  f'#!/bin/sh\nexec ssh -F "{state}/ssh_config" "$@"\n', mode=0o700)
+"""
+    # Written last, atomically: the agent never sees a config without its known_hosts.
+    os.replace(_write(state / "ssh_config.new", config), state / "ssh_config")
+    return state / "ssh_config"
+
+
+def join_peers(state: Path, main_key: str, peers: list[Peer]) -> None:
+    """A child in a spawn tree: admit every node's attempt key, pin every peer's host key."""
+    write_ssh_client(state, state / "id_ed25519", peers)
+    admit(state, [main_key, *(p.public_key for p in peers)])

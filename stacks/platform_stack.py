@@ -77,8 +77,13 @@ class PlatformStack(TerraformStack):
         scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
                                 compute=compute, wiring=wiring, spot_count=spot_count())
         dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
-        # --- Outputs (fixed names: the jobs CLI reads them)
-        region = encryption.region
+        self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
+                          dashboard_name=dashboard.dashboard_name, region=encryption.region)
+
+    def _add_outputs(self, config: PlatformConfig, variables: Variables, registry: Registry,
+                     storage: SharedStorage, monitoring: Monitoring, scheduling: Scheduling, *,
+                     dashboard_name: str, region: str) -> None:
+        """The stack's outputs: fixed names, because the jobs CLI reads them."""
         for output_id, value, description in [
             ("job_queue_name", scheduling.job_queue.name, "Queue for multi-node jobs"),
             ("job_queue_arn", scheduling.job_queue.arn, "ARN of the multi-node job queue"),
@@ -96,7 +101,7 @@ class PlatformStack(TerraformStack):
             ("log_group_name", monitoring.log_group.name, "CloudWatch log group of job output"),
             ("dashboard_url",
              f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-             f"#dashboards/dashboard/{dashboard.dashboard_name}", "Queue dashboard"),
+             f"#dashboards/dashboard/{dashboard_name}", "Queue dashboard"),
             ("region", region, "AWS region of the stack"),
             ("spot_job_queue_name", scheduling.spot_queue_name,
              "Single-node Spot queue ('' when off)"),

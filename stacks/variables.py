@@ -47,6 +47,7 @@ class Variables(Construct):
     """Declares every input a user sets in terraform.tfvars; defaults come from StackSettings."""
 
     def __init__(self, scope: Construct, id_: str, *, settings: StackSettings) -> None:
+        # One declaration per variable, in tfvars order: long because the table is.
         super().__init__(scope, id_)
         modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
         self.cluster_name = self._add(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher import sshd
 from launcher.flavours import FLAVOURS, FlavourError, detect, resolve
 from launcher.node import Settings
 from launcher.roles import world_argv
@@ -82,25 +83,41 @@ def _world(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     env = {} if user_args is None else {"MNP_MPIEXEC_ARGS": user_args}
     settings = Settings.from_env(env, None)
     argv = world_argv(FLAVOURS[name], "/opt/mpi/bin/mpiexec", HOSTS, tmp_path,
-                      tmp_path / "ssh-agent.sh", settings, ["lmp", "-in", "in.melt"])
+                      sshd.AGENT, settings, ["lmp", "-in", "in.melt"])
     return argv, (tmp_path / "hostfile").read_text()
 
 
-@pytest.mark.parametrize(("name", "opt", "plm", "agent"), [
-    ("openmpi5", "--prtemca", "plm_ssh", "{}/ssh-agent.sh"),
-    # two words: ORTE keeps the agent to itself instead of handing it to remote orteds
-    ("openmpi4", "--mca", "plm_rsh", "/bin/sh {}/ssh-agent.sh"),
-])
+@pytest.mark.parametrize(("name", "opt", "plm"), [
+    ("openmpi5", "--prtemca", "plm_ssh"), ("openmpi4", "--mca", "plm_rsh")])
 def test_open_mpi_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, opt: str,
-                        plm: str, agent: str) -> None:
+                        plm: str) -> None:
     argv, hostfile = _world(name, tmp_path, monkeypatch)
     assert hostfile == "10.0.1.5 slots=2\n10.0.1.9 slots=2\n10.0.2.7 slots=1\n"
+    # The MPI's own tree spawn (no `no_tree_spawn`); the agent is one word, so the MPI hands
+    # it to every daemon it starts.
     assert argv == [
         "/opt/mpi/bin/mpiexec", "--hostfile", f"{tmp_path}/hostfile", "-n", "5",
-        opt, f"{plm}_agent", agent.format(tmp_path),
+        opt, f"{plm}_agent", str(sshd.AGENT),
         "--mca", "btl_tcp_if_include", NETS, opt, "oob_tcp_if_include", NETS,
-        opt, f"{plm}_no_tree_spawn", "1", "--bind-to", "none",
+        "--bind-to", "none",
         *[a for n in FORWARDED for a in ("-x", n)], "lmp", "-in", "in.melt"]
+    assert FLAVOURS[name].tree_spawn and not FLAVOURS["mpich"].tree_spawn
+
+
+def test_the_agent_is_one_executable_path_that_ssh_runs_with_the_nodes_config(
+        tmp_path: Path) -> None:
+    assert " " not in str(sshd.AGENT) and os.access(sshd.AGENT, os.X_OK)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text('#!/bin/sh\necho "$@"\n')
+    (bindir / "ssh").chmod(0o755)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", sshd.CONFIG_ENV: str(tmp_path / "ssh_config")}
+    run = subprocess.run([str(sshd.AGENT), "10.0.1.9", "prted", "--x"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert run.stdout == f"-F {tmp_path}/ssh_config 10.0.1.9 prted --x\n"
+    unset = subprocess.run([str(sshd.AGENT), "10.0.1.9"], env={"PATH": env["PATH"]},
+                           capture_output=True, text=True, timeout=30)
+    assert unset.returncode != 0 and "MNP_SSH_CONFIG is not set" in unset.stderr
 
 
 def test_mpich_hydra_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +126,7 @@ def test_mpich_hydra_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # No interface name anywhere: proxies are reached, and call back, at rendezvous addresses.
     assert argv == [
         "/opt/mpi/bin/mpiexec", "-f", f"{tmp_path}/hostfile", "-n", "5", "-launcher", "ssh",
-        "-launcher-exec", f"{tmp_path}/ssh-agent.sh", "-localhost", "10.0.1.5",
+        "-launcher-exec", str(sshd.AGENT), "-localhost", "10.0.1.5",
         "-genvlist", ",".join(FORWARDED), "lmp", "-in", "in.melt"]
 
 

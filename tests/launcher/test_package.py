@@ -38,3 +38,8 @@ def test_pip_install_into_an_empty_venv_gives_a_working_mnp_launch(tmp_path: Pat
                                            for m in modules if m != "__init__")],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert imported.returncode == 0, imported.stderr
+    # the ssh agent every node's MPI daemons start others through comes along, executable
+    agent = subprocess.run([str(venv / "bin" / "python"), "-c", "from launcher import sshd; "
+                            "import os; print(os.access(sshd.AGENT, os.X_OK), sshd.AGENT)"],
+                           cwd=venv, capture_output=True, text=True, timeout=60)
+    assert agent.stdout.startswith(f"True {venv}"), agent.stderr

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 JOB = "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
 SECRET = "4f0c9e6a1b2d3c4e5f60718293a4b5c6"  # the stack's Secrets Manager value stands here
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake mnp"
+CHILD_PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIChildChildChildChildChildChildChildChild c"
 
 
 def _server(expected: set[int], *, attempt: int = 1,
@@ -51,13 +52,14 @@ def test_children_in_any_order_are_admitted_and_told_to_exit() -> None:
             welcome = c.connect(timeout=5)
             assert welcome["public_key"] == PUB  # only the public half ever crosses the wire
             assert "private" not in str(welcome).lower()
-            c.ready(port, f"ssh-ed25519 HOSTKEY{index}")
+            c.ready(port, f"ssh-ed25519 HOSTKEY{index}", f"ssh-ed25519 USERKEY{index}")
             clients[index] = c
         peers = server.wait_ready(timeout=5)
         assert sorted(peers) == [1, 2, 3]
         assert {p.index: (p.ip, p.slots, p.ssh_port) for p in peers.values()} == {
             1: ("127.0.0.1", 1, 2201), 2: ("127.0.0.1", 2, 2202), 3: ("127.0.0.1", 3, 2203)}
         assert peers[2].host_key == "ssh-ed25519 HOSTKEY2"
+        assert peers[2].public_key == "ssh-ed25519 USERKEY2"
         assert server.local_ip == "127.0.0.1"
         time.sleep(0.6)  # several heartbeats pass without anyone being declared lost
         assert server.lost.empty()
@@ -74,12 +76,97 @@ def test_children_in_any_order_are_admitted_and_told_to_exit() -> None:
             c.close()
 
 
+def _ready_children(server: Server, indices: list[int]) -> dict[int, Client]:
+    clients = {}
+    for index in indices:
+        c = _client(server, index, slots=1)
+        c.connect(timeout=5)
+        clients[index] = c
+    return clients
+
+
+def test_every_child_installs_every_childs_keys_before_the_run() -> None:
+    server = _server({1, 2, 3})
+    clients = _ready_children(server, [1, 2, 3])
+    got: dict[int, list] = {}
+    try:
+        for index, c in clients.items():
+            c.on_peers = lambda peers, index=index: got.setdefault(index, peers)
+            c.ready(2200 + index, f"ssh-ed25519 HOST{index}", f"ssh-ed25519 USER{index}")
+        server.wait_ready(timeout=5)
+        assert got == {}  # nothing before the main node has them all
+        assert server.share_peers(timeout=5) == []
+        # share_peers returned: every child had installed the list and said so
+        expected = [(i, "127.0.0.1", 2200 + i, f"ssh-ed25519 HOST{i}", f"ssh-ed25519 USER{i}")
+                    for i in (1, 2, 3)]
+        for index in (1, 2, 3):
+            assert [(p.index, p.ip, p.ssh_port, p.host_key, p.public_key)
+                    for p in got[index]] == expected
+            assert "private" not in str(got[index]).lower()
+        assert server.lost.empty() and server.confirm_alive(timeout=5) == []
+    finally:
+        server.close()
+        for c in clients.values():
+            c.close()
+
+
+def test_a_child_that_cannot_install_the_keys_is_named_and_stops() -> None:
+    server = _server({1, 2})
+    clients = _ready_children(server, [1, 2])
+
+    def full(_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    try:
+        clients[1].on_peers = lambda peers: None
+        clients[2].on_peers = full
+        for index, c in clients.items():
+            c.ready(2200 + index, "ssh-ed25519 K", CHILD_PUB)
+        server.wait_ready(timeout=5)
+        began = time.monotonic()
+        assert server.share_peers(timeout=2) == [2]
+        assert time.monotonic() - began < 3
+        kind, why = clients[2].events.get(timeout=5)
+        assert kind == "lost" and "No space left" in why
+    finally:
+        server.close()
+        for c in clients.values():
+            c.close()
+
+
+@pytest.mark.parametrize(("lines", "reason"), [
+    ([{"t": "peers", "count": 2}, ], "peers: count 2 but 0 peer lines"),
+    ([{"t": "peer", "node": 1, "ip": "10.0.0.2", "ssh_port": 0, "host_key": "k",
+       "public_key": "k"}], "peer.ssh_port: 0 is not"),
+    ([{"t": "peer", "node": 1, "ip": "10.0.0.2", "ssh_port": 22, "host_key": "k"}],
+     "peer: field 'public_key' is missing"),
+])
+def test_a_child_refuses_a_malformed_peer_list(lines: list, reason: str) -> None:
+    server = _server({1})
+    c = _ready_children(server, [1])[1]
+    installed = []
+    try:
+        c.on_peers = installed.append
+        c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
+        server.wait_ready(timeout=5)
+        with server._cond:
+            ch = server._chans[1]
+        for line in lines:
+            ch.send(**line)
+        kind, why = c.events.get(timeout=5)
+        assert kind == "lost" and reason in why
+        assert installed == []
+    finally:
+        server.close()
+        c.close()
+
+
 def test_missing_children_are_named_after_the_timeout() -> None:
     server = _server({1, 2, 5})
     try:
         c = _client(server, 2)
         c.connect(timeout=5)
-        c.ready(2222, "ssh-ed25519 K")
+        c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         began = time.monotonic()
         with pytest.raises(RendezvousError, match=r"timeout after 0\.5s: node\(s\) 1, 5 never"):
             server.wait_ready(timeout=0.5)
@@ -94,7 +181,7 @@ def test_a_child_that_cannot_run_the_fabric_ends_the_rendezvous_at_once() -> Non
     ready, unfit = _client(server, 1), _client(server, 2)
     try:
         ready.connect(timeout=5)
-        ready.ready(2201, "ssh-ed25519 K")
+        ready.ready(2201, "ssh-ed25519 K", "ssh-ed25519 USER1")
         unfit.connect(timeout=5)
         unfit.unfit("node 2 (127.0.0.1, host h2) cannot run MNP_NETWORK=efa: no\ndevice")
         began = time.monotonic()
@@ -137,7 +224,7 @@ def test_unknown_and_duplicate_indices_are_refused() -> None:
         with pytest.raises(RendezvousError, match="node index 0 is not a child"):
             _client(server, 0).connect(timeout=5)
         first.connect(timeout=5)
-        first.ready(2222, "ssh-ed25519 K")
+        first.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         server.wait_ready(timeout=5)
         with pytest.raises(RendezvousError, match="node 1 already reported"):
             _client(server, 1).connect(timeout=5)
@@ -185,7 +272,7 @@ def test_silent_child_is_reported_lost_within_the_heartbeat_timeout() -> None:
         c = _client(server, 1)
         welcome = c._handshake(ch)  # the real handshake, then no heartbeats at all
         assert welcome["t"] == "welcome"
-        ch.send(t="ready", ssh_port=2222, host_key="ssh-ed25519 K")
+        ch.send(t="ready", ssh_port=2222, host_key="ssh-ed25519 K", public_key=CHILD_PUB)
         server.wait_ready(timeout=5)
         began = time.monotonic()
         index, why = server.lost.get(timeout=5)
@@ -201,7 +288,7 @@ def test_child_notices_a_vanished_main_node() -> None:
     c = _client(server, 1)
     try:
         c.connect(timeout=5)
-        c.ready(2222, "ssh-ed25519 K")
+        c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         server.wait_ready(timeout=5)
         server.close()  # the main node's process is gone: its sockets close
         kind, why = c.events.get(timeout=5)
@@ -236,7 +323,7 @@ def test_a_child_gone_just_before_mpiexec_ends_is_still_caught() -> None:
     try:
         for i, c in clients.items():
             c.connect(timeout=5)
-            c.ready(2200 + i, "ssh-ed25519 K")
+            c.ready(2200 + i, "ssh-ed25519 K", CHILD_PUB)
         server.wait_ready(timeout=5)
         clients[2].close()  # the node's process died: the kernel closes its socket
         lost = server.confirm_alive(timeout=5)
@@ -340,7 +427,7 @@ def test_malformed_hello_gets_a_reject_a_log_line_and_a_closed_socket(
         # the server is none the worse: the real child still gets in
         child = _client(server, 1)
         child.connect(timeout=5)
-        child.ready(2222, "ssh-ed25519 K")
+        child.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         assert sorted(server.wait_ready(timeout=5)) == [1]
         child.close()
     finally:
@@ -355,6 +442,8 @@ def test_malformed_hello_gets_a_reject_a_log_line_and_a_closed_socket(
     ({"host_key": None}, "ready.host_key: None is not printable text"),
     ({"host_key": "k\n" * 10}, "ready.host_key"),
     ({"host_key": "k" * 2000}, "ready.host_key: 'kkk"),
+    ({"public_key": ""}, "ready.public_key: '' is not printable text"),
+    ({"public_key": "k\n"}, "ready.public_key"),
 ])
 def test_malformed_ready_from_an_authenticated_child_is_refused(
         ready: dict, reason: str, caplog, thread_errors: list) -> None:
@@ -363,7 +452,8 @@ def test_malformed_ready_from_an_authenticated_child_is_refused(
     try:
         ch = Channel(raw)
         _client(server, 1)._handshake(ch)
-        msg = {"t": "ready", "ssh_port": 2222, "host_key": "ssh-ed25519 K", **ready}
+        msg = {"t": "ready", "ssh_port": 2222, "host_key": "ssh-ed25519 K",
+               "public_key": CHILD_PUB, **ready}
         raw.sendall(json.dumps(msg).encode() + b"\n")
         reply = _replies(_read_until_eof(raw))
         assert [r["t"] for r in reply] == ["reject"] and reason in reply[0]["reason"]
@@ -443,7 +533,7 @@ def test_idle_connections_cost_bounded_threads_and_children_still_get_in(
             assert len(held) >= 150
             for c in clients:
                 c.connect(timeout=20)
-                c.ready(2222, "ssh-ed25519 K")
+                c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
             assert sorted(server.wait_ready(timeout=10)) == [1, 2]
         # the server, its heartbeat, the sampler, the children's readers and heartbeats
         assert threads.peak <= base + MAX_PENDING + 2 + 1 + 4 + 2, threads.peak
@@ -507,7 +597,7 @@ def test_accept_errors_are_logged_and_accepting_goes_on(code: int, caplog) -> No
     c = _client(server, 1)
     try:
         c.connect(timeout=10)
-        c.ready(2222, "ssh-ed25519 K")
+        c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         assert sorted(server.wait_ready(timeout=5)) == [1]
         assert failing.left == 0
         assert f"accept() failed: [Errno {code}]" in caplog.text
@@ -553,7 +643,7 @@ def test_children_get_in_past_a_low_open_file_limit_and_200_idle_connections(
                           hb_timeout=5) for i in (1, 2)]
         for c in clients:
             c.connect(timeout=30)
-            c.ready(2222, "ssh-ed25519 K")
+            c.ready(2222, "ssh-ed25519 K", CHILD_PUB)
         report = json.loads(proc.stdout.readline())
     finally:
         for s in held:
