@@ -1,4 +1,6 @@
-"""MPI communication: `solver commcheck` against an OSU-style ping-pong, on 1 host and 2 netns."""
+"""MPI communication: `solver commcheck` against an OSU-style ping-pong, on 1 host and 2 netns
+(Open MPI's TCP BTL, and the OFI path over libfabric's tcp provider that MNP_NETWORK=ofi-tcp
+forces: the EFA code path minus the device)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ SIZES = {True: (8, 4096, 1048576), False: (8, 64, 512, 4096, 32768, 262144, 1048
 # Rounds per place, even so each program goes first equally often (ABBA). Large messages on
 # one host are bound by memory bandwidth, which other guests' traffic moves by up to 2x from
 # one 70 ms measurement to the next: many cheap rounds there, fewer slow ones over TCP.
-ROUNDS = {True: {"same host": 2, "2 namespaces": 2},
-          False: {"same host": 64, "2 namespaces": 24}}
+OFI = "2 namespaces, OFI tcp"
+ROUNDS = {True: {"same host": 2, "2 namespaces": 2, OFI: 2},
+          False: {"same host": 64, "2 namespaces": 24, OFI: 24}}
+# Each emulated place's MNP_NETWORK: TCP BTL (the default), and OFI's MTL over libfabric tcp.
+NETWORK = {"2 namespaces": "tcp", OFI: "ofi-tcp"}
 
 
 def _command(opts: Options, where: str) -> list[str]:
@@ -80,22 +85,23 @@ def netns_unavailable() -> str | None:
     return reason
 
 
-def _two_namespaces(opts: Options) -> dict[int, dict]:
-    """The same program as a 2-node job of the emulator (emulator.namespaces), one rank per node."""
+def _two_namespaces(opts: Options, where: str) -> dict[int, dict]:
+    """The same program as a 2-node job of the emulator (emulator.namespaces), one rank per node,
+    over the place's MNP_NETWORK."""
     from emulator.namespaces import Emulation
 
     full = env(opts)
     extra = {k: full[k] for k in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
                                   "PYTHONPATH", "NUMBA_CACHE_DIR")}
-    extra.update(MNP_RANKS_PER_NODE="1", MNP_RENDEZVOUS_TIMEOUT="120")
+    extra.update(MNP_RANKS_PER_NODE="1", MNP_RENDEZVOUS_TIMEOUT="120", MNP_NETWORK=NETWORK[where])
     with Emulation(2, env=extra, max_delay=0.0, shared_dir=_fresh(opts.work / "efs"),
                    log_dir=_fresh(opts.work / "emu-logs")) as emu:
-        emu.start(_command(opts, "2 namespaces"), cwd=REPO)
+        emu.start(_command(opts, where), cwd=REPO)
         code = emu.wait(600)
         stdout, stderr = emu.output(0)
     if code != 0:
         tail = "\n".join(stderr.strip().splitlines()[-15:])
-        raise BenchError(f"emulated 2-node job: exit {code}\n{tail}")
+        raise BenchError(f"emulated 2-node job ({where}): exit {code}\n{tail}")
     return _parse(stdout)
 
 
@@ -132,11 +138,14 @@ def measure(opts: Options) -> Section:
     results = {"same host": _same_host(opts)}
     reason = netns_unavailable()
     if reason is None:
-        results["2 namespaces"] = _two_namespaces(opts)
+        for where in NETWORK:
+            results[where] = _two_namespaces(opts, where)
     else:
         sec.notes.append(f"Two-namespace figures skipped: {reason}.")
     for where, res in results.items():
         sec.rows += _rows(where, res)
+    if OFI in results:
+        sec.rows += _transports(results["2 namespaces"], results[OFI])
     sec.data = {where: {str(s): v for s, v in res.items()} for where, res in results.items()}
     sec.notes.append(
         "One MPI job per setting runs `bench.osu --pairs`: in each of "
@@ -152,15 +161,31 @@ def measure(opts: Options) -> Section:
         "shown are medians over rounds; `ratio_min`/`ratio_max` in results.json are the "
         "single rounds' extremes. Settings: `mpiexec --bind-to none -n 2` on one host, and "
         "a 2-node job of `emulator.namespaces` (network namespaces on a bridge, one rank per "
-        "node, the launcher's mpiexec over ssh/TCP). Both programs send from buffers allocated "
+        "node, the launcher's mpiexec over ssh/TCP), once with Open MPI's TCP BTL (MNP_NETWORK "
+        "tcp) and once on the OFI path the launcher forces for MNP_NETWORK=ofi-tcp (pml cm, "
+        "mtl ofi, libfabric's tcp provider): the EFA code path with TCP in place of the "
+        "device. Both programs send from buffers allocated "
         "once, page-aligned and written (`solver.commcheck.message_buffer`).")
     sec.figure = _figure(opts, results)
     return sec
 
 
+def _transports(btl: dict[int, dict], ofi: dict[int, dict]) -> list[Row]:
+    """OFI over tcp against the TCP BTL on the same two namespaces: OSU latency and bandwidth."""
+    small, big = min(btl), max(btl)
+    return [
+        Row(f"{OFI} vs TCP BTL: osu latency, {small} B", ofi[small]["osu_us"], "us",
+            f"TCP BTL {btl[small]['osu_us']:.2f} us", ofi[small]["osu_us"] / btl[small]["osu_us"],
+            "", None),
+        Row(f"{OFI} vs TCP BTL: osu_bw, {big} B", ofi[big]["osu_bw_MBps"], "MB/s",
+            f"TCP BTL {btl[big]['osu_bw_MBps']:.0f} MB/s",
+            ofi[big]["osu_bw_MBps"] / btl[big]["osu_bw_MBps"], "", None),
+    ]
+
+
 def _figure(opts: Options, results: dict[str, dict]) -> str:
     fig, (ax1, ax2, ax3) = plot.figure(3, width=4.6)
-    styles = {"same host": "-", "2 namespaces": "--"}
+    styles = {"same host": "-", "2 namespaces": "--", OFI: ":"}
     for where, res in results.items():
         ls = styles[where]
         sizes = sorted(res)

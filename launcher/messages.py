@@ -38,6 +38,8 @@ MESSAGES: dict[str, dict[str, _Field]] = {
     # Batch allows up to 1,000 nodes; slots are the node's vCPUs.
     "hello": {"node": _int(0, 9_999), "slots": _int(1, 1_000_000), "nonce": NONCE, "mac": MAC},
     "welcome": {"mac": MAC, "public_key": _text(1024), "user": _text(256)},
+    # Instead of `ready`: this node cannot run the job's fabric (the one line saying why).
+    "unfit": {"reason": _text(1024)},
     # public_key: the child's own attempt key, which its daemons start others' with.
     "ready": {"ssh_port": _int(1, 65535), "host_key": _text(1024), "public_key": _text(1024)},
     # After every child is ready (tree spawn): one `peer` line per child, then `peers` with

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from launcher import fabric
 from launcher.contract import RANKS_PER_NODE_ENV, RENDEZVOUS_TIMEOUT_ENV
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
@@ -81,6 +82,7 @@ class Settings:
     hb_timeout: float
     mpiexec_args: tuple[str, ...] | None  # None: the MPI flavour's defaults
     secret: str | None  # None only for one node, or multi-node with MNP_INSECURE_RENDEZVOUS=1
+    network: fabric.Fabric = fabric.Fabric()  # MNP_NETWORK
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
@@ -109,6 +111,7 @@ class Settings:
             mpiexec_args=(tuple(shlex.split(env["MNP_MPIEXEC_ARGS"]))
                           if "MNP_MPIEXEC_ARGS" in env else None),
             secret=_secret(env, num_nodes),
+            network=fabric.from_env(env),
         )
 
 

@@ -232,6 +232,15 @@ class Client:
         self._ch = ch
         return ans
 
+    def unfit(self, reason: str) -> None:
+        """Tell the main node this node cannot run the job's fabric (instead of `ready`)."""
+        assert self._ch is not None
+        text = "".join(c if c.isprintable() else " " for c in reason)
+        try:
+            self._ch.send(t="unfit", reason=text[:1024])
+        except ChannelClosed as e:
+            log.warning("could not tell the main node this node is unusable: %s", e)
+
     def ready(self, ssh_port: int, host_key: str, public_key: str) -> None:
         """Report that sshd runs, then keep pinging and watch for `exit` or silence."""
         assert self._ch is not None

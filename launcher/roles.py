@@ -7,6 +7,7 @@ import queue
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, netif, procs, sshd
+from launcher import contract, fabric, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
@@ -27,7 +28,7 @@ from launcher.rendezvous import (
     log,
     without_secret,
 )
-from launcher.server import Server
+from launcher.server import NodeUnfit, Server
 
 if TYPE_CHECKING:
     from launcher.node import BatchNode, Settings
@@ -68,23 +69,27 @@ def mpiexec() -> str:
 
 
 def forward_names(env: Mapping[str, str]) -> list[str]:
-    """The variables every rank gets from the launcher: FORWARD_ENV and MNP_FORWARD_ENV."""
-    names = [n for n in FORWARD_ENV if n in env]
+    """The variables every rank gets from the launcher: FORWARD_ENV, the definition's MPI and
+    fabric tuning (FI_*, OMPI_MCA_*, UCX_*, MPIR_CVAR_*: sshd starts remote ranks with a clean
+    environment) and MNP_FORWARD_ENV."""
+    names = [n for n in FORWARD_ENV if n in env] + fabric.forwarded(env)
     names += [n for n in env.get("MNP_FORWARD_ENV", "").split(",")
               if n in env and n not in names]
     return [n for n in names if n != SECRET_ENV]
 
 
 def world_argv(flavour: Flavour, mpiexec_path: str, hosts: list[tuple[str, int]], state: Path,
-               agent: Path, settings: Settings, cmd: list[str]) -> list[str]:
+               agent: Path, settings: Settings, cmd: list[str],
+               forcing: fabric.Forcing | None = None) -> list[str]:
     """Write the hostfile for `hosts` (main first) and return the multi-node mpiexec argv."""
+    forcing = forcing or fabric.Forcing()
     hostfile = state / "hostfile"
     hostfile.write_text(flavour.hostfile(hosts))
     total = sum(n for _, n in hosts)
     return [*flavour.world(mpiexec_path, str(hostfile), total, str(agent),
                            [ip for ip, _ in hosts]),
-            *flavour.extra_args(settings.mpiexec_args), *flavour.forward(forward_names(os.environ)),
-            *cmd]
+            *flavour.extra_args(settings.mpiexec_args), *forcing.args,
+            *flavour.forward(forward_names({**os.environ, **forcing.env})), *cmd]
 
 
 def _supervise(proc: subprocess.Popen[bytes], term: TermSignal,
@@ -144,14 +149,32 @@ def state_dir(node: BatchNode) -> Path:
                                  dir=os.environ.get("MNP_STATE_DIR")))
 
 
+def _fabric(node: BatchNode, settings: Settings, flavour: Flavour,
+            mpiexec_path: str) -> fabric.Forcing | int:
+    """MNP_NETWORK's forcing once this node passed its own check, else the exit code."""
+    try:
+        return fabric.prepare(node.index, settings.network, flavour.name,
+                              settings.mpiexec_args, mpiexec_path)
+    except fabric.FabricError as e:
+        log.error("%s", e)
+        return contract.USAGE
+    except fabric.Unusable as e:
+        log.error("%s", e)
+        return contract.NODE_LOST
+
+
 def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
               flavour: Flavour, mpiexec_path: str) -> int:
     """One node: the command under a local mpiexec with `slots` ranks."""
+    forcing = _fabric(node, settings, flavour, mpiexec_path)
+    if isinstance(forcing, int):
+        return forcing
     argv = [*flavour.local(mpiexec_path, settings.slots, os.cpu_count() or 1),
-            *flavour.extra_args(settings.mpiexec_args), *cmd]
+            *flavour.extra_args(settings.mpiexec_args), *forcing.args, *cmd]
     log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
     try:
-        proc = subprocess.Popen(argv, start_new_session=True, env=without_secret(os.environ))
+        proc = subprocess.Popen(argv, start_new_session=True,
+                                env={**without_secret(os.environ), **forcing.env})
     except OSError as e:
         log.error("cannot start mpiexec: %s", e)
         return contract.USAGE
@@ -176,6 +199,9 @@ def _peers_installed(server: Server) -> bool:
 def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
              flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
+    forcing = _fabric(node, settings, flavour, mpiexec_path)
+    if isinstance(forcing, int):
+        return forcing  # Batch ends the job, children included, when the main node exits
     state = state_dir(node)
     server: Server | None = None
     try:
@@ -192,6 +218,10 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         started = time.monotonic()
         try:
             peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
+        except NodeUnfit as e:
+            log.error("%s: ending the job (exit %d, retryable)", e, contract.NODE_LOST)
+            server.finish(contract.NODE_LOST)
+            return contract.NODE_LOST
         except RendezvousError as e:
             code = contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
             log.error("%s", e)
@@ -208,13 +238,16 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         config = sshd.write_ssh_client(state, key, peers.values())
-        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd)
+        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd,
+                          forcing)
         total = sum(n for _, n in hosts)
         log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
                  node.num_nodes, time.monotonic() - started, flavour.name, total,
                  shlex.join(cmd))
         # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
-        env = {**without_secret(os.environ), **netif.rank_env(hosts[0][0], os.environ),
+        env = {**without_secret(os.environ), **forcing.env,
+               **netif.rank_env(hosts[0][0], os.environ),
+               **fabric.node_env(settings.network, hosts[0][0], os.environ),
                sshd.CONFIG_ENV: str(config)}
         try:
             proc = subprocess.Popen(argv, start_new_session=True, env=env)
@@ -254,15 +287,22 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     try:
         log.info("child node: reporting %d slots to %s:%d", settings.slots, node.main_ip,
                  settings.port)
+        missing = fabric.check(settings.network, mpiexec())
         try:
             welcome = client.connect(settings.rendezvous_timeout, stop=term.event)
         except RendezvousError as e:
             log.error("%s", e)
+            if missing:
+                return _unfit(node, settings, missing, None)
             return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
+        if missing:
+            return _unfit(node, settings, missing, client)
         port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
         main_key = str(welcome["public_key"])
+        ip = netif.source_address(node.main_ip, settings.port)
         try:
-            own = netif.rank_env(netif.source_address(node.main_ip, settings.port), os.environ)
+            own = {**netif.rank_env(ip, os.environ),
+                   **fabric.node_env(settings.network, ip, os.environ)}
             # This node's own attempt key: its daemons start others' in a spawn tree.
             public = sshd.keygen(state / "id_ed25519",
                                  f"mnp-{node.job}-attempt{node.attempt}-node{node.index}")
@@ -278,6 +318,17 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     finally:
         client.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _unfit(node: BatchNode, settings: Settings, missing: str, client: Client | None) -> int:
+    """Log the one line saying what this child lacks, tell the main node, exit node-lost."""
+    assert node.main_ip is not None
+    line = fabric.unusable(node.index, netif.source_address(node.main_ip, settings.port),
+                           socket.gethostname(), settings.network.name, missing)
+    log.error("%s", line)
+    if client is not None:
+        client.unfit(line)
+    return contract.NODE_LOST
 
 
 def _follow(client: Client, term: TermSignal) -> int:

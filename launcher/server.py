@@ -54,6 +54,10 @@ class _Throttled:
         log.warning(fmt + more, *args)
 
 
+class NodeUnfit(RendezvousError):
+    """A child reported that it cannot run the job's fabric; the message is its own line."""
+
+
 class Server:
     """Accepts the expected children, records them as `Peer`s, reports any that go silent."""
 
@@ -67,6 +71,7 @@ class Server:
         self.peers: dict[int, Peer] = {}
         self.local_ip: str | None = None  # our address as the children reach us
         self.lost: queue.Queue[tuple[int, str]] = queue.Queue()
+        self.unfit: dict[int, str] = {}  # children whose fabric check failed: their line
         self._chans: dict[int, Channel] = {}
         self._synced: set[int] = set()
         self._peered: set[int] = set()
@@ -151,7 +156,8 @@ class Server:
             finally:
                 with self._cond:
                     self._pending.pop(conn, None)
-            self._follow(ch, index)
+            if index is not None:
+                self._follow(ch, index)
         finally:
             ch.close()  # whatever happened: no socket is left half-closed
 
@@ -172,7 +178,7 @@ class Server:
                     (self._synced if msg["t"] == "synced" else self._peered).add(index)
                     self._cond.notify_all()
 
-    def _admit(self, ch: Channel, conn: socket.socket, ip: str) -> int:
+    def _admit(self, ch: Channel, conn: socket.socket, ip: str) -> int | None:
         nonce = secrets.token_hex(16)
         ch.send(t="challenge", nonce=nonce, job=self.job, attempt=self.attempt)
         hello = ch.recv(HELLO_TIMEOUT, ("hello",))
@@ -190,7 +196,12 @@ class Server:
                 raise RendezvousError(f"node {index} already reported")
         ch.send(t="welcome", mac=mac(self.key, "welcome", hello["nonce"], nonce),
                 public_key=self.public_key, user=self.user)
-        ready = ch.recv(HANDSHAKE_TIMEOUT, ("ready",))
+        ready = ch.recv(HANDSHAKE_TIMEOUT, ("ready", "unfit"))
+        if ready["t"] == "unfit":
+            with self._cond:
+                self.unfit.setdefault(index, ready["reason"])
+                self._cond.notify_all()
+            return None
         peer = Peer(index, ip, slots, ready["ssh_port"], ready["host_key"],
                     ready["public_key"])
         with self._cond:
@@ -210,6 +221,8 @@ class Server:
         deadline = time.monotonic() + timeout
         with self._cond:
             while set(self.peers) != self.expected:
+                if self.unfit:
+                    raise NodeUnfit(self.unfit[min(self.unfit)])
                 left = deadline - time.monotonic()
                 if left <= 0 or (stop is not None and stop.is_set()):
                     missing = ", ".join(map(str, sorted(self.expected - set(self.peers))))

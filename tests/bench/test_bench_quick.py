@@ -112,6 +112,8 @@ def test_two_namespace_figures_are_measured_or_the_skip_is_explained(quick) -> N
     reason = netns_unavailable()
     if reason is None:
         assert "| comm | 2 namespaces: commcheck latency" in md
+        assert "| comm | 2 namespaces, OFI tcp: commcheck latency" in md
+        assert "| comm | 2 namespaces, OFI tcp vs TCP BTL: osu latency" in md
     else:
         assert f"Two-namespace figures skipped: {reason}." in md
 
@@ -132,7 +134,7 @@ def test_paired_rounds_are_recorded_for_weak_scaling_and_comm(quick) -> None:
     assert len(weak["pair"]) == len(weak["coupled"]) == scaling.ROUNDS[True]
     assert all(len(p) == 2 and min(p) > 0 for p in weak["pair"])
     assert min(weak["coupled"]) > 0
-    places = {k: v for k, v in data["comm"].items() if k in ("same host", "2 namespaces")}
+    places = {k: v for k, v in data["comm"].items() if k in comm.ROUNDS[True]}
     assert "same host" in places
     for where, per_size in places.items():
         assert {int(s) for s in per_size} == set(comm.SIZES[True]), where

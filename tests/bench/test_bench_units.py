@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from bench.comm import _parse, _rows
+from bench.comm import OFI, _parse, _rows, _transports
 from bench.common import BenchError, Row, Section, crossover_ratio, judge, last_json
 from bench.report import fmt, table
 
@@ -54,6 +54,16 @@ def test_paired_rounds_become_per_size_ratios_and_verdicts() -> None:
     assert bw.value == pytest.approx(1048576 / 202.5)
     worst = rows["commcheck/osu time per message, size farthest from 1"]
     assert worst.ratio == pytest.approx(res[8]["ratio"]) and worst.met is False
+
+
+def test_ofi_over_tcp_is_set_beside_the_tcp_btl_per_figure() -> None:
+    def place(latency: float, bandwidth: float) -> dict[int, dict]:
+        return {8: {"osu_us": latency}, 1048576: {"osu_bw_MBps": bandwidth}}
+
+    lat, bw = _transports(place(10.0, 1000.0), place(8.0, 1500.0))
+    assert lat.name == f"{OFI} vs TCP BTL: osu latency, 8 B" and lat.value == 8.0
+    assert lat.ratio == pytest.approx(0.8) and lat.reference == "TCP BTL 10.00 us"
+    assert bw.value == 1500.0 and bw.ratio == pytest.approx(1.5) and bw.met is None
 
 
 def test_crossover_ratio_cancels_a_first_mover_effect() -> None:

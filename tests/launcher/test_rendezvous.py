@@ -17,7 +17,7 @@ import pytest
 
 from launcher import server as rendezvous_server
 from launcher.rendezvous import MAX_LINE, Channel, Client, RendezvousError, derive_key
-from launcher.server import MAX_PENDING, Server
+from launcher.server import MAX_PENDING, NodeUnfit, Server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,6 +174,28 @@ def test_missing_children_are_named_after_the_timeout() -> None:
     finally:
         server.close()
         c.close()
+
+
+def test_a_child_that_cannot_run_the_fabric_ends_the_rendezvous_at_once() -> None:
+    server = _server({1, 2, 3})
+    ready, unfit = _client(server, 1), _client(server, 2)
+    try:
+        ready.connect(timeout=5)
+        ready.ready(2201, "ssh-ed25519 K", "ssh-ed25519 USER1")
+        unfit.connect(timeout=5)
+        unfit.unfit("node 2 (127.0.0.1, host h2) cannot run MNP_NETWORK=efa: no\ndevice")
+        began = time.monotonic()
+        with pytest.raises(NodeUnfit, match=r"^node 2 \(127.0.0.1, host h2\) cannot run "
+                                             r"MNP_NETWORK=efa: no device$"):
+            server.wait_ready(timeout=30)  # node 3 never came: no need to wait for it
+        assert time.monotonic() - began < 2
+        assert sorted(server.peers) == [1]  # the unfit child is no peer: no rank goes there
+        server.finish(4, grace=5)
+        assert ready.events.get(timeout=5) == ("exit", 4)  # the ready child is dismissed
+    finally:
+        server.close()
+        ready.close()
+        unfit.close()
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
