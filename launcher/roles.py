@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, netif, procs, sshd
+from launcher import contract, gate, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
@@ -76,9 +76,10 @@ def forward_names(env: Mapping[str, str]) -> list[str]:
 
 
 def world_argv(flavour: Flavour, mpiexec_path: str, hosts: list[tuple[str, int]], state: Path,
-               agent: Path, settings: Settings, cmd: list[str]) -> list[str]:
+               agent: Path, settings: Settings, cmd: list[str],
+               hostfile_name: str = "hostfile") -> list[str]:
     """Write the hostfile for `hosts` (main first) and return the multi-node mpiexec argv."""
-    hostfile = state / "hostfile"
+    hostfile = state / hostfile_name
     hostfile.write_text(flavour.hostfile(hosts))
     total = sum(n for _, n in hosts)
     return [*flavour.world(mpiexec_path, str(hostfile), total, str(agent),
@@ -176,6 +177,11 @@ def _peers_installed(server: Server) -> bool:
 def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
              flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
+    try:
+        check = gate.Check.configured(os.environ)
+    except gate.GateError as e:
+        log.error("%s", e)
+        return contract.USAGE
     state = state_dir(node)
     server: Server | None = None
     try:
@@ -208,14 +214,21 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         config = sshd.write_ssh_client(state, key, peers.values())
-        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd)
-        total = sum(n for _, n in hosts)
-        log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
-                 node.num_nodes, time.monotonic() - started, flavour.name, total,
-                 shlex.join(cmd))
+        log.info("all %d nodes ready after %.1fs", node.num_nodes, time.monotonic() - started)
         # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
         env = {**without_secret(os.environ), **netif.rank_env(hosts[0][0], os.environ),
                sshd.CONFIG_ENV: str(config)}
+        if check is not None:
+            order = [node.main_index, *sorted(peers)]
+            code = _precheck(check, node, order, hosts, flavour, mpiexec_path, state,
+                             sshd.AGENT, settings, env, term, server)
+            if code != contract.OK:
+                server.finish(code)
+                return code
+        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd)
+        total = sum(n for _, n in hosts)
+        log.info("%s mpiexec with %d ranks: %s", flavour.name, total, shlex.join(cmd))
+        log.info("transport settings: %s", gate.transport_settings(argv, env))
         try:
             proc = subprocess.Popen(argv, start_new_session=True, env=env)
         except OSError as e:
@@ -241,6 +254,19 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         if server is not None:
             server.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _precheck(check: gate.Check, node: BatchNode, order: list[int],
+              hosts: list[tuple[str, int]], flavour: Flavour, mpiexec_path: str, state: Path,
+              agent: Path, settings: Settings, env: dict[str, str], term: TermSignal,
+              server: Server) -> int:
+    """The MNP_PRECHECK gate: the check across the same nodes, one rank each (0 goes on)."""
+    nodes = [gate.NodeRef(i, ip) for i, (ip, _) in zip(order, hosts, strict=True)]
+    argv = world_argv(flavour, mpiexec_path, [(ip, 1) for ip, _ in hosts], state, agent,
+                      settings, list(check.command), "precheck-hostfile")
+    log.info("transport settings (network check): %s", gate.transport_settings(argv, env))
+    code = check.run(argv, env, lambda proc: _supervise(proc, term, server), nodes, node.job)
+    return contract.STOPPED if term.event.is_set() else code
 
 
 def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
