@@ -23,7 +23,7 @@ from pathlib import Path
 from launcher import contract, procs
 from launcher.rendezvous import log
 
-PRECHECK_ENV = "MNP_PRECHECK"
+PRECHECK_ENV = contract.PRECHECK_ENV
 COMMAND_ENV = "MNP_PRECHECK_COMMAND"
 TIMEOUT_ENV = "MNP_PRECHECK_TIMEOUT"
 DEFAULT_COMMAND = ("python", "-m", "solver", "netcheck")
