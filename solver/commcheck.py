@@ -12,6 +12,7 @@ import json
 import mmap
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 from mpi4py import MPI
@@ -28,7 +29,9 @@ SPIN_S = 0.05  # busy-poll budget per wait before yielding the core
 _NAME_BYTES = 256
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """Bad options raise UsageError (exit 2 on every rank, one message from rank 0)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
@@ -45,7 +48,7 @@ def parse_sizes(text: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options of ``python -m solver commcheck``."""
-    p = _Parser(prog="python -m solver commcheck",
+    p = Parser(prog="python -m solver commcheck",
                 description="Ping-pong latency/bandwidth rank 0 <-> each rank, allreduce check.")
     p.add_argument("--sizes", type=parse_sizes, default=[8, 1024, 65536, 1048576],
                    help="message sizes in bytes, comma separated")
@@ -198,17 +201,25 @@ def _allreduce_ok(comm: MPI.Comm) -> bool:
     return bool(every[0])
 
 
+def read_options(comm: MPI.Comm, parse: Callable[[list[str]], argparse.Namespace],
+                 argv: list[str]) -> argparse.Namespace | int:
+    """The parsed options, or the exit code: 2 for bad ones (rank 0 says why), 0 for --help."""
+    try:
+        return parse(argv)
+    except UsageError as exc:
+        if comm.Get_rank() == 0:
+            log(f"error: {exc}")
+        return contract.USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+
+
 def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     """Run the communication check on ``comm``; returns the exit code."""
     rank0 = comm.Get_rank() == 0
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        if rank0:
-            log(f"error: {exc}")
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = read_options(comm, parse_args, argv)
+    if isinstance(args, int):
+        return args
     began = time.perf_counter()
     names, missing = hello(comm, args.timeout)
     if rank0 and missing:

@@ -22,7 +22,17 @@ from mpi4py import MPI
 
 from launcher import contract
 from launcher.inputs import finite_number_arg, whole_number_arg
-from solver.commcheck import VERIFY_ROUNDS, buffers, echo, hello, parse_sizes, pingpong, wait_all
+from solver.commcheck import (
+    VERIFY_ROUNDS,
+    Parser,
+    buffers,
+    echo,
+    hello,
+    parse_sizes,
+    pingpong,
+    read_options,
+    wait_all,
+)
 from solver.config import UsageError
 from solver.output import log
 from solver.transport import describe, transport
@@ -31,14 +41,9 @@ COMMAND = "netcheck"
 DEFAULT_SIZES = (8, 1 << 20)  # latency, and bandwidth at a size past every eager limit
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options of ``python -m solver netcheck``."""
-    p = _Parser(prog="python -m solver netcheck",
+    p = Parser(prog="python -m solver netcheck",
                 description="Latency and bandwidth of every pair of ranks (one per node).")
     p.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
                    help="message sizes in bytes, comma separated (8,1048576)")
@@ -137,14 +142,9 @@ def _rounds(comm: MPI.Comm, args: argparse.Namespace, hosts: list[str]) -> list[
 def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     """Measure every pair of ranks of ``comm``; returns the exit code."""
     rank0 = comm.Get_rank() == 0
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        if rank0:
-            log(f"error: {exc}")
-        return contract.USAGE
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = read_options(comm, parse_args, argv)
+    if isinstance(args, int):
+        return args
     began = time.perf_counter()
     names, missing = hello(comm, args.timeout)
     if rank0 and missing:
