@@ -62,11 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def wait_all(requests: list[MPI.Request], deadline: float) -> bool:
+def wait_all(requests: list[MPI.Request], deadline: float, spin: float = SPIN_S) -> bool:
     """Poll until all requests complete (True) or the deadline passes (False)."""
     # Busy-poll first: one sleep, even sleep(0), costs ~70 us here, far more than a round
     # trip, and would be what the latency figures measure.
-    spin_until = time.monotonic() + SPIN_S
+    spin_until = time.monotonic() + spin
     while not MPI.Request.Testall(requests):
         now = time.monotonic()
         if now > deadline:

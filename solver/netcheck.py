@@ -38,6 +38,7 @@ from solver.output import log
 from solver.transport import describe, transport
 
 COMMAND = "netcheck"
+ROUND_WAITS = 3  # a round may take this many --timeout before the check gives up on it
 DEFAULT_SIZES = (8, 1 << 20)  # latency, and bandwidth at a size past every eager limit
 
 
@@ -47,12 +48,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 description="Latency and bandwidth of every pair of ranks (one per node).")
     p.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES),
                    help="message sizes in bytes, comma separated (8,1048576)")
-    p.add_argument("--iterations", type=whole_number_arg, default=5,
-                   help="timed round trips per pair, size and repeat (5)")
-    p.add_argument("--repeats", type=whole_number_arg, default=3,
-                   help="timed loops per pair and size; the fastest counts (3)")
+    p.add_argument("--iterations", type=whole_number_arg, default=1,
+                   help="timed round trips per pair, size and repeat (1)")
+    p.add_argument("--repeats", type=whole_number_arg, default=7,
+                   help="timed loops per pair and size; the fastest counts (7)")
     p.add_argument("--timeout", type=finite_number_arg, default=10.0,
-                   help="seconds to wait for a peer, and for a round, before giving up (10)")
+                   help="seconds to wait for a peer (10; 3x that for a round) before giving up")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.repeats < 1 or not args.timeout > 0:
         raise UsageError("--iterations, --repeats and --timeout must be positive")
@@ -80,8 +81,9 @@ def _schedule(args: argparse.Namespace) -> list[int]:
 def _measure(comm: MPI.Comm, peer: int, args: argparse.Namespace, space: tuple) -> dict | None:
     """This rank's side of one pair: figures per size, or None when ``peer`` is silent.
 
-    The fastest of ``--repeats`` loops counts: on a shared host one descheduled round trip
-    inflates a loop's mean, while a slow link slows every loop alike.
+    The fastest of ``--repeats`` loops counts (by default single round trips): on a busy
+    host a descheduled round trip inflates a loop's mean, while a slow link slows every
+    round trip alike, so the fastest one is the link's own figure.
     """
     me = comm.Get_rank()
     entry: dict = {"ranks": [me, peer], "seconds": {}, "latency_us": None,
@@ -132,10 +134,13 @@ def _rounds(comm: MPI.Comm, args: argparse.Namespace, hosts: list[str]) -> list[
             return [_abort(comm, hosts, [(me, pair[0])], [
                 f"rank {pair[0]} ({hosts[pair[0]]}) did not ping rank {me} ({hosts[me]})"])]
         # Rounds stay apart: a rank that finished early must not start timing a pair whose
-        # other rank is still busy in this round.
-        if not wait_all([comm.Ibarrier()], time.monotonic() + args.timeout):
+        # other rank is still busy in this round. The wait is longer than a pair's own, so
+        # that a pair with a silent rank reports it (naming it) before anyone gives up here.
+        # No busy-polling here: a rank that waits must leave the cores to ranks still timing.
+        if not wait_all([comm.Ibarrier()], time.monotonic() + ROUND_WAITS * args.timeout,
+                        spin=0):
             return [_abort(comm, hosts, [], [f"round {number} did not finish within "
-                                             f"{args.timeout:g}s"])]
+                                             f"{ROUND_WAITS * args.timeout:g}s"])]
     return measured
 
 

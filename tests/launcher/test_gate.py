@@ -100,6 +100,15 @@ def test_a_silent_node_is_named_from_the_failure_lines() -> None:
     assert verdict.line.startswith("network check: node 1 (10.0.0.11, ip-c) unreachable (")
 
 
+def test_a_round_that_never_finished_is_a_lost_node_even_unnamed() -> None:
+    reports = [{"command": "netcheck", "ok": False, "hosts": HOSTS, "unreachable_pairs": [],
+                "errors": ["round 1 did not finish within 30s"]}]
+    verdict = gate.judge(4, reports, NODES, None)
+    assert verdict.code == contract.NODE_LOST
+    assert verdict.line == ("network check: a node (not named by the check) unreachable "
+                            "(round 1 did not finish within 30s)")
+
+
 def test_silent_ranks_are_those_reported_most_often() -> None:
     assert gate.silent_ranks([[0, 2], [1, 2], [2, 0]]) == [2]
     assert gate.silent_ranks([[0, 1]]) == [1]
@@ -203,3 +212,50 @@ def test_transport_settings_come_from_mca_options_and_the_environment() -> None:
     assert gate.transport_settings(argv, env) == (
         "pml=cm, mtl=ofi, btl_tcp_if_include=10.0.0.0/24, FI_PROVIDER=efa")
     assert gate.transport_settings(["mpiexec", "x"], {}) == "MPI's defaults"
+
+
+def _fake_check(tmp_path: Path, *outputs: dict) -> list[str]:
+    """A check program printing outputs[i] on its i-th run (a file counts the runs)."""
+    count, lines = tmp_path / "runs", tmp_path / "lines.json"
+    lines.write_text(json.dumps(list(outputs)))
+    script = (f"import json, pathlib; c = pathlib.Path({str(count)!r}); "
+              "n = int(c.read_text()) if c.exists() else 0; c.write_text(str(n + 1)); "
+              f"print(json.dumps(json.loads(pathlib.Path({str(lines)!r}).read_text())[n]))")
+    return [sys.executable, "-c", script]
+
+
+def _run_check(tmp_path: Path, argv: list[str]) -> int:
+    check = gate.Check(tuple(argv), 30.0)
+    env = {"OUTPUT_PATH": str(tmp_path / "out"), "PATH": os.environ["PATH"]}
+    return check.run(argv, env, lambda proc: (proc.wait(), None), NODES, "job-9")
+
+
+def test_a_node_slow_twice_fails_the_attempt(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    slow = _summary(_pairs(4, {2: 10.0}))
+    assert _run_check(tmp_path, _fake_check(tmp_path, slow, slow)) == contract.NODE_LOST
+    assert (tmp_path / "runs").read_text() == "2"
+    assert "measuring again" in caplog.text
+    report = json.loads((tmp_path / "out" / "job-9" / "network.json").read_text())
+    assert report["exit_code"] == 4 and list(report["slow"]) == ["2"]
+
+
+def test_a_node_slow_once_is_a_hiccup_and_the_run_goes_on(tmp_path: Path) -> None:
+    argv = _fake_check(tmp_path, _summary(_pairs(4, {2: 10.0})), _summary(_pairs(4)))
+    assert _run_check(tmp_path, argv) == contract.OK
+    report = json.loads((tmp_path / "out" / "job-9" / "network.json").read_text())
+    assert report["ok"] is True and report["verdict"].startswith(
+        "network check passed: 6 pairs of 4 nodes in 1.50s (on the second run; the first "
+        "found: network check: node 1 (10.0.0.11, ip-c) is unusable:")
+
+
+def test_a_healthy_check_runs_once(tmp_path: Path) -> None:
+    assert _run_check(tmp_path, _fake_check(tmp_path, _summary(_pairs(3)))) == contract.OK
+    assert (tmp_path / "runs").read_text() == "1"
+
+
+def test_runs_that_blame_different_nodes_are_noise_and_the_run_goes_on(tmp_path: Path) -> None:
+    argv = _fake_check(tmp_path, _summary(_pairs(4, {2: 10.0})), _summary(_pairs(4, {3: 10.0})))
+    assert _run_check(tmp_path, argv) == contract.OK
+    report = json.loads((tmp_path / "out" / "job-9" / "network.json").read_text())
+    assert report["verdict"].startswith("network check passed: no node slow in both runs (")

@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(_WHY is not None, reason=f"{
 
 # 100 Mbit/s: a 1 MiB message takes ~84 ms instead of about a millisecond over the bridge.
 SLOW_LINK = ("tbf", "rate", "100mbit", "burst", "32kbit", "latency", "400ms")
+# 200 kbit/s: a 1 MiB echo would take ~40 s, past netcheck's 10 s wait for a peer.
+CRAWLING_LINK = ("tbf", "rate", "200kbit", "burst", "32kbit", "latency", "400ms")
 OFI_TCP = {"OMPI_MCA_pml": "cm", "OMPI_MCA_mtl": "ofi",
            "OMPI_MCA_mtl_ofi_provider_include": "tcp", "FI_PROVIDER": "tcp"}
 
@@ -55,7 +57,7 @@ def test_the_gate_passes_on_healthy_nodes_and_records_every_pair(tmp_path: Path,
     marker = tmp_path / "efs" / "started"
     with _emulation(tmp_path, solver_env, "gate-ok", MNP_PRECHECK="1") as emu:
         emu.start(_marker_command(marker), cwd=REPO)
-        assert emu.wait(120) == 0, emu.output(0)[1]
+        assert emu.wait(300) == 0, emu.output(0)[1]
         codes = emu.wait_all(30)
         err = emu.output(0)[1]
         hostnames = [n.hostname for n in emu.nodes]
@@ -83,19 +85,41 @@ def test_the_gate_names_the_node_with_a_slowed_link_and_never_starts_the_run(
         subprocess.run(["ip", "netns", "exec", emu.nodes[2].ns, "tc", "qdisc", "add", "dev",
                         "eth0", "root", *SLOW_LINK], check=True)
         emu.start(_marker_command(marker), cwd=REPO)
-        assert emu.wait(120) == 4, emu.output(0)[1]
+        assert emu.wait(300) == 4, emu.output(0)[1]
         codes = emu.wait_all(30)
         err = emu.output(0)[1]
     assert not marker.exists()
     assert codes[1] == 0  # dismissed; the job's code is the main node's
-    verdicts = [line.split("network check: ", 1)[1] for line in err.splitlines()
-                if "network check: node" in line]
+    verdicts = [line.split("ERROR network check: ", 1)[1] for line in err.splitlines()
+                if "ERROR network check: node" in line]
     assert len(verdicts) == 1, err
     assert verdicts[0].startswith("node 2 (10.213.0.3, ip-10-213-0-3) is unusable: all 2 of "
                                   "its pairs took")
     assert "node 0 " not in verdicts[0] and "node 1 " not in verdicts[0]
+    assert "measuring again to tell a slow node from a passing hiccup" in err  # twice slow
     report = _network_report(tmp_path, "gate-slow")
     assert report["ok"] is False and report["exit_code"] == 4 and list(report["slow"]) == ["2"]
+
+
+def test_a_node_that_does_not_answer_in_time_is_named_unreachable(tmp_path: Path,
+                                                                  solver_env) -> None:
+    marker = tmp_path / "efs" / "started"
+    # Heartbeats get through the crawling link within 30 s: the check's own wait decides.
+    with _emulation(tmp_path, solver_env, "gate-silent", MNP_PRECHECK="1",
+                    MNP_HEARTBEAT_TIMEOUT="30") as emu:
+        subprocess.run(["ip", "netns", "exec", emu.nodes[2].ns, "tc", "qdisc", "add", "dev",
+                        "eth0", "root", *CRAWLING_LINK], check=True)
+        emu.start(_marker_command(marker), cwd=REPO)
+        assert emu.wait(120) == 4, emu.output(0)[1]
+        emu.wait_all(30)
+        err = emu.output(0)[1]
+    assert not marker.exists()
+    verdicts = [line.split("ERROR network check: ", 1)[1] for line in err.splitlines()
+                if "ERROR network check: node" in line]
+    assert len(verdicts) == 1, err
+    assert verdicts[0].startswith("node 2 (10.213.0.3, ip-10-213-0-3) unreachable (rank 2 "), err
+    report = _network_report(tmp_path, "gate-silent")
+    assert report["exit_code"] == 4 and report["failures"][0]["unreachable_pairs"]
 
 
 def test_commcheck_reports_the_ofi_transport_when_told_to_use_it(tmp_path: Path,
