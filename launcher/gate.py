@@ -232,10 +232,17 @@ class Check:
         return judge(rc, reports, nodes, self.timeout if expired.is_set() else None), reports
 
 
+# Found without importing: importing mpi4py's MPI would start an MPI singleton here.
+_FIND_CHECK = ("import importlib.util as u\n"
+               "for name in ('solver.netcheck', 'mpi4py', 'numpy'):\n"
+               "    if u.find_spec(name) is None:\n"
+               "        raise SystemExit(f'No module named {name!r}')\n")
+
+
 def _importable(env: Mapping[str, str]) -> None:
     """The default check needs this project's solver (and mpi4py) in the ranks' Python."""
     try:
-        proc = subprocess.run([DEFAULT_COMMAND[0], "-c", "import solver.netcheck"],
+        proc = subprocess.run([DEFAULT_COMMAND[0], "-c", _FIND_CHECK],
                               capture_output=True, text=True, timeout=120, env=dict(env),
                               stdin=subprocess.DEVNULL)
         why = (proc.stderr.strip().splitlines() or ["no output"])[-1] if proc.returncode else ""
