@@ -117,6 +117,10 @@ def judge(rc: int, reports: Sequence[Mapping], nodes: Sequence[NodeRef],
     if expired is not None:
         return Verdict(contract.NODE_LOST, f"network check: no result within {expired:g}s "
                        f"({TIMEOUT_ENV}): a node is unreachable or far too slow")
+    if summary is None and rc == contract.NODE_LOST:
+        # netcheck aborts with 4 when a rank is silent; its line can die with the abort.
+        return Verdict(contract.NODE_LOST, "network check: a node did not answer (the check "
+                       "exited 4 before its report reached the main node)")
     if summary is None:
         return Verdict(contract.APPLICATION_ERROR, f"network check exited {rc} without its "
                        f"JSON line (see above): fix {COMMAND_ENV} or set {PRECHECK_ENV}=0")

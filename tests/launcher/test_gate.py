@@ -117,6 +117,9 @@ def test_silent_ranks_are_those_reported_most_often() -> None:
 
 def test_a_check_that_timed_out_is_a_lost_node_and_one_without_output_is_not() -> None:
     assert gate.judge(-9, [], NODES, 120.0).code == contract.NODE_LOST
+    assert gate.judge(4, [], NODES, None).line == (
+        "network check: a node did not answer (the check exited 4 before its report reached "
+        "the main node)")
     broken = gate.judge(127, [], NODES, None)
     assert broken.code == contract.APPLICATION_ERROR
     assert "MNP_PRECHECK_COMMAND" in broken.line and "MNP_PRECHECK=0" in broken.line
