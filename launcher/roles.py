@@ -14,15 +14,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, fabric, netif, procs, sshd
+from launcher import contract, fabric, gate, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
     SECRET_ENV,
     Client,
+    Peer,
     RendezvousError,
     derive_key,
     log,
@@ -80,10 +82,11 @@ def forward_names(env: Mapping[str, str]) -> list[str]:
 
 def world_argv(flavour: Flavour, mpiexec_path: str, hosts: list[tuple[str, int]], state: Path,
                agent: Path, settings: Settings, cmd: list[str],
-               forcing: fabric.Forcing | None = None) -> list[str]:
+               forcing: fabric.Forcing | None = None,
+               hostfile_name: str = "hostfile") -> list[str]:
     """Write the hostfile for `hosts` (main first) and return the multi-node mpiexec argv."""
     forcing = forcing or fabric.Forcing()
-    hostfile = state / "hostfile"
+    hostfile = state / hostfile_name
     hostfile.write_text(flavour.hostfile(hosts))
     total = sum(n for _, n in hosts)
     return [*flavour.world(mpiexec_path, str(hostfile), total, str(agent),
@@ -196,84 +199,139 @@ def _peers_installed(server: Server) -> bool:
     return True
 
 
+@dataclass
+class _World:
+    """What every mpiexec across the job's nodes shares: the user's command's and the gate's."""
+
+    flavour: Flavour
+    mpiexec_path: str
+    hosts: list[tuple[str, int]]  # (address, slots), main node first
+    order: list[int]  # the Batch node index of each host
+    state: Path
+    settings: Settings
+    forcing: fabric.Forcing
+    env: dict[str, str]
+
+    def argv(self, cmd: list[str], *, one_rank_each: bool = False) -> list[str]:
+        hosts = [(ip, 1) for ip, _ in self.hosts] if one_rank_each else self.hosts
+        return world_argv(self.flavour, self.mpiexec_path, hosts, self.state, sshd.AGENT,
+                          self.settings, cmd, self.forcing,
+                          "precheck-hostfile" if one_rank_each else "hostfile")
+
+
 def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSignal,
              flavour: Flavour, mpiexec_path: str) -> int:
     """Main node: admit the children, run mpiexec across all nodes, then dismiss them."""
     forcing = _fabric(node, settings, flavour, mpiexec_path)
     if isinstance(forcing, int):
         return forcing  # Batch ends the job, children included, when the main node exits
+    try:
+        check = gate.Check.configured(os.environ)
+    except gate.GateError as e:
+        log.error("%s", e)
+        return contract.USAGE
     state = state_dir(node)
     server: Server | None = None
     try:
         key = state / "id_ed25519"
-        public = sshd.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
-        children = set(range(node.num_nodes)) - {node.main_index}
-        server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
-                        attempt=node.attempt, expected=children, public_key=public,
-                        user=sshd.user_name(), hb_interval=settings.hb_interval,
-                        hb_timeout=settings.hb_timeout, port=settings.port)
-        server.start()
-        log.info("main node: waiting up to %gs for %d children on port %d",
-                 settings.rendezvous_timeout, len(children), server.port)
-        started = time.monotonic()
-        try:
-            peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
-        except NodeUnfit as e:
-            log.error("%s: ending the job (exit %d, retryable)", e, contract.NODE_LOST)
-            server.finish(contract.NODE_LOST)
-            return contract.NODE_LOST
-        except RendezvousError as e:
-            code = contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
-            log.error("%s", e)
-            server.finish(code)
-            return code
-        if not server.lost.empty():
-            index, why = server.lost.get()
-            log.error("node %d lost before the run (%s)", index, why)
-            server.finish(contract.NODE_LOST)
-            return contract.NODE_LOST
-        if flavour.tree_spawn and not _peers_installed(server):
-            server.finish(contract.NODE_LOST)
-            return contract.NODE_LOST
+        server = _serve(node, settings, key)
+        peers = _admit(server, settings, flavour, term)
+        if isinstance(peers, int):
+            server.finish(peers)
+            return peers
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         config = sshd.write_ssh_client(state, key, peers.values())
-        argv = world_argv(flavour, mpiexec_path, hosts, state, sshd.AGENT, settings, cmd,
-                          forcing)
-        total = sum(n for _, n in hosts)
-        log.info("all %d nodes ready after %.1fs; %s mpiexec with %d ranks: %s",
-                 node.num_nodes, time.monotonic() - started, flavour.name, total,
-                 shlex.join(cmd))
         # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
         env = {**without_secret(os.environ), **forcing.env,
                **netif.rank_env(hosts[0][0], os.environ),
                **fabric.node_env(settings.network, hosts[0][0], os.environ),
                sshd.CONFIG_ENV: str(config)}
-        try:
-            proc = subprocess.Popen(argv, start_new_session=True, env=env)
-        except OSError as e:
-            log.error("cannot start mpiexec: %s", e)
-            server.finish(contract.USAGE)
-            return contract.USAGE
-        rc, reason = _supervise(proc, term, server)
-        code = rc
-        if term.event.is_set():
-            # PRRTE may end with 0 even after losing a daemon that the stop took down.
-            code = contract.STOPPED
-        elif reason is None:
-            # A dead child may have brought mpiexec down (even with exit 0) before its loss
-            # was noticed: every child must still answer.
-            lost = server.confirm_alive(LOSS_GRACE)
-            for index, why in lost:
-                log.error("node %d lost mid-run (%s)", index, why)
-            code = contract.NODE_LOST if lost else _exit_code(rc)
-        log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
+        world = _World(flavour, mpiexec_path, hosts, [node.main_index, *sorted(peers)], state,
+                       settings, forcing, env)
+        code = contract.OK if check is None else _precheck(check, node, world, term, server)
+        if code == contract.OK:
+            code = _run_world(world, cmd, term, server)
         server.finish(code)
         return code
     finally:
         if server is not None:
             server.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _serve(node: BatchNode, settings: Settings, key: Path) -> Server:
+    """The rendezvous server this attempt's children report to, listening."""
+    public = sshd.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
+    children = set(range(node.num_nodes)) - {node.main_index}
+    server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
+                    attempt=node.attempt, expected=children, public_key=public,
+                    user=sshd.user_name(), hb_interval=settings.hb_interval,
+                    hb_timeout=settings.hb_timeout, port=settings.port)
+    server.start()
+    log.info("main node: waiting up to %gs for %d children on port %d",
+             settings.rendezvous_timeout, len(children), server.port)
+    return server
+
+
+def _admit(server: Server, settings: Settings, flavour: Flavour,
+           term: TermSignal) -> dict[int, Peer] | int:
+    """Every child ready (and, for a spawn tree, holding its peers' keys), else the exit code."""
+    started = time.monotonic()
+    try:
+        peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
+    except NodeUnfit as e:
+        log.error("%s: ending the job (exit %d, retryable)", e, contract.NODE_LOST)
+        return contract.NODE_LOST
+    except RendezvousError as e:
+        log.error("%s", e)
+        return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
+    if not server.lost.empty():
+        index, why = server.lost.get()
+        log.error("node %d lost before the run (%s)", index, why)
+        return contract.NODE_LOST
+    if flavour.tree_spawn and not _peers_installed(server):
+        return contract.NODE_LOST
+    log.info("all %d nodes ready after %.1fs", len(peers) + 1, time.monotonic() - started)
+    return peers
+
+
+def _run_world(world: _World, cmd: list[str], term: TermSignal, server: Server) -> int:
+    """The user's command across every node; the job's exit code."""
+    argv = world.argv(cmd)
+    log.info("%s mpiexec with %d ranks: %s", world.flavour.name,
+             sum(n for _, n in world.hosts), shlex.join(cmd))
+    log.info("transport settings: %s", gate.transport_settings(argv, world.env))
+    try:
+        proc = subprocess.Popen(argv, start_new_session=True, env=world.env)
+    except OSError as e:
+        log.error("cannot start mpiexec: %s", e)
+        return contract.USAGE
+    rc, reason = _supervise(proc, term, server)
+    code = rc
+    if term.event.is_set():
+        # PRRTE may end with 0 even after losing a daemon that the stop took down.
+        code = contract.STOPPED
+    elif reason is None:
+        # A dead child may have brought mpiexec down (even with exit 0) before its loss
+        # was noticed: every child must still answer.
+        lost = server.confirm_alive(LOSS_GRACE)
+        for index, why in lost:
+            log.error("node %d lost mid-run (%s)", index, why)
+        code = contract.NODE_LOST if lost else _exit_code(rc)
+    log.info("mpiexec ended (%d); job exit code %d; dismissing children", rc, code)
+    return code
+
+
+def _precheck(check: gate.Check, node: BatchNode, world: _World, term: TermSignal,
+              server: Server) -> int:
+    """The MNP_PRECHECK gate: the check across the same nodes, one rank each (0 goes on)."""
+    nodes = [gate.NodeRef(world.order[k], ip) for k, (ip, _) in enumerate(world.hosts)]
+    argv = world.argv(list(check.command), one_rank_each=True)
+    log.info("transport settings (network check): %s", gate.transport_settings(argv, world.env))
+    code = check.run(argv, world.env, lambda proc: _supervise(proc, term, server), nodes,
+                     node.job)
+    return contract.STOPPED if term.event.is_set() else code
 
 
 def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:

@@ -9,12 +9,12 @@ import os
 import sys
 import traceback
 
-USAGE = "usage: python -m solver {heat,commcheck} [options]  (--help after the command)"
+USAGE = "usage: python -m solver {heat,commcheck,netcheck} [options]  (--help after the command)"
 
 
 def main(argv: list[str]) -> int:
     """Dispatch to a command; unexpected errors abort the whole MPI job."""
-    if not argv or argv[0] not in ("heat", "commcheck"):
+    if not argv or argv[0] not in ("heat", "commcheck", "netcheck"):
         if argv and argv[0] in ("-h", "--help"):
             print(USAGE)
             return 0
@@ -30,8 +30,10 @@ def main(argv: list[str]) -> int:
     try:
         if argv[0] == "heat":
             from solver.heat import run
-        else:
+        elif argv[0] == "commcheck":
             from solver.commcheck import run
+        else:
+            from solver.netcheck import run
         return run(comm, argv[1:], dict(os.environ))
     except Exception:  # noqa: BLE001 - any other failure must not leave peers blocked
         print(f"[solver rank {comm.Get_rank()}] unexpected error:\n{traceback.format_exc()}",

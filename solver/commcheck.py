@@ -12,6 +12,7 @@ import json
 import mmap
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 from mpi4py import MPI
@@ -20,6 +21,7 @@ from launcher import contract
 from launcher.inputs import finite_number_arg, whole_number, whole_number_arg
 from solver.config import UsageError
 from solver.output import log
+from solver.transport import describe, transport
 
 _HELLO, _PING = 11, 12
 VERIFY_ROUNDS = 3  # round trips whose payload is checked under the deadline (two more after timing)
@@ -27,12 +29,14 @@ SPIN_S = 0.05  # busy-poll budget per wait before yielding the core
 _NAME_BYTES = 256
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """Bad options raise UsageError (exit 2 on every rank, one message from rank 0)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
 
 
-def _sizes(text: str) -> list[int]:
+def parse_sizes(text: str) -> list[int]:
     try:
         sizes = [whole_number(s) for s in text.split(",") if s]
     except ValueError:
@@ -44,9 +48,9 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options of ``python -m solver commcheck``."""
-    p = _Parser(prog="python -m solver commcheck",
+    p = Parser(prog="python -m solver commcheck",
                 description="Ping-pong latency/bandwidth rank 0 <-> each rank, allreduce check.")
-    p.add_argument("--sizes", type=_sizes, default=[8, 1024, 65536, 1048576],
+    p.add_argument("--sizes", type=parse_sizes, default=[8, 1024, 65536, 1048576],
                    help="message sizes in bytes, comma separated")
     p.add_argument("--iterations", type=whole_number_arg, default=50,
                    help="round trips per size (50)")
@@ -58,11 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _wait(requests: list[MPI.Request], deadline: float) -> bool:
+def wait_all(requests: list[MPI.Request], deadline: float, spin: float = SPIN_S) -> bool:
     """Poll until all requests complete (True) or the deadline passes (False)."""
     # Busy-poll first: one sleep, even sleep(0), costs ~70 us here, far more than a round
     # trip, and would be what the latency figures measure.
-    spin_until = time.monotonic() + SPIN_S
+    spin_until = time.monotonic() + spin
     while not MPI.Request.Testall(requests):
         now = time.monotonic()
         if now > deadline:
@@ -72,7 +76,7 @@ def _wait(requests: list[MPI.Request], deadline: float) -> bool:
     return True
 
 
-def _hello(comm: MPI.Comm, timeout: float) -> tuple[dict[int, str], list[int]]:
+def hello(comm: MPI.Comm, timeout: float) -> tuple[dict[int, str], list[int]]:
     """Rank 0 collects every rank's host name; returns (names, ranks that never answered)."""
     name = MPI.Get_processor_name().encode()[:_NAME_BYTES].ljust(_NAME_BYTES, b"\0")
     if comm.Get_rank() != 0:
@@ -80,7 +84,7 @@ def _hello(comm: MPI.Comm, timeout: float) -> tuple[dict[int, str], list[int]]:
         return {}, []
     bufs = {r: np.zeros(_NAME_BYTES, dtype=np.uint8) for r in range(1, comm.Get_size())}
     reqs = {r: comm.Irecv([b, MPI.BYTE], r, _HELLO) for r, b in bufs.items()}
-    _wait(list(reqs.values()), time.monotonic() + timeout)
+    wait_all(list(reqs.values()), time.monotonic() + timeout)
     names = {0: name.rstrip(b"\0").decode()}
     missing = []
     for r, req in reqs.items():
@@ -96,9 +100,9 @@ def _warmup(iterations: int) -> int:
     return iterations // 10 + 1
 
 
-def _pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int, timeout: float,
+def pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int, timeout: float,
               space: tuple[np.ndarray, np.ndarray]) -> tuple[float, int] | None:
-    """Rank 0 side: seconds per round trip and payload mismatches, or None if ``peer`` is silent.
+    """Initiating side: seconds per round trip and payload mismatches; None if ``peer`` is silent.
 
     ``space`` is two buffers of the largest size, reused for every size as osu_latency does.
     """
@@ -111,7 +115,7 @@ def _pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int, timeout: fl
         recv.fill(0)
         reqs = [comm.Irecv([recv, MPI.BYTE], peer, _PING),
                 comm.Isend([send, MPI.BYTE], peer, _PING)]
-        if not _wait(reqs, time.monotonic() + timeout):
+        if not wait_all(reqs, time.monotonic() + timeout):
             return None
         wrong += int(not np.array_equal(send, recv))
     # Timed like osu_latency: blocking calls back to back, the whole loop timed once. A peer
@@ -146,31 +150,41 @@ def message_buffer(size: int, fill: int) -> np.ndarray:
     return buf
 
 
-def _buffers(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def buffers(sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Two buffers for the largest size, reused for every size as osu_latency does."""
     return message_buffer(max(sizes), 1), message_buffer(max(sizes), 2)
 
 
-def _echo(comm: MPI.Comm, sizes: list[int], iterations: int) -> None:
-    """Non-root side: send every ping back, then the last one as received."""
-    space = _buffers(sizes)
+def echo(comm: MPI.Comm, sizes: list[int], iterations: int, peer: int = 0,
+         timeout: float | None = None) -> bool:
+    """The answering side of ``pingpong``: send every ping back, then the last one as received.
+
+    With ``timeout``, each size's first message is awaited under a deadline: False when
+    ``peer`` never sent it (its other messages are then never waited for).
+    """
+    space = buffers(sizes)
     for size in sizes:
         inbox, outbox = space[0][:size], space[1][:size]
         in_msg, out_msg = [inbox, MPI.BYTE], [outbox, MPI.BYTE]
-        for _ in range(VERIFY_ROUNDS):
-            comm.Recv(in_msg, 0, _PING)
-            comm.Send(in_msg, 0, _PING)
+        for it in range(VERIFY_ROUNDS):
+            if it == 0 and timeout is not None:
+                if not wait_all([comm.Irecv(in_msg, peer, _PING)], time.monotonic() + timeout):
+                    return False
+            else:
+                comm.Recv(in_msg, peer, _PING)
+            comm.Send(in_msg, peer, _PING)
         # Timed rounds send from a second buffer, as osu_latency does: sending back out of the
         # buffer just received into made Open MPI's single-copy (CMA) path 1.3-1.6x slower at
-        # 32 KiB-1 MiB here. Rank 0 sends one payload throughout, so a copy of its first
+        # 32 KiB-1 MiB here. The initiator sends one payload throughout, so a copy of its first
         # message is a true echo; the last message goes back once more to be checked.
-        comm.Recv(in_msg, 0, _PING)
+        comm.Recv(in_msg, peer, _PING)
         np.copyto(outbox, inbox)
-        comm.Send(out_msg, 0, _PING)
+        comm.Send(out_msg, peer, _PING)
         for _ in range(_warmup(iterations) - 1 + iterations):
-            comm.Recv(in_msg, 0, _PING)
-            comm.Send(out_msg, 0, _PING)
-        comm.Send(in_msg, 0, _PING)
+            comm.Recv(in_msg, peer, _PING)
+            comm.Send(out_msg, peer, _PING)
+        comm.Send(in_msg, peer, _PING)
+    return True
 
 
 def _allreduce_ok(comm: MPI.Comm) -> bool:
@@ -187,31 +201,39 @@ def _allreduce_ok(comm: MPI.Comm) -> bool:
     return bool(every[0])
 
 
+def read_options(comm: MPI.Comm, parse: Callable[[list[str]], argparse.Namespace],
+                 argv: list[str]) -> argparse.Namespace | int:
+    """The parsed options, or the exit code: 2 for bad ones (rank 0 says why), 0 for --help."""
+    try:
+        return parse(argv)
+    except UsageError as exc:
+        if comm.Get_rank() == 0:
+            log(f"error: {exc}")
+        return contract.USAGE
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+
+
 def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     """Run the communication check on ``comm``; returns the exit code."""
     rank0 = comm.Get_rank() == 0
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        if rank0:
-            log(f"error: {exc}")
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+    args = read_options(comm, parse_args, argv)
+    if isinstance(args, int):
+        return args
     began = time.perf_counter()
-    names, missing = _hello(comm, args.timeout)
+    names, missing = hello(comm, args.timeout)
     if rank0 and missing:
         return _unreachable(comm, names, missing, began)
     pairs, errors = [], []
-    space = _buffers(args.sizes) if rank0 and comm.Get_size() > 1 else None
+    space = buffers(args.sizes) if rank0 and comm.Get_size() > 1 else None
     for peer in range(1, comm.Get_size()):
         if not rank0:
             if comm.Get_rank() == peer:
-                _echo(comm, args.sizes, args.iterations)
+                echo(comm, args.sizes, args.iterations)
             continue
         entry = {"rank": peer, "host": names[peer], "latency_us": None, "bandwidth_MBps": {}}
         for size in args.sizes:
-            result = _pingpong(comm, peer, size, args.iterations, args.timeout, space)
+            result = pingpong(comm, peer, size, args.iterations, args.timeout, space)
             if result is None:
                 return _unreachable(comm, names, [peer], began)
             roundtrip, wrong = result
@@ -225,11 +247,16 @@ def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
         pairs.append(entry)
         log(f"rank {peer} ({names[peer]}): latency {entry['latency_us']} us")
     allreduce_ok = _allreduce_ok(comm)
+    transports = comm.gather(transport(environ), root=0)
     if not rank0:
         return 0
     if not allreduce_ok:
         errors.append("allreduce returned a wrong result on at least one rank")
     summary = _summary(comm, names, [], began, pairs, allreduce_ok, errors)
+    summary["transport"] = transports[0]
+    # Ranks on one node may differ (sm to their neighbours): list every rank's selection.
+    summary["transports"] = transports
+    log(f"transport: {describe(transports[0])}")
     print(json.dumps(summary), flush=True)
     return 0 if not errors else contract.APPLICATION_ERROR
 

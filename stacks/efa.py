@@ -10,6 +10,7 @@ from cdktf import Precondition, TerraformLocal, TerraformVariable
 from cdktf_cdktf_provider_aws.data_aws_ec2_instance_type import DataAwsEc2InstanceType
 from constructs import Construct
 
+from launcher.contract import PRECHECK_ENV
 from stacks.variables import EFA_ENABLED
 
 COUNT_LOCAL = "efa_interface_count"
@@ -23,7 +24,10 @@ DEVICE_PERMISSIONS = ("READ", "WRITE", "MKNOD")
 # provider; docs.open-mpi.org/en/v5.0.x/tuning-apps/networking/ofi.html) and libfabric held
 # to that provider, so a missing device fails instead of falling back to TCP.
 ENVIRONMENT = (("FI_PROVIDER", "efa"), ("OMPI_MCA_pml", "cm"), ("OMPI_MCA_mtl", "ofi"),
-               ("OMPI_MCA_mtl_ofi_provider_include", "efa"))
+               ("OMPI_MCA_mtl_ofi_provider_include", "efa"),
+               # The launcher's network self-check before each attempt: an EFA job is the
+               # one where a slow or broken node costs most, and where a retry elsewhere helps.
+               (PRECHECK_ENV, "1"))
 
 
 def unsupported_types(types: str, wanted: str) -> str:

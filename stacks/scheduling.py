@@ -22,6 +22,7 @@ from launcher.contract import (
     EVALUATE_ON_EXIT,
     NETWORK_ENV,
     OUTPUT_PATH_ENV,
+    PRECHECK_ENV,
     RANKS_PER_NODE_ENV,
     RENDEZVOUS_SECRET_ENV,
     RENDEZVOUS_TIMEOUT_ENV,
@@ -59,11 +60,22 @@ def _env(name_: str, value: str) -> dict[str, str]:
     return {"name": name_, "value": value}
 
 
+# A multi-node TCP job skips the network self-check unless its submitter asks for it.
+TCP_MULTINODE = ((NETWORK_ENV, "tcp"), (PRECHECK_ENV, "0"))
+
+
 def efa_environment() -> Template:
     """The fabric's environment entries, chosen at plan: EFA and its MPI settings, or TCP."""
     on = ", ".join(json.dumps(_env(*pair)) for pair in ((NETWORK_ENV, "efa"), *efa.ENVIRONMENT))
-    return Template(f"%{{ if {EFA_ENABLED} }}{on}%{{ else }}{json.dumps(_env(NETWORK_ENV, 'tcp'))}"
-                    "%{ endif }")
+    off = ", ".join(json.dumps(_env(*pair)) for pair in TCP_MULTINODE)
+    return Template(f"%{{ if {EFA_ENABLED} }}{on}%{{ else }}{off}%{{ endif }}")
+
+
+def fabric_environment(*, multinode: bool, fabric: bool) -> list:
+    """EFA's entries (chosen at plan), else TCP: no self-check setting on a single node."""
+    if fabric:
+        return [efa_environment()]
+    return [_env(*pair) for pair in (TCP_MULTINODE if multinode else TCP_MULTINODE[:1])]
 
 
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
@@ -81,7 +93,7 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
             {"name": RENDEZVOUS_TIMEOUT_ENV, "value": str(node.rendezvous_timeout_s)},
             {"name": OUTPUT_PATH_ENV, "value": f"{node.efs_mount_path}/output"},
             # The fabric MPI must use (CONTRACTS.md: MNP_NETWORK); single-node jobs: TCP.
-            efa_environment() if fabric else _env(NETWORK_ENV, "tcp"),
+            *fabric_environment(multinode=multinode, fabric=fabric),
         ],
         "jobRoleArn": wiring.job_role_arn,
         "executionRoleArn": wiring.execution_role_arn,

@@ -53,6 +53,8 @@ def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
         by_name = {e["name"]: e["value"] for e in env}
         assert by_name["MNP_NETWORK"] == "tcp", key
         assert not {"FI_PROVIDER", "OMPI_MCA_pml", "OMPI_MCA_mtl"} & set(by_name), key
+        # The network self-check is off on TCP; the single-node spot job has nothing to check.
+        assert by_name.get("MNP_PRECHECK") == (None if "spot" in key else "0"), key
     definition = only(synthesized, "aws_batch_job_definition", "scheduling_job_definition")
     container = json.loads(definition["node_properties"])["nodeRangeProperties"][0]["container"]
     assert "devices" not in container["linuxParameters"]
@@ -117,7 +119,10 @@ def test_multinode_definition_carries_devices_and_fabric_choice(synthesized_efa:
     assert '"devices": ${jsonencode(local.efa_devices)}' in text
     assert ('%{ if var.enable_efa }{"name": "MNP_NETWORK", "value": "efa"}, '
             '{"name": "FI_PROVIDER", "value": "efa"}') in text
-    assert '%{ else }{"name": "MNP_NETWORK", "value": "tcp"}%{ endif }' in text
+    assert ('{"name": "OMPI_MCA_mtl_ofi_provider_include", "value": "efa"}, '
+            '{"name": "MNP_PRECHECK", "value": "1"}%{ else }') in text
+    assert ('%{ else }{"name": "MNP_NETWORK", "value": "tcp"}, '
+            '{"name": "MNP_PRECHECK", "value": "0"}%{ endif }') in text
     assert '{"name": "memlock", "softLimit": -1, "hardLimit": -1}' in text
 
 

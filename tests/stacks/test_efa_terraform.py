@@ -97,6 +97,7 @@ def test_one_card_type_gets_one_efa_and_uverbs0(workdir: Path) -> None:
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert (env["MNP_NETWORK"], env["FI_PROVIDER"], env["OMPI_MCA_pml"], env["OMPI_MCA_mtl"]) == (
         "efa", "efa", "cm", "ofi")
+    assert env["MNP_PRECHECK"] == "1"  # the network self-check runs before every EFA attempt
     assert len(container["environment"]) == len(env)  # one MNP_NETWORK, no tcp left over
     assert {"name": "memlock", "softLimit": -1, "hardLimit": -1} in container["ulimits"]
 
@@ -130,3 +131,4 @@ def test_enable_efa_false_gives_the_tcp_definition_and_no_lookups(workdir: Path)
     env = [e for e in container["environment"] if e["name"].startswith(("MNP_NETWORK", "FI_",
                                                                        "OMPI_"))]
     assert env == [{"name": "MNP_NETWORK", "value": "tcp"}]
+    assert {"name": "MNP_PRECHECK", "value": "0"} in container["environment"]
