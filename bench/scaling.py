@@ -107,6 +107,13 @@ def measure(opts: Options) -> Section:
                             "MLUPS", f"2 ranks {two:.0f}", over["mlups"] / two, "", None))
     sec.data = {"n": n, "wide": wide, "steps": steps, "one": one, "weak_pairs": weak,
                 "strong": strongs, "halo": halo, "oversubscribed": over}
+    _explain(sec, weak, per, halo)
+    sec.figure = _figure(opts, one_rank, ceiling, two, strong, over, ratio, per)
+    return sec
+
+
+def _explain(sec: Section, weak: dict, per: list[float], halo: dict) -> None:
+    """How the judged ratio and the halo share were measured, with this run's spread."""
     spread = 100 * statistics.median(abs(p[0] - p[1]) / min(p) for p in weak["pair"])
     per_round = ", ".join(f"{r:.2f}" for r in per)
     sec.notes.append(
@@ -132,8 +139,6 @@ def measure(opts: Options) -> Section:
         "Per rank: " + "; ".join(
             f"rank {r['rank']} wait {r['wait_s']:.3f} s, exchange {r['exchange_s']:.3f} s, "
             f"update {r['update_s']:.3f} s" for r in halo["per_rank"]) + ".")
-    sec.figure = _figure(opts, one_rank, ceiling, two, strong, over, ratio, per)
-    return sec
 
 
 def _figure(opts: Options, one: float, ceiling: float, two: float, strong: float,
