@@ -13,6 +13,7 @@ import mmap
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from mpi4py import MPI
@@ -214,14 +215,33 @@ def read_options(comm: MPI.Comm, parse: Callable[[list[str]], argparse.Namespace
         return int(exc.code or 0)
 
 
-def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
-    """Run the communication check on ``comm``; returns the exit code."""
-    rank0 = comm.Get_rank() == 0
-    args = read_options(comm, parse_args, argv)
+class Start(NamedTuple):
+    """A check's options and who answered the roll call."""
+
+    args: argparse.Namespace
+    began: float
+    names: dict[int, str]
+    missing: list[int]
+
+
+def start(comm: MPI.Comm, parse: Callable[[list[str]], argparse.Namespace],
+          argv: list[str]) -> Start | int:
+    """Options read and every rank's host name collected, or the exit code for bad options."""
+    args = read_options(comm, parse, argv)
     if isinstance(args, int):
         return args
     began = time.perf_counter()
     names, missing = hello(comm, args.timeout)
+    return Start(args, began, names, missing)
+
+
+def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
+    """Run the communication check on ``comm``; returns the exit code."""
+    rank0 = comm.Get_rank() == 0
+    started = start(comm, parse_args, argv)
+    if isinstance(started, int):
+        return started
+    args, began, names, missing = started
     if rank0 and missing:
         return _unreachable(comm, names, missing, began)
     pairs, errors = [], []

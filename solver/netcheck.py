@@ -27,10 +27,9 @@ from solver.commcheck import (
     Parser,
     buffers,
     echo,
-    hello,
     parse_sizes,
     pingpong,
-    read_options,
+    start,
     wait_all,
 )
 from solver.config import UsageError
@@ -147,11 +146,10 @@ def _rounds(comm: MPI.Comm, args: argparse.Namespace, hosts: list[str]) -> list[
 def run(comm: MPI.Comm, argv: list[str], environ: dict[str, str]) -> int:
     """Measure every pair of ranks of ``comm``; returns the exit code."""
     rank0 = comm.Get_rank() == 0
-    args = read_options(comm, parse_args, argv)
-    if isinstance(args, int):
-        return args
-    began = time.perf_counter()
-    names, missing = hello(comm, args.timeout)
+    started = start(comm, parse_args, argv)
+    if isinstance(started, int):
+        return started
+    args, began, names, missing = started
     if rank0 and missing:
         hosts = [names.get(r, "?") for r in range(comm.Get_size())]
         return _abort(comm, hosts, [(0, r) for r in missing],
