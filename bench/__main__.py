@@ -96,6 +96,7 @@ def main(argv: list[str]) -> int:
             except BenchError as exc:
                 failed = True
                 sec = Section(key, PARTS[key], skipped=f"failed: {exc}")
+                print(f"bench: {key} FAILED: {exc}", file=sys.stderr, flush=True)
             sec.data["seconds"] = time.perf_counter() - start
             sec.data["steal"] = steal_share(ticks, cpu_ticks())
             sec.notes.append(f"This part took {sec.data['seconds']:.0f} s; load average "

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from bench import plot
 from bench.common import (
-    MPI_ARGS,
-    MPIEXEC,
     PYTHON,
     REPO,
     BenchError,
@@ -21,6 +19,7 @@ from bench.common import (
     crossover_ratio,
     env,
     judge,
+    mpiexec,
     run,
 )
 
@@ -71,7 +70,7 @@ def _parse(stdout: str) -> dict[int, dict]:
 
 
 def _same_host(opts: Options) -> dict[int, dict]:
-    argv = [MPIEXEC, *MPI_ARGS, "-n", "2", PYTHON, *_command(opts, "same host")[1:]]
+    argv = [*mpiexec(2), PYTHON, *_command(opts, "same host")[1:]]
     return _parse(run(argv, environ=env(opts), timeout=600).stdout)
 
 

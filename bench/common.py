@@ -19,6 +19,14 @@ MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
 # The launcher's default (MNP_MPIEXEC_ARGS): no binding, so concurrent 1-rank jobs do not
 # both land on core 0, and every run here is placed the way a Batch job is.
 MPI_ARGS = ("--bind-to", "none")
+
+
+def mpiexec(ranks: int) -> list[str]:
+    """`mpiexec` for `ranks` ranks on this host, with the slots declared as the launcher does
+    (so 4 ranks on 2 cores, or 2 on one hyperthreaded core, start without --oversubscribe)."""
+    return [MPIEXEC, *MPI_ARGS, "--host", f"localhost:{ranks}", "-n", str(ranks)]
+
+
 # What `make` exports (see the Makefile); set here too so `python -m bench` measures the same.
 MAKE_EXPORTS = {"CHECKPOINT_DISABLE": "1", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
                 "PIPENV_VENV_IN_PROJECT": "1", "PIPENV_VERBOSITY": "-1"}
@@ -38,7 +46,6 @@ class Options:
     work: Path  # scratch (solver outputs, synth output in QUICK mode); removed afterwards
     numba_cache: Path
     make_test: bool = False  # time the whole `make test` (full runs)
-    cores: int = os.cpu_count() or 1
 
 
 @dataclass

@@ -12,8 +12,6 @@ from numba import njit
 
 from bench import plot
 from bench.common import (
-    MPI_ARGS,
-    MPIEXEC,
     PYTHON,
     Options,
     Row,
@@ -22,6 +20,7 @@ from bench.common import (
     crossover_ratio,
     env,
     last_json,
+    mpiexec,
     run,
 )
 
@@ -113,7 +112,7 @@ def stencil_rate(n: int, ndim: int, reps: int, budget: float) -> tuple[float, fl
 def _heat(opts: Options, n: int, every: int) -> dict:
     """One ``python -m solver heat`` run on 1 rank, as a user runs it; its summary."""
     out = opts.work / "heat-1rank"
-    cmd = [MPIEXEC, *MPI_ARGS, "-n", "1", PYTHON, "-m", "solver", "heat", "--nx", str(n),
+    cmd = [*mpiexec(1), PYTHON, "-m", "solver", "heat", "--nx", str(n),
            "--ny", str(n), "--steps", str(SOLVER_STEPS), "--checkpoint-every", str(every),
            "--no-png", "--output-path", str(out)]
     try:

@@ -7,8 +7,6 @@ import statistics
 
 from bench import plot
 from bench.common import (
-    MPI_ARGS,
-    MPIEXEC,
     PYTHON,
     Options,
     Row,
@@ -17,6 +15,7 @@ from bench.common import (
     env,
     judge,
     last_json,
+    mpiexec,
     run,
 )
 
@@ -25,8 +24,7 @@ ROUNDS = {True: 2, False: 20}  # even: each run goes first equally often (ABBA)
 
 
 def _heat(opts: Options, ranks: int, nx: int, ny: int, steps: int, tag: str) -> list[str]:
-    extra = ["--oversubscribe"] if ranks > (opts.cores or 1) else []
-    return [MPIEXEC, *MPI_ARGS, *extra, "-n", str(ranks), PYTHON, "-m", "solver", "heat",
+    return [*mpiexec(ranks), PYTHON, "-m", "solver", "heat",
             "--nx", str(nx), "--ny", str(ny), "--steps", str(steps), "--checkpoint-every", "0",
             "--no-png", "--output-path", str(opts.work / "heat" / tag)]
 
@@ -44,7 +42,7 @@ def _weak_pairs(opts: Options, n: int, steps: int, rounds: int) -> dict:
     """bench.weakpair: paired rounds of two independent n x n runs and one 2n x n run."""
     out = opts.work / "weakpair"
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [MPIEXEC, *MPI_ARGS, "-n", "2", PYTHON, "-m", "bench.weakpair", "--n", str(n),
+    cmd = [*mpiexec(2), PYTHON, "-m", "bench.weakpair", "--n", str(n),
            "--steps", str(steps), "--rounds", str(rounds), "--out", str(out)]
     try:
         return last_json(run(cmd, environ=env(opts), timeout=1800).stdout)
@@ -53,7 +51,7 @@ def _weak_pairs(opts: Options, n: int, steps: int, rounds: int) -> dict:
 
 
 def _halo(opts: Options, ranks: int, nx: int, ny: int, steps: int) -> dict:
-    cmd = [MPIEXEC, *MPI_ARGS, "-n", str(ranks), PYTHON, "-m", "bench.haloprobe",
+    cmd = [*mpiexec(ranks), PYTHON, "-m", "bench.haloprobe",
            "--nx", str(nx), "--ny", str(ny), "--steps", str(steps)]
     return last_json(run(cmd, environ=env(opts), timeout=900).stdout)
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.contract import NETWORK_ENV
-from launcher.netif import interface_of
 
 # MNP_NETWORK value -> the libfabric provider it forces (None: nothing forced).
 NETWORKS: dict[str, str | None] = {"tcp": None, "ofi-tcp": "tcp", "efa": "efa"}
@@ -67,6 +66,11 @@ class Fabric:
     @property
     def provider(self) -> str | None:
         return NETWORKS[self.name]
+
+    @property
+    def ofi_tcp(self) -> bool:
+        """Ranks run on libfabric's tcp provider, which must be told its interface."""
+        return self.provider == "tcp"
 
     def forced_mca(self) -> dict[str, str]:
         """Open MPI's MCA parameters that pin the OFI path (empty for plain tcp)."""
@@ -128,15 +132,6 @@ def mpi_forcing(fabric: Fabric, flavour: str, user_args: Sequence[str] | None,
 def overridden(forced_env: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
     """`NAME=value` of the definition's variables that the forcing replaces (for a warning)."""
     return [f"{k}={env[k]}" for k in sorted(forced_env) if k in env and env[k] != forced_env[k]]
-
-
-def node_env(fabric: Fabric, ip: str | None, env: Mapping[str, str]) -> dict[str, str]:
-    """Per-node variables for this node's ranks: libfabric's tcp provider stays on `ip`'s
-    interface (awsvpc's ecs-eth0 has the same address on every node); a user's value wins."""
-    if fabric.provider != "tcp" or "FI_TCP_IFACE" in env or ip is None:
-        return {}
-    name = interface_of(ip)
-    return {"FI_TCP_IFACE": name} if name else {}
 
 
 def forwarded(env: Mapping[str, str]) -> list[str]:

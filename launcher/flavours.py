@@ -40,7 +40,6 @@ class Flavour:
 
     name = ""
     banner = ""  # what `mpiexec --version` prints for this flavour
-    oversubscribe: tuple[str, ...] = ()  # needed to run more ranks than cores on one node
     default_args: tuple[str, ...] = ()  # when MNP_MPIEXEC_ARGS is unset
     # Daemons start daemons: every node needs every peer's public key and pinned host key.
     tree_spawn = False
@@ -57,9 +56,13 @@ class Flavour:
         """Options that hand the launcher's value of each variable to every rank."""
         return [arg for n in names for arg in ("-x", n)]
 
-    def local(self, mpiexec: str, slots: int, cores: int) -> list[str]:
-        """`mpiexec -n SLOTS` on this node only."""
-        return [mpiexec, "-n", str(slots), *(self.oversubscribe if slots > cores else ())]
+    def local(self, mpiexec: str, slots: int) -> list[str]:
+        """`mpiexec -n SLOTS` on this node only, with SLOTS declared as the hostfile does."""
+        return [mpiexec, *self.local_slots(slots), "-n", str(slots)]
+
+    def local_slots(self, slots: int) -> tuple[str, ...]:
+        """Options that give this node `slots` slots (Hydra counts none: nothing to say)."""
+        return ()
 
     def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
               ips: Sequence[str]) -> list[str]:
@@ -79,11 +82,16 @@ class OpenMPI5(Flavour):
     """
 
     name, banner = "openmpi5", "mpiexec (Open MPI) 5.x"
-    oversubscribe = ("--oversubscribe",)
+
     # Open MPI binds ranks to cores by default, which piles them up when nodes share cores.
     default_args = ("--bind-to", "none")
     launch_option, launch_prefix = "--prtemca", "plm_ssh"
     tree_spawn = True
+
+    def local_slots(self, slots: int) -> tuple[str, ...]:
+        # Undeclared, a node has one slot per physical core, not per vCPU: half the default
+        # ranks on hyperthreaded instances (PRRTE's "not enough slots" help, item 4).
+        return ("--host", f"localhost:{slots}")
 
     def world(self, mpiexec: str, hostfile: str, total: int, agent: str,
               ips: Sequence[str]) -> list[str]:

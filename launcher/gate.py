@@ -150,6 +150,15 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def requested(env: Mapping[str, str]) -> bool:
+    """MNP_PRECHECK: 1 on, 0 or unset off; GateError names any other value."""
+    value = env.get(PRECHECK_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise GateError(f"{PRECHECK_ENV}={value!r}: set 1 to check the network before the "
+                        "run, or 0 (or leave it unset) not to")
+    return value == "1"
+
+
 @dataclass(frozen=True)
 class Check:
     """The check to run and its deadline, from MNP_PRECHECK_* (None from `configured` = off)."""
@@ -160,12 +169,8 @@ class Check:
     @classmethod
     def configured(cls, env: Mapping[str, str]) -> Check | None:
         """Read MNP_PRECHECK (0/unset off, 1 on) and its command; GateError names bad values."""
-        value = env.get(PRECHECK_ENV, "").strip()
-        if value in ("", "0"):
+        if not requested(env):
             return None
-        if value != "1":
-            raise GateError(f"{PRECHECK_ENV}={value!r}: set 1 to check the network before the "
-                            "run, or 0 (or leave it unset) not to")
         custom = env.get(COMMAND_ENV, "").strip()
         try:
             command = tuple(shlex.split(custom)) if custom else DEFAULT_COMMAND

@@ -4,6 +4,7 @@ UCX (MPICH's ch4:ucx in Debian, Open MPI's pml ucx) takes interfaces only by nam
 (`UCX_NET_DEVICES`) and otherwise tries every one, `ecs-eth0` included, where every awsvpc
 node has the same address: MPI_Init then fails with "Destination is unreachable". Each node
 names the interface that holds its own rendezvous address, whatever the image calls it.
+libfabric's tcp provider (`MNP_NETWORK=ofi-tcp`) is pinned the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 
 SIOCGIFADDR = 0x8915  # linux/sockios.h
 UCX_DEVICES = "UCX_NET_DEVICES"
+FI_TCP_IFACE = "FI_TCP_IFACE"  # libfabric's tcp provider (fi_tcp(7)): one interface by name
 
 
 def source_address(peer: str, port: int) -> str | None:
@@ -41,9 +43,12 @@ def interface_of(ip: str) -> str | None:
     return None
 
 
-def rank_env(ip: str | None, env: Mapping[str, str]) -> dict[str, str]:
-    """Variables this node's ranks need to stay on `ip` (a user's own setting wins)."""
+def rank_env(ip: str | None, env: Mapping[str, str], *, ofi_tcp: bool = False) -> dict[str, str]:
+    """Variables that keep this node's ranks on `ip`'s interface, named once for every
+    transport that selects interfaces by name: UCX always, libfabric's tcp provider when the
+    job runs on it (`ofi_tcp`). A user's own setting wins."""
     name = interface_of(ip) if ip else None
-    if name is None or UCX_DEVICES in env:
+    if name is None:
         return {}
-    return {UCX_DEVICES: name}
+    wanted = (UCX_DEVICES, FI_TCP_IFACE) if ofi_tcp else (UCX_DEVICES,)
+    return {var: name for var in wanted if var not in env}

@@ -172,7 +172,13 @@ def run_local(node: BatchNode, settings: Settings, cmd: list[str], term: TermSig
     forcing = _fabric(node, settings, flavour, mpiexec_path)
     if isinstance(forcing, int):
         return forcing
-    argv = [*flavour.local(mpiexec_path, settings.slots, os.cpu_count() or 1),
+    try:
+        if gate.requested(os.environ):
+            log.info("%s=1: one node, so no pair of nodes to check", gate.PRECHECK_ENV)
+    except gate.GateError as e:
+        log.error("%s", e)
+        return contract.USAGE
+    argv = [*flavour.local(mpiexec_path, settings.slots),
             *flavour.extra_args(settings.mpiexec_args), *forcing.args, *cmd]
     log.info("single node: %d ranks: %s", settings.slots, shlex.join(cmd))
     try:
@@ -244,8 +250,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         config = sshd.write_ssh_client(state, key, peers.values())
         # The main node's ranks inherit mpiexec's environment; children's come from their sshd.
         env = {**without_secret(os.environ), **forcing.env,
-               **netif.rank_env(hosts[0][0], os.environ),
-               **fabric.node_env(settings.network, hosts[0][0], os.environ),
+               **netif.rank_env(hosts[0][0], os.environ, ofi_tcp=settings.network.ofi_tcp),
                sshd.CONFIG_ENV: str(config)}
         world = _World(flavour, mpiexec_path, hosts, [node.main_index, *sorted(peers)], state,
                        settings, forcing, env)
@@ -359,8 +364,7 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
         main_key = str(welcome["public_key"])
         ip = netif.source_address(node.main_ip, settings.port)
         try:
-            own = {**netif.rank_env(ip, os.environ),
-                   **fabric.node_env(settings.network, ip, os.environ)}
+            own = netif.rank_env(ip, os.environ, ofi_tcp=settings.network.ofi_tcp)
             # This node's own attempt key: its daemons start others' in a spawn tree.
             public = sshd.keygen(state / "id_ed25519",
                                  f"mnp-{node.job}-attempt{node.attempt}-node{node.index}")

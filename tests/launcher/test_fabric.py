@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import fabric
-from launcher.fabric import Fabric, FabricError
+from launcher import fabric, netif
+from launcher.fabric import NETWORKS, Fabric, FabricError
 from launcher.flavours import FLAVOURS
-from launcher.netif import source_address
 from launcher.node import Settings
 from launcher.roles import forward_names, world_argv
 
@@ -108,10 +107,13 @@ def test_the_definitions_mpi_and_fabric_variables_reach_every_rank() -> None:
 
 
 def test_ofi_tcp_ranks_stay_on_the_nodes_own_interface() -> None:
-    assert fabric.node_env(Fabric("ofi-tcp"), "127.0.0.1", {}) == {"FI_TCP_IFACE": "lo"}
-    assert fabric.node_env(Fabric("ofi-tcp"), "127.0.0.1", {"FI_TCP_IFACE": "eth1"}) == {}
-    assert fabric.node_env(Fabric("efa"), "127.0.0.1", {}) == {}
-    assert fabric.node_env(Fabric("tcp"), "127.0.0.1", {}) == {}
+    assert [n for n in NETWORKS if Fabric(n).ofi_tcp] == ["ofi-tcp"]
+    assert netif.rank_env("127.0.0.1", {}, ofi_tcp=True) == {"FI_TCP_IFACE": "lo",
+                                                             "UCX_NET_DEVICES": "lo"}
+    assert netif.rank_env("127.0.0.1", {"FI_TCP_IFACE": "eth1"}, ofi_tcp=True) == {
+        "UCX_NET_DEVICES": "lo"}
+    assert netif.rank_env("127.0.0.1", {}, ofi_tcp=False) == {"UCX_NET_DEVICES": "lo"}
+    assert netif.rank_env("192.0.2.77", {}, ofi_tcp=True) == {}  # nobody's address here
 
 
 def test_this_machine_has_libfabrics_tcp_provider_but_no_efa() -> None:
@@ -139,9 +141,10 @@ def test_the_unusable_line_names_node_address_and_host() -> None:
 def _mpiexec(network: str, solver_env: dict[str, str]) -> subprocess.CompletedProcess:
     args, env = fabric.mpi_forcing(Fabric(network), "openmpi5", None, {})
     # This host's other interfaces (other tests' bridges) come and go, and libfabric's tcp
-    # provider will not use loopback: stay on the default route's, as node_env keeps a real
+    # provider will not use loopback: stay on the default route's, as rank_env keeps a real
     # node on its own address.
-    env.update(fabric.node_env(Fabric(network), source_address("203.0.113.1", 9), {}))
+    env.update(netif.rank_env(netif.source_address("203.0.113.1", 9), {},
+                              ofi_tcp=Fabric(network).ofi_tcp))
     code = ("import os; from mpi4py import MPI; "
             "print('RANK', MPI.COMM_WORLD.rank, os.environ['OMPI_MCA_pml'])")
     return subprocess.run([str(MPIEXEC), "-n", "2", "--oversubscribe", *args, sys.executable,

@@ -147,19 +147,36 @@ def _launch_one_node(tmp_path: Path, banner: str, **extra: str) -> subprocess.Co
                           cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize(("name", "oversubscribe"), [
-    ("openmpi5", ["--oversubscribe", "--bind-to", "none"]),
-    ("openmpi4", ["--oversubscribe", "--bind-to", "none"]),
-    ("mpich", []),  # Hydra runs more ranks than cores without being told
+@pytest.mark.parametrize(("name", "declared", "defaults"), [
+    ("openmpi5", ["--host", "localhost:{slots}"], ["--bind-to", "none"]),
+    ("openmpi4", ["--host", "localhost:{slots}"], ["--bind-to", "none"]),
+    ("mpich", [], []),  # Hydra runs any number of ranks on one node without being told
 ])
 def test_one_node_runs_mpiexec_n_of_the_detected_flavour(tmp_path: Path, name: str,
-                                                         oversubscribe: list[str]) -> None:
+                                                         declared: list[str],
+                                                         defaults: list[str]) -> None:
     slots = (os.cpu_count() or 1) + 1
     run = _launch_one_node(tmp_path, BANNERS[name], MNP_RANKS_PER_NODE=str(slots))
     assert run.returncode == 0, run.stderr
     args = [line[4:] for line in run.stdout.splitlines() if line.startswith("ARG ")]
-    assert args == ["-n", str(slots), *oversubscribe, "app", "--flag"]
+    assert args == [*(a.format(slots=slots) for a in declared), "-n", str(slots), *defaults,
+                    "app", "--flag"]
     assert f"{slots} slots, {name} ({tmp_path}/bin/mpiexec)" in run.stderr
+
+
+def test_one_node_of_a_hyperthreaded_instance_runs_a_rank_per_vcpu(tmp_path: Path) -> None:
+    # hwloc's synthetic topology: one core with two hardware threads, as every vCPU pair of a
+    # c5n or c6i instance is. Open MPI counts cores as slots unless told otherwise.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_BATCH_", "MNP_"))}
+    env.update(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", PYTHONPATH=str(REPO),
+               HWLOC_SYNTHETIC="pack:1 core:1 pu:2", MNP_RANKS_PER_NODE="2",
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    run = subprocess.run([sys.executable, "-m", "launcher", sys.executable, "-c",
+                          "from mpi4py import MPI; c = MPI.COMM_WORLD; "
+                          "print(f'rank {c.Get_rank()} of {c.Get_size()}')"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(run.stdout.split("\n")[:-1]) == ["rank 0 of 2", "rank 1 of 2"]
 
 
 def test_an_unknown_mpi_exits_2_before_starting_anything(tmp_path: Path) -> None:

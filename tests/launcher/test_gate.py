@@ -161,12 +161,12 @@ def test_a_custom_check_command_is_split_into_words() -> None:
     assert check == gate.Check(("/opt/check", "--sizes", "8,1048576"), 30.0)
 
 
-def _launcher(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """The main node of a 2-node job with only the launcher importable (no solver)."""
+def _launcher(tmp_path: Path, nodes: int = 2, **env: str) -> subprocess.CompletedProcess[str]:
+    """The main node of a `nodes`-node job with only the launcher importable (no solver)."""
     (tmp_path / "launcher").symlink_to(REPO / "launcher")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_BATCH_", "MNP_"))}
     base.update(PYTHONPATH=str(tmp_path), AWS_BATCH_JOB_ID="gate-test", MNP_MPI="openmpi5",
-                AWS_BATCH_JOB_NUM_NODES="2", AWS_BATCH_JOB_NODE_INDEX="0",
+                AWS_BATCH_JOB_NUM_NODES=str(nodes), AWS_BATCH_JOB_NODE_INDEX="0",
                 AWS_BATCH_JOB_MAIN_NODE_INDEX="0", MNP_RENDEZVOUS_SECRET="s" * 32,
                 MNP_STATE_DIR=str(tmp_path), MNP_RENDEZVOUS_TIMEOUT="30",
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env)
@@ -179,6 +179,21 @@ def test_a_bad_precheck_value_exits_2_before_any_rendezvous(tmp_path: Path) -> N
     assert proc.returncode == contract.USAGE
     assert "MNP_PRECHECK='true': set 1" in proc.stderr and "waiting up to" not in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["launcher"]  # no state left behind
+
+
+def test_a_bad_precheck_value_exits_2_on_one_node_too(tmp_path: Path) -> None:
+    proc = _launcher(tmp_path, nodes=1, MNP_PRECHECK="yes")
+    assert proc.returncode == contract.USAGE
+    assert "MNP_PRECHECK='yes': set 1" in proc.stderr and "mpiexec exited" not in proc.stderr
+
+
+def test_one_node_has_no_pair_to_check_and_runs_the_command(tmp_path: Path) -> None:
+    # no solver importable either: nothing is checked, so nothing is missing
+    proc = _launcher(tmp_path, nodes=1, MNP_PRECHECK="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+                     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MNP_RANKS_PER_NODE="1")
+    assert proc.returncode == contract.OK, proc.stderr[-2000:]
+    assert "MNP_PRECHECK=1: one node, so no pair of nodes to check" in proc.stderr
+    assert "mpiexec exited with 0" in proc.stderr
 
 
 def test_the_default_check_missing_from_the_image_exits_2_saying_how_to_fix_it(
