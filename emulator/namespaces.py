@@ -24,9 +24,24 @@ from emulator.batchorder import BatchNodeGroup
 from emulator.netns import cleanup_stale, unavailable_reason
 from launcher.contract import OUTPUT_PATH_ENV, RANKS_PER_NODE_ENV, RENDEZVOUS_SECRET_ENV
 
-__all__ = ["DEFAULT_SUBNET", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
+__all__ = ["SUBNETS", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
 
-DEFAULT_SUBNET = "10.213.0.0/24"
+# Each emulation takes a /24 of this that no live one holds. PRRTE and PMIx name their files
+# in the shared /tmp after the host names, which the emulator makes from the addresses.
+SUBNETS = ipaddress.ip_network("10.213.0.0/16")
+
+
+def free_subnet() -> str:
+    """A /24 of SUBNETS that no live emulation on this machine has (owner files record them)."""
+    taken = set()
+    if netns.OWNERS.is_dir():
+        for owner in netns.OWNERS.iterdir():
+            words = owner.read_text().split()
+            taken.update(words[1:2])
+    free = [str(n) for n in SUBNETS.subnets(new_prefix=24) if str(n) not in taken]
+    if not free:
+        raise RuntimeError(f"every /24 of {SUBNETS} is held by a running emulation")
+    return random.SystemRandom().choice(free)  # two starting at once rarely pick the same
 
 
 @dataclass
@@ -55,13 +70,14 @@ class Emulation(BatchNodeGroup):
         shared_dir: Path | None = None,
         log_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
-        subnet: str = DEFAULT_SUBNET,
+        subnet: str | None = None,
         max_delay: float = 1.0,
         seed: int | None = None,
         capture: bool = True,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
+        subnet = subnet or free_subnet()
         net = ipaddress.ip_network(subnet)
         if net.num_addresses < nodes + 2:
             raise ValueError(f"subnet {subnet} is too small for {nodes} nodes")
@@ -87,6 +103,7 @@ class Emulation(BatchNodeGroup):
         self.bridge = f"mb{self.tag}"
         hosts = list(net.hosts())
         self.prefixlen = net.prefixlen
+        self.subnet = str(net)
         self.nodes = [
             Node(i, f"mnp{self.tag}n{i}", f"mv{self.tag}{i}", str(hosts[i]),
                  "ip-" + str(hosts[i]).replace(".", "-"))
@@ -103,7 +120,7 @@ class Emulation(BatchNodeGroup):
             raise RuntimeError(reason)
         cleanup_stale()
         netns.OWNERS.mkdir(parents=True, exist_ok=True)
-        (netns.OWNERS / self.tag).write_text(str(os.getpid()))
+        (netns.OWNERS / self.tag).write_text(f"{os.getpid()} {self.subnet}\n")
         self._up = True
         atexit.register(self.close)
         try:

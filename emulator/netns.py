@@ -99,9 +99,9 @@ def cleanup_stale() -> None:
     listed = ip("netns", "list", check=False).stdout.split()
     for owner in OWNERS.iterdir():
         try:
-            os.kill(int(owner.read_text()), 0)
+            os.kill(int(owner.read_text().split()[0]), 0)  # "pid subnet"
             continue
-        except (ProcessLookupError, ValueError):
+        except (ProcessLookupError, ValueError, IndexError):
             pass
         tag = owner.name
         remove(tag, [ns for ns in listed if ns.startswith(f"mnp{tag}n")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -12,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from emulator.namespaces import Emulation, unavailable_reason
+from emulator.namespaces import SUBNETS, Emulation, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 _WHY = unavailable_reason()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(_WHY is not None, reason=f"{_WHY}")]
 
-SHOW = ("import json, os, socket, subprocess; print(json.dumps({'env': {k: v for k, v in "
+SHOW = ("import json, os, socket, subprocess, sys; print(json.dumps({'env': {k: v for k, v in "
         "os.environ.items() if k.startswith('AWS_BATCH_')}, 'host': socket.gethostname(), "
-        "'peers': [socket.gethostbyname(f'ip-10-213-0-{i}') for i in (1, 2, 3)], 'ecs': "
+        "'peers': [socket.gethostbyname(h) for h in sys.argv[1:]], 'ecs': "
         "subprocess.run(['ip', '-o', '-4', 'addr', 'show', 'ecs-eth0'], capture_output=True, "
         "text=True).stdout.split()[3:4]}))")
 SERVE = ("import socket, sys; s = socket.create_server(('0.0.0.0', 5000)); "
@@ -40,9 +41,12 @@ def _ns_gone(emu: Emulation) -> bool:
 def test_nodes_get_batch_variables_host_names_and_addresses(tmp_path: Path) -> None:
     with Emulation(3, job_id="j-1", attempt=2, log_dir=tmp_path) as emu:
         for n in emu.nodes:
-            emu.start_node(n.index, [sys.executable, "-c", SHOW])
+            emu.start_node(n.index, [sys.executable, "-c", SHOW,
+                                     *(m.hostname for m in emu.nodes)])
         assert emu.wait_all(30) == {0: 0, 1: 0, 2: 0}
         seen = {i: json.loads(emu.output(i)[0]) for i in range(3)}
+        net = emu.subnet.rsplit(".", 1)[0]  # a /24 of 10.213.0.0/16 no other emulation holds
+        assert ipaddress.ip_network(emu.subnet).subnet_of(SUBNETS)
     for i, got in seen.items():
         env = got["env"]
         assert env["AWS_BATCH_JOB_ID"] == f"j-1#{i}"
@@ -52,16 +56,17 @@ def test_nodes_get_batch_variables_host_names_and_addresses(tmp_path: Path) -> N
         assert env["AWS_BATCH_JOB_MAIN_NODE_INDEX"] == "0"
         # Batch gives the main node's address to the children only
         assert env.get("AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS") == (
-            None if i == 0 else "10.213.0.1")
-        assert got["host"] == f"ip-10-213-0-{i + 1}"
-        assert got["peers"] == ["10.213.0.1", "10.213.0.2", "10.213.0.3"]
+            None if i == 0 else f"{net}.1")
+        assert got["host"] == f"ip-{net.replace('.', '-')}-{i + 1}"
+        assert got["peers"] == [f"{net}.1", f"{net}.2", f"{net}.3"]
         # awsvpc's second interface, the same link-local address on every node
         assert got["ecs"] == ["169.254.172.2/22"]
     assert _ns_gone(emu)
 
 
 def test_two_emulations_on_the_same_subnet_stay_apart_and_links_can_fail(tmp_path: Path) -> None:
-    with Emulation(3, log_dir=tmp_path / "a") as a, Emulation(2, log_dir=tmp_path / "b") as b:
+    with Emulation(3, log_dir=tmp_path / "a", subnet="10.213.0.0/24") as a, \
+            Emulation(2, log_dir=tmp_path / "b", subnet="10.213.0.0/24") as b:
         for emu, name in ((a, "from-a"), (b, "from-b")):
             emu.start_node(0, [sys.executable, "-c", SERVE, name])
         time.sleep(0.5)
@@ -134,3 +139,20 @@ def test_every_node_of_a_run_gets_the_same_random_secret_and_runs_differ() -> No
     # the caller's environment may replace it (or blank it, to see the refusal)
     assert Emulation(2, env={"MNP_RENDEZVOUS_SECRET": "x" * 20}).node_env(1)[
         "MNP_RENDEZVOUS_SECRET"] == "x" * 20
+
+
+def test_concurrent_emulations_get_subnets_and_host_names_of_their_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emulator import namespaces
+
+    # Two /24s to choose from: with one held by a running emulation, the next takes the other.
+    monkeypatch.setattr(namespaces, "SUBNETS", ipaddress.ip_network("10.213.8.0/23"))
+    with Emulation(2, log_dir=tmp_path / "a") as a:
+        for _ in range(20):
+            assert namespaces.free_subnet() != a.subnet
+        with Emulation(2, log_dir=tmp_path / "b") as b:
+            assert {a.subnet, b.subnet} == {"10.213.8.0/24", "10.213.9.0/24"}
+            assert not {n.hostname for n in a.nodes} & {n.hostname for n in b.nodes}
+            with pytest.raises(RuntimeError, match="every /24 of 10.213.8.0/23 is held"):
+                Emulation(1)
+    assert _ns_gone(a) and _ns_gone(b)

@@ -61,6 +61,7 @@ def test_the_gate_passes_on_healthy_nodes_and_records_every_pair(tmp_path: Path,
         codes = emu.wait_all(30)
         err = emu.output(0)[1]
         hostnames = [n.hostname for n in emu.nodes]
+        ips = [n.ip for n in emu.nodes]
     assert codes == {0: 0, 1: 0, 2: 0}
     assert marker.read_text().count("started") == 3  # then the user's command ran everywhere
     report = _network_report(tmp_path, "gate-ok")
@@ -73,7 +74,7 @@ def test_the_gate_passes_on_healthy_nodes_and_records_every_pair(tmp_path: Path,
     assert report["check"]["transports"][0]["pml"] == "ob1"
     assert "tcp" in report["check"]["transports"][0]["btl"]
     assert "network check passed: 3 pairs of 3 nodes" in err
-    assert "network: node 0 (10.213.0.1) <-> node 2 (10.213.0.3): 8 B" in err
+    assert f"network: node 0 ({ips[0]}) <-> node 2 ({ips[2]}): 8 B" in err
     assert "transport settings:" in err
 
 
@@ -88,13 +89,14 @@ def test_the_gate_names_the_node_with_a_slowed_link_and_never_starts_the_run(
         assert emu.wait(300) == 4, emu.output(0)[1]
         codes = emu.wait_all(30)
         err = emu.output(0)[1]
+        third = emu.nodes[2]
     assert not marker.exists()
     assert codes[1] == 0  # dismissed; the job's code is the main node's
     verdicts = [line.split("ERROR network check: ", 1)[1] for line in err.splitlines()
                 if "ERROR network check: node" in line]
     assert len(verdicts) == 1, err
-    assert verdicts[0].startswith("node 2 (10.213.0.3, ip-10-213-0-3) is unusable: all 2 of "
-                                  "its pairs took")
+    assert verdicts[0].startswith(f"node 2 ({third.ip}, {third.hostname}) is unusable: all 2 "
+                                  "of its pairs took")
     assert "node 0 " not in verdicts[0] and "node 1 " not in verdicts[0]
     assert "measuring again to tell a slow node from a passing hiccup" in err  # twice slow
     report = _network_report(tmp_path, "gate-slow")
@@ -113,11 +115,13 @@ def test_a_node_that_does_not_answer_in_time_is_named_unreachable(tmp_path: Path
         assert emu.wait(120) == 4, emu.output(0)[1]
         emu.wait_all(30)
         err = emu.output(0)[1]
+        third = emu.nodes[2]
     assert not marker.exists()
     verdicts = [line.split("ERROR network check: ", 1)[1] for line in err.splitlines()
                 if "ERROR network check: node" in line]
     assert len(verdicts) == 1, err
-    assert verdicts[0].startswith("node 2 (10.213.0.3, ip-10-213-0-3) unreachable (rank 2 "), err
+    assert verdicts[0].startswith(f"node 2 ({third.ip}, {third.hostname}) unreachable "
+                                  "(rank 2 "), err
     report = _network_report(tmp_path, "gate-silent")
     assert report["exit_code"] == 4 and report["failures"][0]["unreachable_pairs"]
 
