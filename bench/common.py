@@ -10,8 +10,10 @@ import platform
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -103,6 +105,25 @@ def run(cmd: list[str], *, environ: dict[str, str], timeout: float,
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise BenchError(f"{' '.join(cmd)}: exit {proc.returncode}\n{tail}")
     return proc
+
+
+T = TypeVar("T")
+
+
+def again_after_failure(measure: Callable[[], T], what: str, failures: list[str],
+                        tries: int = 2) -> T:
+    """`measure()`, run again (at most `tries` more times) after a BenchError.
+
+    A benchmark measures: one failed run on a shared 2-core machine is reported (each
+    failure's tail lands in `failures`, which the part prints in its notes), not fatal. A
+    failure that repeats still ends the part.
+    """
+    for _ in range(tries):
+        try:
+            return measure()
+        except BenchError as e:
+            failures.append(f"{what}: {str(e)[-300:]}")
+    return measure()
 
 
 def last_json(text: str) -> dict:

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench import plot
-from bench.common import REPO, BenchError, Options, Row, Section
+from bench.common import REPO, BenchError, Options, Row, Section, again_after_failure
 
 NODES = {True: (2, 4), False: (2, 4, 8, 16)}
 TARGET_1000_S = 60.0  # estimated for 1,000 nodes: at most a minute
@@ -110,21 +110,6 @@ def _once(nodes: int, radix: int, work: Path) -> tuple[float, float]:
     return float(found.group(1)) - _last_report(err, day), float(found.group(2))
 
 
-def _retried(nodes: int, radix: int, work: Path, retries: list[str]) -> tuple[float, float]:
-    """`_once`, again after a failed launch (at most twice), each failure kept in `retries`.
-
-    A benchmark measures launches; a rare failed one (another emulation's load on the same
-    2 cores) is recorded in the notes rather than ending the part. Concurrent emulations no
-    longer share host names (each takes its own /24), which PRRTE's files in /tmp are named by.
-    """
-    for attempt in range(2):
-        try:
-            return _once(nodes, radix, work / f"try{attempt}")
-        except BenchError as e:
-            retries.append(f"{nodes} nodes, radix {radix}: {str(e)[-200:]}")
-    return _once(nodes, radix, work / "try2")
-
-
 def estimate(counts: list[int], wall: dict, cpu: dict, tree: dict) -> dict[str, float]:
     """The 1,000-node paper estimate at radix 64 from the medians (see the module doc)."""
     hops = [(tree[n] - wall[n]) / (depth(n, TREE_RADIX) - 1) for n in counts
@@ -162,7 +147,9 @@ def measure(opts: Options) -> Section:
     for _ in range(reps):
         for n in NODES[opts.quick]:
             for radix, by_n in runs.items():
-                by_n.setdefault(n, []).append(_retried(n, radix, opts.work, retries))
+                by_n.setdefault(n, []).append(again_after_failure(
+                    lambda n=n, radix=radix: _once(n, radix, opts.work / f"try{len(retries)}"),
+                    f"{n} nodes, radix {radix}", retries))
     med = {r: ({n: statistics.median(x[0] for x in rs) for n, rs in by_n.items()},
                {n: statistics.median(x[1] for x in rs) for n, rs in by_n.items()})
            for r, by_n in runs.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 
@@ -11,6 +12,7 @@ from bench.common import (
     Options,
     Row,
     Section,
+    again_after_failure,
     crossover_ratio,
     env,
     judge,
@@ -62,11 +64,13 @@ def measure(opts: Options) -> Section:
     steps = 60 if opts.quick else 150
     reps = 1 if opts.quick else 3
     rounds = ROUNDS[opts.quick]
-    one, strongs = [], []
+    one, strongs, failed = [], [], []
     for _ in range(reps):  # interleaved: a burst of other load hits one repetition, not a run
-        one.append(_solo(opts, 1, n, n, steps))
-        strongs.append(_solo(opts, 2, n, n, steps))
-    weak = _weak_pairs(opts, n, steps, rounds)
+        one.append(again_after_failure(lambda: _solo(opts, 1, n, n, steps), "1 rank", failed))
+        strongs.append(again_after_failure(lambda: _solo(opts, 2, n, n, steps), "2 ranks",
+                                           failed))
+    weak = again_after_failure(lambda: _weak_pairs(opts, n, steps, rounds), "weak pairs",
+                               failed)
     wide = weak["wide"]
     ceilings = [sum(p) for p in weak["pair"]]
     per = [c / m for c, m in zip(weak["coupled"], ceilings, strict=True)]  # 2 ranks / ceiling
@@ -78,7 +82,8 @@ def measure(opts: Options) -> Section:
     ceiling = statistics.median(ceilings)
     two = statistics.median(weak["coupled"])
     strong = statistics.median(r["mlups"] for r in strongs)
-    halo = _halo(opts, 2, wide, n, max(20, steps // 3))
+    halo = again_after_failure(lambda: _halo(opts, 2, wide, n, max(20, steps // 3)),
+                               "halo probe", failed)
     sec = Section("scaling", "Scaling on one 2-core host")
     sec.rows += [
         Row(f"1 rank, {n}x{n} ({steps} steps, median of {reps})", one_rank, "MLUPS"),
@@ -100,12 +105,15 @@ def measure(opts: Options) -> Section:
     ]
     over = None
     if not opts.quick:
-        over = _solo(opts, 4, wide, n, max(20, steps // 3))
+        over = again_after_failure(lambda: _solo(opts, 4, wide, n, max(20, steps // 3)),
+                                   "4 ranks", failed)
         sec.rows.append(Row(f"4 ranks on 2 cores (oversubscribed), {wide}x{n}", over["mlups"],
                             "MLUPS", f"2 ranks {two:.0f}", over["mlups"] / two, "", None))
     sec.data = {"n": n, "wide": wide, "steps": steps, "one": one, "weak_pairs": weak,
-                "strong": strongs, "halo": halo, "oversubscribed": over}
+                "strong": strongs, "halo": halo, "oversubscribed": over, "retries": failed}
     _explain(sec, weak, per, halo)
+    if failed:
+        sec.notes.append(f"Runs repeated after a failure: {json.dumps(failed)}")
     sec.figure = _figure(opts, one_rank, ceiling, two, strong, over, ratio, per)
     return sec
 

@@ -9,7 +9,15 @@ import statistics
 import pytest
 
 from bench.comm import OFI, _parse, _rows, _transports
-from bench.common import BenchError, Row, Section, crossover_ratio, judge, last_json
+from bench.common import (
+    BenchError,
+    Row,
+    Section,
+    again_after_failure,
+    crossover_ratio,
+    judge,
+    last_json,
+)
 from bench.report import fmt, table
 
 
@@ -91,3 +99,26 @@ def test_table_shows_verdicts_and_failed_parts() -> None:
     assert lines[3] == "| kernel | copy | 1,500 M elements/s |  | - |  | - |"
     assert lines[4].startswith("| comm | failed: mpiexec: exit 1 |")
     assert [fmt(x) for x in (None, 0.01234, 12.34, 1234.5)] == ["-", "0.0123", "12.3", "1,234"]
+
+
+def test_a_failed_run_is_measured_again_and_reported_but_a_repeat_ends_the_part() -> None:
+    calls: list[int] = []
+
+    def flaky() -> float:
+        calls.append(1)
+        if len(calls) == 1:
+            raise BenchError("mpiexec: exit 1\nsomething went wrong")
+        return 2.5
+
+    failures: list[str] = []
+    assert again_after_failure(flaky, "2 ranks", failures) == 2.5
+    assert failures == ["2 ranks: mpiexec: exit 1\nsomething went wrong"]
+
+    def broken() -> float:
+        calls.append(1)
+        raise BenchError("always")
+
+    calls.clear()
+    with pytest.raises(BenchError, match="always"):
+        again_after_failure(broken, "halo probe", failures)
+    assert len(calls) == 3 and failures[1:] == ["halo probe: always"] * 2
