@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,12 @@ def test_quick_run_succeeds_and_prints_the_table(quick) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "| part | measurement |" in proc.stdout
     assert not list((out / "scratch").iterdir()), "scratch directory left behind"
+    # A run repeated after a failure passes, but what failed shows in the warnings summary.
+    raw = json.loads((out / "docs" / "bench" / "results.json").read_text())
+    for sec in raw["sections"]:
+        for failure in sec["data"].get("retries", []):
+            warnings.warn(f"bench {sec['key']}: repeated after a failure: {failure}",
+                          stacklevel=1)
 
 
 def test_table_names_the_machine_and_every_part_has_numeric_figures(quick) -> None:
