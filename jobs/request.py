@@ -38,16 +38,17 @@ class JobSpec:
     attempts: int | None = None
     timeout: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # --env, checked; MNP_RANKS_PER_NODE wins
     single_node: bool = False  # a container job (the Spot queue), not a multi-node one
 
 
 def submit_request(spec: JobSpec) -> dict[str, Any]:
     """One SubmitJob request; overrides go to every node (range "0:") of a multi-node job."""
-    environment = [{"name": RANKS_PER_NODE_ENV, "value": str(spec.vcpus)}]
+    variables = {RANKS_PER_NODE_ENV: str(spec.vcpus), **spec.env}
     if spec.input_path:
-        environment.append({"name": INPUT_PATH_ENV, "value": spec.input_path})
+        variables[INPUT_PATH_ENV] = spec.input_path
     if spec.output_path:
-        environment.append({"name": OUTPUT_PATH_ENV, "value": spec.output_path})
+        variables[OUTPUT_PATH_ENV] = spec.output_path
     container: dict[str, Any] = {
         # resourceRequirements, not the legacy vcpus/memory fields, which Batch ignores when
         # the job definition uses resourceRequirements.
@@ -55,7 +56,7 @@ def submit_request(spec: JobSpec) -> dict[str, Any]:
             {"type": "VCPU", "value": str(spec.vcpus)},
             {"type": "MEMORY", "value": str(spec.memory)},
         ],
-        "environment": sorted(environment, key=lambda e: e["name"]),
+        "environment": [{"name": k, "value": v} for k, v in sorted(variables.items())],
     }
     if spec.command:
         container["command"] = list(spec.command)

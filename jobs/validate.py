@@ -8,8 +8,15 @@ import re
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
-from launcher.contract import IMAGE_TAG_PATTERN
+from launcher import gate
+from launcher.contract import (
+    IMAGE_TAG_PATTERN,
+    INPUT_PATH_ENV,
+    OUTPUT_PATH_ENV,
+    RENDEZVOUS_SECRET_ENV,
+)
 from launcher.inputs import whole_number
+from launcher.node import Settings
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
@@ -25,6 +32,12 @@ _ARN = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:[0-9]{12}:"
 JOB_QUEUE_RE = re.compile(rf"{_BATCH_NAME}|{_ARN}job-queue/{_BATCH_NAME}")
 JOB_DEFINITION_RE = re.compile(
     rf"{_BATCH_NAME}(:[1-9][0-9]{{0,8}})?|{_ARN}job-definition/{_BATCH_NAME}:[1-9][0-9]{{0,8}}")
+# A name a shell and Docker's --env take; ContainerOverrides.environment: "Environment
+# variables cannot start with AWS_BATCH", the names Batch sets itself.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+BATCH_ENV_PREFIX = "AWS_BATCH"
+# Variables the CLI sets from its own flags, which check what they hold.
+ENV_FLAGS = {INPUT_PATH_ENV: "--input-path", OUTPUT_PATH_ENV: "--output-path"}
 MAX_NODES = 1000
 # Batch's ResourceRequirement docs: "You must specify at least 4 MiB of memory for a job".
 MIN_MEMORY_MIB = 4
@@ -148,6 +161,43 @@ def tag(value: str) -> tuple[str, str]:
     if key.lower().startswith("aws:"):
         raise argparse.ArgumentTypeError(f"tag key {key!r}: the 'aws:' prefix is reserved")
     return key, val
+
+
+def env_var(value: str) -> tuple[str, str]:
+    """A NAME=VALUE for every node's container."""
+    name, sep, val = value.partition("=")
+    if not sep or not ENV_NAME_RE.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"--env {value!r} is not NAME=VALUE with a NAME of letters, digits and '_' that "
+            "does not start with a digit")
+    if name.startswith(BATCH_ENV_PREFIX):
+        raise argparse.ArgumentTypeError(
+            f"--env {name}: names starting with {BATCH_ENV_PREFIX} are Batch's own")
+    return name, val
+
+
+def check_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The --env values as one map, the launcher's MNP_* among them read by the launcher's own
+    parser, so a value it would refuse on the nodes is refused before anything is allocated."""
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        if name in ENV_FLAGS:
+            raise InvalidInput(f"--env {name}: set it with {ENV_FLAGS[name]}, which checks it "
+                               "is under the EFS mount")
+        if name == RENDEZVOUS_SECRET_ENV:
+            raise InvalidInput(f"--env {name}: every node reads it from the stack's Secrets "
+                               "Manager secret (the job definition's secrets), never a submit")
+        if merged.get(name, value) != value:
+            raise InvalidInput(f"--env {name} is given twice with different values "
+                               f"({merged[name]!r} and {value!r})")
+        merged[name] = value
+    try:
+        Settings.from_env(merged, None)
+        gate.requested(merged)
+    except ValueError as e:  # each names the variable, except shlex's own message
+        raise InvalidInput(f"--env: {e}", hint="the launcher's variables: README, section "
+                           "'The multi-node launcher'") from None
+    return merged
 
 
 def node_list(value: str) -> list[int]:

@@ -44,7 +44,8 @@ def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str
     """The resource, path, retry and tag flags of a job."""
     parser.add_argument("--nodes", type=nodes_type, required=True, metavar="N", help=nodes_help)
     parser.add_argument("--vcpus", type=validate.vcpus, required=True, metavar="V",
-                        help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE)")
+                        help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE) "
+                        "unless --env sets it")
     parser.add_argument("--memory", type=validate.memory, required=True, metavar="MIB",
                         help=f"memory per node in MiB (at least {validate.MIN_MEMORY_MIB}, "
                         "Batch's minimum)")
@@ -64,6 +65,11 @@ def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str
                         "the exit-code contract (retry 3, 4, 143 and host failures)")
     parser.add_argument("--tag", type=validate.tag, action="append", default=[],
                         metavar="KEY=VALUE", help="job tag, repeatable (propagated to tasks)")
+    parser.add_argument("--env", type=validate.env_var, action="append", default=[],
+                        metavar="NAME=VALUE", help="environment variable for every node, "
+                        "repeatable, over the job definition's (e.g. MNP_PRECHECK=0, "
+                        "MNP_NETWORK=ofi-tcp, MNP_RANKS_PER_NODE=16); the launcher's MNP_* "
+                        "values are checked before submitting")
     add_queue_arguments(parser)
     parser.add_argument("--dry-run", action="store_true",
                         help="run the preflight checks, print them with the maximum cost, "
@@ -90,6 +96,7 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
     for _, count in names_nodes:
         validate.check_capacity(count, args.vcpus, limit)
     tags = validate.check_tags(args.tag, {**CLI_TAGS, **(extra_tags or {})})
+    env = validate.check_env(args.env)
     spot = getattr(args, "spot", False)
     if spot:
         queue, definition = spot_names(args, ctx, [count for _, count in names_nodes])
@@ -103,7 +110,7 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
         JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
                 memory=args.memory, input_path=args.input_path, output_path=args.output_path,
                 command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
-                tags={**tags, **(extra_tags or {})}, single_node=spot)
+                tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes
     ]
 

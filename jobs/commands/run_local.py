@@ -128,7 +128,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     spec = JobSpec(name=args.job_name, queue="local", definition=definition[
         "jobDefinitionName"], nodes=args.nodes, vcpus=args.vcpus, memory=args.memory,
         input_path=args.input_path, output_path=args.output_path,
-        command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout)
+        command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
+        env=validate.check_env(args.env))
     request = submit_request(spec)
     if args.dry_run:
         return dry_run(ctx, [request], None)

@@ -52,6 +52,18 @@ def test_the_request_overrides_every_node_as_batch_does(synthesized_config: dict
     assert default["command"][:4] == ["python", "-m", "solver", "heat"]  # definition untouched
 
 
+def test_env_overrides_the_definitions_variables_and_the_vcpu_rank_count(
+        synthesized_config: dict) -> None:
+    definition = multinode_definition(synthesized_config)
+    default = _env(definition["nodeProperties"]["nodeRangeProperties"][0]["container"])
+    assert default["MNP_NETWORK"] == "tcp"
+    spec = _spec(env={"MNP_NETWORK": "ofi-tcp", "MNP_RANKS_PER_NODE": "1"})
+    for container in apply_request(definition, submit_request(spec)).containers:
+        env = _env(container)
+        assert env["MNP_NETWORK"] == "ofi-tcp" and env["MNP_RANKS_PER_NODE"] == "1"
+        assert env["MNP_PRECHECK"] == default["MNP_PRECHECK"]  # untouched names stay
+
+
 def test_without_overrides_the_definition_runs_as_written(synthesized_config: dict) -> None:
     definition = multinode_definition(synthesized_config)
     # its retry strategy is what Batch (and run-local) applies when a request has none

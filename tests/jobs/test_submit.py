@@ -66,6 +66,28 @@ def test_retry_timeout_and_tags(aws):
         "containerOverrides"]
 
 
+def test_env_reaches_every_node_and_may_set_fewer_ranks_than_vcpus(aws):
+    # Hyperthreaded nodes (two vCPUs a core): one rank per physical core, the gate off.
+    result = aws.cli("submit", "--job-name", "per-core", "--nodes", "2", "--vcpus", "32",
+                     "--memory", "60000", "--env", "MNP_RANKS_PER_NODE=16", "--env",
+                     "MNP_PRECHECK=0", "--env", "OMPI_MCA_btl_tcp_eager_limit=65536",
+                     "--env", "MNP_PRECHECK=0", "--no-preflight")
+    assert result.returncode == 0, result.stderr
+    (override,) = aws.requests()[0].body["nodeOverrides"]["nodePropertyOverrides"]
+    assert override["targetNodes"] == "0:"
+    assert override["containerOverrides"]["environment"] == [
+        {"name": "MNP_PRECHECK", "value": "0"}, {"name": "MNP_RANKS_PER_NODE", "value": "16"},
+        {"name": "OMPI_MCA_btl_tcp_eager_limit", "value": "65536"}]
+
+
+def test_env_given_twice_with_different_values_sends_nothing(aws):
+    result = aws.cli(*BASE, "--env", "MNP_NETWORK=tcp", "--env", "MNP_NETWORK=ofi-tcp")
+    assert result.returncode == 2
+    assert "--env MNP_NETWORK is given twice with different values ('tcp' and 'ofi-tcp')" \
+        in result.stderr
+    assert aws.requests() == []
+
+
 def test_dry_run_prints_the_request_and_calls_nothing(aws):
     dry = aws.cli(*BASE, "--attempts", "2", "--dry-run", "--", "python", "-m", "solver", "heat")
     assert dry.returncode == 0, dry.stderr

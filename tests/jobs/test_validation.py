@@ -40,6 +40,19 @@ BAD_SUBMIT = [
     ("--image-tag", "v1:latest", "image tag 'v1:latest' is invalid"),
     ("--tag", "owner", "tag 'owner' is not KEY=VALUE"),
     ("--tag", "aws:owner=me", "the 'aws:' prefix is reserved"),
+    ("--env", "MNP_PRECHECK", "--env 'MNP_PRECHECK' is not NAME=VALUE"),
+    ("--env", "1X=a", "--env '1X=a' is not NAME=VALUE with a NAME of letters"),
+    ("--env", "AWS_BATCH_JOB_ID=x", "--env AWS_BATCH_JOB_ID: names starting with AWS_BATCH"),
+    ("--env", "OUTPUT_PATH=/tmp", "--env OUTPUT_PATH: set it with --output-path"),
+    ("--env", "MNP_RENDEZVOUS_SECRET=" + "s" * 20, "--env MNP_RENDEZVOUS_SECRET: every node "
+     "reads it from the stack's Secrets Manager secret"),
+    # the launcher's own parser: refused here, not on the nodes after the allocation
+    ("--env", "MNP_NETWORK=infiniband", "--env: MNP_NETWORK='infiniband' is not one of tcp, "
+     "ofi-tcp, efa"),
+    ("--env", "MNP_PRECHECK=yes", "--env: MNP_PRECHECK='yes': set 1 to check the network"),
+    ("--env", "MNP_RANKS_PER_NODE=0", "--env: MNP_RANKS_PER_NODE=0 must be positive"),
+    ("--env", "MNP_RENDEZVOUS_TIMEOUT=soon", "--env: MNP_RENDEZVOUS_TIMEOUT='soon' is not a "
+     "float"),
     ("--interval", "0", "'0' must be more than 0 seconds"),
     ("--nodes", "9", f"--nodes 9 x --vcpus 8 = 72 vCPUs exceeds the compute environment's "
                      f"max_vcpus {MAX_VCPUS}"),
