@@ -194,7 +194,7 @@ def check_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
     try:
         Settings.from_env(merged, None)
         gate.requested(merged)
-    except ValueError as e:  # each names the variable, except shlex's own message
+    except ValueError as e:  # each names the variable and its value
         raise InvalidInput(f"--env: {e}", hint="the launcher's variables: README, section "
                            "'The multi-node launcher'") from None
     return merged

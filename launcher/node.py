@@ -100,6 +100,15 @@ class Settings:
                 raise ValueError(f"{name}={raw} must be positive")
             return value
 
+        def words(name: str) -> tuple[str, ...] | None:
+            if name not in env:
+                return None
+            try:
+                return tuple(shlex.split(env[name]))
+            except ValueError as e:  # shlex says "No closing quotation", not where
+                raise ValueError(f"{name}={env[name]!r} cannot be split into words: {e}") \
+                    from None
+
         timeout = timeout_flag if timeout_flag is not None else pos(RENDEZVOUS_TIMEOUT_ENV, 600)
         interval = pos("MNP_HEARTBEAT_INTERVAL", 5)
         return cls(
@@ -108,8 +117,7 @@ class Settings:
             port=int(pos("MNP_RENDEZVOUS_PORT", 47470, int)),
             hb_interval=interval,
             hb_timeout=pos("MNP_HEARTBEAT_TIMEOUT", max(30.0, 3 * interval)),
-            mpiexec_args=(tuple(shlex.split(env["MNP_MPIEXEC_ARGS"]))
-                          if "MNP_MPIEXEC_ARGS" in env else None),
+            mpiexec_args=words("MNP_MPIEXEC_ARGS"),
             secret=_secret(env, num_nodes),
             network=fabric.from_env(env),
         )

@@ -53,6 +53,8 @@ BAD_SUBMIT = [
     ("--env", "MNP_RANKS_PER_NODE=0", "--env: MNP_RANKS_PER_NODE=0 must be positive"),
     ("--env", "MNP_RENDEZVOUS_TIMEOUT=soon", "--env: MNP_RENDEZVOUS_TIMEOUT='soon' is not a "
      "float"),
+    ("--env", "MNP_MPIEXEC_ARGS=--map-by 'ppr:1", "--env: MNP_MPIEXEC_ARGS=\"--map-by 'ppr:1\" "
+     "cannot be split into words: No closing quotation"),
     ("--interval", "0", "'0' must be more than 0 seconds"),
     ("--nodes", "9", f"--nodes 9 x --vcpus 8 = 72 vCPUs exceeds the compute environment's "
                      f"max_vcpus {MAX_VCPUS}"),

@@ -88,6 +88,11 @@ def test_settings_defaults_and_overrides() -> None:
         Settings.from_env({"MNP_RANKS_PER_NODE": "two"}, None)
     with pytest.raises(ValueError, match="MNP_RENDEZVOUS_TIMEOUT=-1 must be positive"):
         Settings.from_env({"MNP_RENDEZVOUS_TIMEOUT": "-1"}, None)
+    with pytest.raises(ValueError, match="MNP_MPIEXEC_ARGS=\"--map-by 'x\" cannot be split "
+                       "into words: No closing quotation"):
+        Settings.from_env({"MNP_MPIEXEC_ARGS": "--map-by 'x"}, None)
+    assert Settings.from_env({"MNP_MPIEXEC_ARGS": "--map-by 'ppr:1:node'"}, None
+                             ).mpiexec_args == ("--map-by", "ppr:1:node")
 
 
 def test_launcher_state_is_private_and_keyed_by_job_attempt_and_node(tmp_path: Path,
