@@ -15,18 +15,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from launcher.flavours import FLAVOURS
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
-# The launcher's default (MNP_MPIEXEC_ARGS): no binding, so concurrent 1-rank jobs do not
-# both land on core 0, and every run here is placed the way a Batch job is.
-MPI_ARGS = ("--bind-to", "none")
 
 
 def mpiexec(ranks: int) -> list[str]:
-    """`mpiexec` for `ranks` ranks on this host, with the slots declared as the launcher does
-    (so 4 ranks on 2 cores, or 2 on one hyperthreaded core, start without --oversubscribe)."""
-    return [MPIEXEC, *MPI_ARGS, "--host", f"localhost:{ranks}", "-n", str(ranks)]
+    """`mpiexec` for `ranks` ranks on this host, exactly as the launcher runs one node with
+    this Open MPI: slots declared (4 ranks on 2 cores start), and its defaults
+    (`--bind-to none`, so concurrent 1-rank jobs do not both land on core 0)."""
+    flavour = FLAVOURS["openmpi5"]
+    return [*flavour.local(MPIEXEC, ranks), *flavour.default_args]
 
 
 # What `make` exports (see the Makefile); set here too so `python -m bench` measures the same.
