@@ -33,11 +33,7 @@ SUBNETS = ipaddress.ip_network("10.213.0.0/16")
 
 def free_subnet() -> str:
     """A /24 of SUBNETS that no live emulation on this machine has (owner files record them)."""
-    taken = set()
-    if netns.OWNERS.is_dir():
-        for owner in netns.OWNERS.iterdir():
-            words = owner.read_text().split()
-            taken.update(words[1:2])
+    taken = {subnet for _, subnet in netns.owners().values()}
     free = [str(n) for n in SUBNETS.subnets(new_prefix=24) if str(n) not in taken]
     if not free:
         raise RuntimeError(f"every /24 of {SUBNETS} is held by a running emulation")
@@ -119,8 +115,7 @@ class Emulation(BatchNodeGroup):
         if reason:
             raise RuntimeError(reason)
         cleanup_stale()
-        netns.OWNERS.mkdir(parents=True, exist_ok=True)
-        (netns.OWNERS / self.tag).write_text(f"{os.getpid()} {self.subnet}\n")
+        netns.claim(self.tag, self.subnet)
         self._up = True
         atexit.register(self.close)
         try:

@@ -92,16 +92,35 @@ def remove(tag: str, namespaces: Iterable[str]) -> None:
     (OWNERS / tag).unlink(missing_ok=True)
 
 
+def claim(tag: str, subnet: str) -> None:
+    """Record this process as the owner of emulation `tag` and its subnet."""
+    OWNERS.mkdir(parents=True, exist_ok=True)
+    (OWNERS / tag).write_text(f"{os.getpid()} {subnet}\n")
+
+
+def owners() -> dict[str, tuple[int | None, str | None]]:
+    """Every recorded emulation: tag -> (owner pid, subnet), None where unreadable."""
+    found: dict[str, tuple[int | None, str | None]] = {}
+    if OWNERS.is_dir():
+        for owner in OWNERS.iterdir():
+            words = owner.read_text().split()  # "pid subnet"
+            pid = int(words[0]) if words and words[0].isdigit() else None
+            found[owner.name] = (pid, words[1] if len(words) > 1 else None)
+    return found
+
+
 def cleanup_stale() -> None:
     """Remove emulations whose owning process died without cleaning up."""
-    if not OWNERS.is_dir():
-        return
-    listed = ip("netns", "list", check=False).stdout.split()
-    for owner in OWNERS.iterdir():
+    stale = []
+    for tag, (pid, _) in owners().items():
         try:
-            os.kill(int(owner.read_text().split()[0]), 0)  # "pid subnet"
-            continue
-        except (ProcessLookupError, ValueError, IndexError):
+            if pid is not None:
+                os.kill(pid, 0)
+                continue
+        except ProcessLookupError:
             pass
-        tag = owner.name
-        remove(tag, [ns for ns in listed if ns.startswith(f"mnp{tag}n")])
+        stale.append(tag)
+    if stale:
+        listed = ip("netns", "list", check=False).stdout.split()
+        for tag in stale:
+            remove(tag, [ns for ns in listed if ns.startswith(f"mnp{tag}n")])
