@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def test_a_child_starts_a_daemon_and_no_private_key_leaves_its_node(tmp_path: Pa
 
     keys = json.loads(next(line for line in lines if line.startswith("KEYS "))[5:])
     assert len(keys) == 4
-    by_node = {int(d.split("-n")[-1].split("-")[0]): v for d, v in keys.items()}
+    # state_dir's prefix mnp-<job>-a<attempt>-n<index>-; mkdtemp's random tail may hold "-n" too
+    by_node = {int(re.match(r"mnp-tree-4-a1-n(\d+)-", d).group(1)): v for d, v in keys.items()}
     assert sorted(by_node[0]["private"]) == ["id_ed25519"]
     publics = sorted(" ".join(v["public"]) for v in by_node.values())
     for index in (1, 2, 3):
