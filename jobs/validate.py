@@ -8,15 +8,15 @@ import re
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
-from launcher import gate
+from launcher import settings
 from launcher.contract import (
     IMAGE_TAG_PATTERN,
     INPUT_PATH_ENV,
+    MAX_VCPUS_PER_NODE,
     OUTPUT_PATH_ENV,
     RENDEZVOUS_SECRET_ENV,
 )
 from launcher.inputs import whole_number
-from launcher.node import Settings
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
@@ -41,9 +41,8 @@ ENV_FLAGS = {INPUT_PATH_ENV: "--input-path", OUTPUT_PATH_ENV: "--output-path"}
 MAX_NODES = 1000
 # Batch's ResourceRequirement docs: "You must specify at least 4 MiB of memory for a job".
 MIN_MEMORY_MIB = 4
-# No node can offer more: the largest EC2 instance, u7in-32tb.224xlarge, has 896 vCPUs and
-# 32,768 GiB (EC2 instance types: memory optimized, High Memory U7in).
-MAX_VCPUS_PER_NODE = 896
+# No node can offer more: the largest EC2 instance, u7in-32tb.224xlarge, has 32,768 GiB
+# (EC2 instance types: memory optimized, High Memory U7in); its 896 vCPUs are the contract's.
 MAX_MEMORY_MIB = 32768 * 1024
 # Batch TagResource / SubmitJob tags: at most 50 per resource.
 MAX_TAGS = 50
@@ -192,11 +191,11 @@ def check_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
                                f"({merged[name]!r} and {value!r})")
         merged[name] = value
     try:
-        Settings.from_env(merged, None)
-        gate.requested(merged)
-    except ValueError as e:  # each names the variable and its value
-        raise InvalidInput(f"--env: {e}", hint="the launcher's variables: README, section "
-                           "'The multi-node launcher'") from None
+        # As a multi-node job's nodes read them; only a node can tell if a directory exists.
+        settings.read(merged, num_nodes=2, here=False)
+    except settings.SettingError as e:  # names the variable, its value and what is allowed
+        raise InvalidInput(f"--env: {e}", hint="the launcher's variables: launcher/README.md "
+                           "or mnp-launch --help") from None
     return merged
 
 

@@ -8,22 +8,20 @@ import os
 import sys
 from collections.abc import Sequence
 
-from launcher import contract, procs
+from launcher import contract, procs, settings
 from launcher.flavours import FlavourError, resolve
 from launcher.node import BatchNode, Settings
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV, log
 from launcher.roles import TermSignal, mpiexec, run_child, run_local, run_main
 
 
-def _positive(text: str) -> float:
+def _timeout(text: str) -> float:
+    """The flag takes what MNP_RENDEZVOUS_TIMEOUT takes."""
+    kind = settings.BY_NAME[contract.RENDEZVOUS_TIMEOUT_ENV].kind
     try:
-        value = float(text)
-    except ValueError:
-        msg = f"--rendezvous-timeout: {text!r} is not a number"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"--rendezvous-timeout: {text} must be positive")
-    return value
+        return float(kind.parse(text))  # type: ignore[arg-type]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}; allowed: {kind.allowed}") from None
 
 
 def _logging(prefix: str) -> None:
@@ -38,25 +36,26 @@ def _logging(prefix: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """`mnp-launch [--rendezvous-timeout S] CMD...` on every node of the job."""
     p = argparse.ArgumentParser(
-        prog="mnp-launch",
+        prog="mnp-launch", epilog=settings.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run CMD under MPI across the nodes of an AWS Batch multi-node job.")
-    p.add_argument("--rendezvous-timeout", type=_positive, metavar="S",
+    p.add_argument("--rendezvous-timeout", type=_timeout, metavar="S",
                    help="seconds to wait for all nodes (default: MNP_RENDEZVOUS_TIMEOUT or 600)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command every rank runs")
     args = p.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     try:
         node = BatchNode.from_env(os.environ)
-        settings = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
+        knobs = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
     except ValueError as e:
         print(f"mnp: error: {e}", file=sys.stderr)
         return contract.USAGE
     # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
     os.environ.pop(SECRET_ENV, None)
     _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
-    if node.num_nodes > 1 and settings.secret is None:
+    if node.num_nodes > 1 and knobs.secret is None:
         log.warning("%s=1: the rendezvous has no secret: anyone who can reach port %d can "
-                    "join this job and run commands on its nodes", INSECURE_ENV, settings.port)
+                    "join this job and run commands on its nodes", INSECURE_ENV, knobs.port)
     if not cmd and (node.is_main or node.num_nodes == 1):
         log.error("no command to run (give it after the options, e.g. python -m solver heat)")
         return contract.USAGE
@@ -65,21 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Children run no mpiexec: only the node that launches must know the flavour.
         path = mpiexec()
         try:
-            flavour = resolve(os.environ, path)
+            flavour = resolve(knobs.mpi, path)
         except FlavourError as e:
             log.error("%s", e)
             return contract.USAGE
     procs.become_subreaper()
     term = TermSignal()
     log.info("node %d of %d (main is %d), %d slots%s", node.index, node.num_nodes,
-             node.main_index, settings.slots, f", {flavour.name} ({path})" if launches else "")
+             node.main_index, knobs.slots, f", {flavour.name} ({path})" if launches else "")
     try:
         if node.num_nodes == 1:
-            code = run_local(node, settings, cmd, term, flavour, path)
+            code = run_local(node, knobs, cmd, term, flavour, path)
         elif node.is_main:
-            code = run_main(node, settings, cmd, term, flavour, path)
+            code = run_main(node, knobs, cmd, term, flavour, path)
         else:
-            code = run_child(node, settings, term)
+            code = run_child(node, knobs, term)
     finally:
         # Nothing outlives the launcher: ranks, daemons and sshd sessions it adopted.
         procs.kill_tree(os.getpid(), include_root=False)

@@ -15,6 +15,15 @@ NODE_LOST = 4  # the main node or a rank went away mid-run; a retry resumes from
 STOPPED = 143  # SIGTERM after a checkpoint was written
 
 RETRYABLE = (RENDEZVOUS_TIMEOUT, NODE_LOST, STOPPED)
+# What each code means to a user (mnp-launch --help); "other" is the program's own code.
+EXIT_MEANINGS: dict[int | str, str] = {
+    OK: "success",
+    USAGE: "bad input or usage: nothing was started (not retried)",
+    RENDEZVOUS_TIMEOUT: "rendezvous timeout: a node never reported (retried)",
+    NODE_LOST: "a node was lost mid-run or is unusable (retried, resumes from checkpoint)",
+    STOPPED: "stopped by SIGTERM after a checkpoint (retried)",
+    "other": "the program's own exit code; 1 also for a launcher failure (not retried)",
+}
 
 # Batch's evaluateOnExit, first match wins (at most 5 rules). Batch retries a job no rule
 # matches, so the last rule catches everything else.
@@ -32,6 +41,10 @@ NETWORK_ENV = "MNP_NETWORK"  # job definition (tcp, or efa on an EFA stack) -> l
 PRECHECK_ENV = "MNP_PRECHECK"  # job definition (1 on an EFA stack, else 0) -> launcher's gate
 INPUT_PATH_ENV = "INPUT_PATH"  # CLI -> solver (default of --input-path)
 OUTPUT_PATH_ENV = "OUTPUT_PATH"  # job definition, CLI -> solver (default of --output-path)
+
+# No node offers more: the largest EC2 instance, u7in-32tb.224xlarge, has 896 vCPUs
+# (EC2 instance types: memory optimized, High Memory U7in).
+MAX_VCPUS_PER_NODE = 896
 
 EFS_MOUNT_PATH = "/mnt/efs"  # where every node's container sees the shared file system
 # An image tag as ECR accepts it (match whole values: no anchors here).

@@ -42,7 +42,7 @@ log = logging.getLogger("mnp")
 
 
 class FabricError(ValueError):
-    """MNP_NETWORK is not a value we know, or the MPI cannot be forced onto it."""
+    """The MPI cannot be forced onto MNP_NETWORK's fabric (launcher.settings checks the value)."""
 
 
 class Unusable(RuntimeError):
@@ -79,18 +79,6 @@ class Fabric:
         # Open MPI excludes libfabric's tcp provider from the OFI MTL by default
         # (mtl_ofi_provider_exclude); naming it in the include list admits it.
         return {"pml": "cm", "mtl": "ofi", "mtl_ofi_provider_include": self.provider}
-
-
-def from_env(env: Mapping[str, str]) -> Fabric:
-    """MNP_NETWORK (default tcp); FabricError names a bad value and what is allowed."""
-    raw = env.get(NETWORK_ENV, "").strip()
-    if not raw:
-        return Fabric()
-    if raw not in NETWORKS:
-        raise FabricError(f"{NETWORK_ENV}={raw!r} is not one of {', '.join(NETWORKS)} "
-                          "(tcp: MPI's own TCP; ofi-tcp: libfabric's tcp provider; "
-                          "efa: Elastic Fabric Adapter, no fallback)")
-    return Fabric(raw)
 
 
 def _mca_pairs(args: Sequence[str]) -> dict[str, str]:

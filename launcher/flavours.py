@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 MPI_ENV = "MNP_MPI"
 LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
@@ -164,12 +164,10 @@ def detect(version_output: str) -> Flavour:
                        f"{supported()} (or set {MPI_ENV} to one of {', '.join(FLAVOURS)})")
 
 
-def resolve(env: Mapping[str, str], mpiexec: str) -> Flavour:
-    """MNP_MPI if set, else detected from `mpiexec --version`."""
-    chosen = env.get(MPI_ENV, "").strip()
+def resolve(chosen: str | None, mpiexec: str) -> Flavour:
+    """The flavour MNP_MPI names (checked by launcher.settings), else detected from
+    `mpiexec --version`."""
     if chosen:
-        if chosen not in FLAVOURS:
-            raise FlavourError(f"{MPI_ENV}={chosen!r} is not one of {', '.join(FLAVOURS)}")
         return FLAVOURS[chosen]
     try:
         out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,

@@ -20,14 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher import contract, procs
+from launcher import contract, procs, settings
 from launcher.rendezvous import log
 
 PRECHECK_ENV = contract.PRECHECK_ENV
 COMMAND_ENV = "MNP_PRECHECK_COMMAND"
 TIMEOUT_ENV = "MNP_PRECHECK_TIMEOUT"
 DEFAULT_COMMAND = ("python", "-m", "solver", "netcheck")
-DEFAULT_TIMEOUT = 120.0  # mpiexec's start over ssh, then N-1 rounds of seconds at most
 REPORT_NAME = "network.json"
 # A node is slow when every one of its pairs takes longer, at one message size, than
 # max(FACTOR x reference, reference + FLOOR_S), the reference being the median of the pairs
@@ -139,24 +138,12 @@ def judge(rc: int, reports: Sequence[Mapping], nodes: Sequence[NodeRef],
                    f"{len(nodes)} nodes in {summary.get('seconds', 0):.2f}s")
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise GateError(f"{name}={raw!r} must be a positive number of seconds")
-    return value
-
-
 def requested(env: Mapping[str, str]) -> bool:
     """MNP_PRECHECK: 1 on, 0 or unset off; GateError names any other value."""
-    value = env.get(PRECHECK_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise GateError(f"{PRECHECK_ENV}={value!r}: set 1 to check the network before the "
-                        "run, or 0 (or leave it unset) not to")
-    return value == "1"
+    try:
+        return bool(settings.value(env, PRECHECK_ENV))
+    except settings.SettingError as e:
+        raise GateError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -171,14 +158,14 @@ class Check:
         """Read MNP_PRECHECK (0/unset off, 1 on) and its command; GateError names bad values."""
         if not requested(env):
             return None
-        custom = env.get(COMMAND_ENV, "").strip()
         try:
-            command = tuple(shlex.split(custom)) if custom else DEFAULT_COMMAND
-        except ValueError as e:
-            raise GateError(f"{COMMAND_ENV}={custom!r} cannot be split into words: {e}") from None
-        if not custom:
+            custom = settings.value(env, COMMAND_ENV)
+            timeout = settings.value(env, TIMEOUT_ENV)
+        except settings.SettingError as e:
+            raise GateError(str(e)) from None
+        if custom is None:
             _importable(env)
-        return cls(command, _positive(env, TIMEOUT_ENV, DEFAULT_TIMEOUT))
+        return cls(custom or DEFAULT_COMMAND, timeout)
 
     def run(self, argv: Sequence[str], env: Mapping[str, str],
             supervise: Callable[[subprocess.Popen[bytes]], tuple[int, str | None]],

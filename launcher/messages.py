@@ -40,6 +40,8 @@ MESSAGES: dict[str, dict[str, _Field]] = {
     "welcome": {"mac": MAC, "public_key": _text(1024), "user": _text(256)},
     # Instead of `ready`: this node cannot run the job's fabric (the one line saying why).
     "unfit": {"reason": _text(1024)},
+    # Instead of `ready`: this node failed while getting ready; the code it exits with.
+    "failed": {"code": _int(1, 255), "reason": _text(1024)},
     # public_key: the child's own attempt key, which its daemons start others' with.
     "ready": {"ssh_port": _int(1, 65535), "host_key": _text(1024), "public_key": _text(1024)},
     # After every child is ready (tree spawn): one `peer` line per child, then `peers` with

@@ -4,13 +4,11 @@ environment Batch and the job definition give the container."""
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from launcher import fabric
-from launcher.contract import RANKS_PER_NODE_ENV, RENDEZVOUS_TIMEOUT_ENV
+from launcher import fabric, settings
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
 
@@ -73,7 +71,7 @@ class BatchNode:
 
 @dataclass(frozen=True)
 class Settings:
-    """Launcher knobs from MNP_* variables and flags."""
+    """Launcher knobs from MNP_* variables (launcher.settings) and flags."""
 
     slots: int
     rendezvous_timeout: float
@@ -83,66 +81,36 @@ class Settings:
     mpiexec_args: tuple[str, ...] | None  # None: the MPI flavour's defaults
     secret: str | None  # None only for one node, or multi-node with MNP_INSECURE_RENDEZVOUS=1
     network: fabric.Fabric = fabric.Fabric()  # MNP_NETWORK
+    mpi: str | None = None  # MNP_MPI; None: detected from mpiexec --version
+    ssh_port: int | None = None  # MNP_SSH_PORT; None: a free port
+    state_dir: str | None = None  # MNP_STATE_DIR; None: $TMPDIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
                  num_nodes: int = 1) -> Settings:
         """Read the MNP_* variables; ValueError names the offending one."""
-        def pos(name: str, default: float, kind: type = float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a {kind.__name__}") from None
-            if value <= 0:
-                raise ValueError(f"{name}={raw} must be positive")
-            return value
-
-        def words(name: str) -> tuple[str, ...] | None:
-            if name not in env:
-                return None
-            try:
-                return tuple(shlex.split(env[name]))
-            except ValueError as e:  # shlex says "No closing quotation", not where
-                raise ValueError(f"{name}={env[name]!r} cannot be split into words: {e}") \
-                    from None
-
-        timeout = timeout_flag if timeout_flag is not None else pos(RENDEZVOUS_TIMEOUT_ENV, 600)
-        interval = pos("MNP_HEARTBEAT_INTERVAL", 5)
+        knobs = settings.read(env, num_nodes=num_nodes)
+        if num_nodes > 1 and knobs.secret is None and not knobs.insecure_rendezvous:
+            raise ValueError(NO_SECRET)
         return cls(
-            slots=int(pos(RANKS_PER_NODE_ENV, os.cpu_count() or 1, int)),
-            rendezvous_timeout=timeout,
-            port=int(pos("MNP_RENDEZVOUS_PORT", 47470, int)),
-            hb_interval=interval,
-            hb_timeout=pos("MNP_HEARTBEAT_TIMEOUT", max(30.0, 3 * interval)),
-            mpiexec_args=words("MNP_MPIEXEC_ARGS"),
-            secret=_secret(env, num_nodes),
-            network=fabric.from_env(env),
+            slots=knobs.ranks_per_node or os.cpu_count() or 1,
+            rendezvous_timeout=knobs.rendezvous_timeout if timeout_flag is None
+            else timeout_flag,
+            port=knobs.rendezvous_port,
+            hb_interval=knobs.heartbeat_interval,
+            hb_timeout=knobs.heartbeat_timeout,
+            mpiexec_args=knobs.mpiexec_args,
+            secret=knobs.secret,
+            network=fabric.Fabric(knobs.network),
+            mpi=knobs.mpi,
+            ssh_port=knobs.ssh_port,
+            state_dir=knobs.state_dir,
         )
 
 
-MIN_SECRET = 16
 NO_SECRET = (
     f"{SECRET_ENV} is not set, and a multi-node job needs it: the stack's job definition "
     "injects one per stack from Secrets Manager (its `secrets`); for a job definition of "
     f"your own add a `secrets` entry or an environment variable {SECRET_ENV} of at least "
-    f"{MIN_SECRET} random characters (or set {INSECURE_ENV}=1 to let anyone who can reach "
-    "the rendezvous port join)")
-
-
-def _secret(env: Mapping[str, str], num_nodes: int) -> str | None:
-    """The rendezvous secret; refuse a multi-node job without one unless opted out."""
-    insecure = env.get(INSECURE_ENV, "").strip()
-    if insecure not in ("", "0", "1"):
-        raise ValueError(f"{INSECURE_ENV}={insecure!r} must be 1 (or 0, or unset)")
-    secret = env.get(SECRET_ENV, "")
-    if not secret:
-        if num_nodes > 1 and insecure != "1":
-            raise ValueError(NO_SECRET)
-        return None
-    if len(secret) < MIN_SECRET:
-        raise ValueError(f"{SECRET_ENV} has {len(secret)} characters: it needs at least "
-                         f"{MIN_SECRET} random ones (the stack's secret has 64)")
-    return secret
+    f"{settings.MIN_SECRET} random characters (or set {INSECURE_ENV}=1 to let anyone who can "
+    "reach the rendezvous port join)")

@@ -143,6 +143,11 @@ class Peer:
                 "host_key": self.host_key, "public_key": self.public_key}
 
 
+def _printable(text: str) -> str:
+    """`text` as a protocol field: printable, at most 1,024 characters, never empty."""
+    return "".join(c if c.isprintable() else " " for c in text)[:1024] or "no reason given"
+
+
 def _heartbeat(channels: Callable[[], list[Channel]], interval: float,
                stop: threading.Event) -> None:
     while not stop.wait(interval):
@@ -234,12 +239,18 @@ class Client:
 
     def unfit(self, reason: str) -> None:
         """Tell the main node this node cannot run the job's fabric (instead of `ready`)."""
+        self._tell(t="unfit", reason=_printable(reason))
+
+    def fail(self, code: int, reason: str) -> None:
+        """Tell the main node this node failed getting ready and exits `code` (not `ready`)."""
+        self._tell(t="failed", code=code, reason=_printable(reason))
+
+    def _tell(self, **msg: object) -> None:
         assert self._ch is not None
-        text = "".join(c if c.isprintable() else " " for c in reason)
         try:
-            self._ch.send(t="unfit", reason=text[:1024])
+            self._ch.send(**msg)
         except ChannelClosed as e:
-            log.warning("could not tell the main node this node is unusable: %s", e)
+            log.warning("could not tell the main node why this node stops: %s", e)
 
     def ready(self, ssh_port: int, host_key: str, public_key: str) -> None:
         """Report that sshd runs, then keep pinging and watch for `exit` or silence."""

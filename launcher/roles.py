@@ -30,7 +30,8 @@ from launcher.rendezvous import (
     log,
     without_secret,
 )
-from launcher.server import NodeUnfit, Server
+from launcher.server import NodeFailed, Server
+from launcher.settings import value as read_knob
 
 if TYPE_CHECKING:
     from launcher.node import BatchNode, Settings
@@ -60,7 +61,8 @@ class TermSignal:
 
 def _forward_term(root: int) -> None:
     ranks = procs.rank_pids(root)
-    procs.signal_pids(ranks, signal.SIGUSR1 if os.environ.get("MNP_DEBUG_USR1") else signal.SIGTERM)
+    debug = read_knob(os.environ, "MNP_DEBUG_USR1")
+    procs.signal_pids(ranks, signal.SIGUSR1 if debug else signal.SIGTERM)
     log.info("SIGTERM sent to %d local rank(s): %s", len(ranks),
              ", ".join(f"{p} ({procs.comm(p)})" for p in ranks))
 
@@ -75,8 +77,8 @@ def forward_names(env: Mapping[str, str]) -> list[str]:
     fabric tuning (FI_*, OMPI_MCA_*, UCX_*, MPIR_CVAR_*: sshd starts remote ranks with a clean
     environment) and MNP_FORWARD_ENV."""
     names = [n for n in FORWARD_ENV if n in env] + fabric.forwarded(env)
-    names += [n for n in env.get("MNP_FORWARD_ENV", "").split(",")
-              if n in env and n not in names]
+    listed: tuple[str, ...] = read_knob(env, "MNP_FORWARD_ENV")  # type: ignore[assignment]
+    names += [n for n in listed if n in env and n not in names]
     return [n for n in names if n != SECRET_ENV]
 
 
@@ -146,10 +148,11 @@ def _exit_code(rc: int) -> int:
     return rc
 
 
-def state_dir(node: BatchNode) -> Path:
-    """A 0700 directory for this job, attempt and node; removed when the launcher ends."""
+def state_dir(node: BatchNode, parent: str | None) -> Path:
+    """A 0700 directory for this job, attempt and node under `parent` (MNP_STATE_DIR, else
+    $TMPDIR); removed when the launcher ends."""
     return Path(tempfile.mkdtemp(prefix=f"mnp-{node.job}-a{node.attempt}-n{node.index}-",
-                                 dir=os.environ.get("MNP_STATE_DIR")))
+                                 dir=parent))
 
 
 def _fabric(node: BatchNode, settings: Settings, flavour: Flavour,
@@ -236,11 +239,15 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
     except gate.GateError as e:
         log.error("%s", e)
         return contract.USAGE
-    state = state_dir(node)
+    state = state_dir(node, settings.state_dir)
     server: Server | None = None
     try:
         key = state / "id_ed25519"
-        server = _serve(node, settings, key)
+        try:
+            server = _serve(node, settings, key)
+        except RendezvousError as e:
+            log.error("%s", e)
+            return contract.USAGE
         peers = _admit(server, settings, flavour, term)
         if isinstance(peers, int):
             server.finish(peers)
@@ -269,10 +276,14 @@ def _serve(node: BatchNode, settings: Settings, key: Path) -> Server:
     """The rendezvous server this attempt's children report to, listening."""
     public = sshd.keygen(key, f"mnp-{node.job}-attempt{node.attempt}")
     children = set(range(node.num_nodes)) - {node.main_index}
-    server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
-                    attempt=node.attempt, expected=children, public_key=public,
-                    user=sshd.user_name(), hb_interval=settings.hb_interval,
-                    hb_timeout=settings.hb_timeout, port=settings.port)
+    try:
+        server = Server(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
+                        attempt=node.attempt, expected=children, public_key=public,
+                        user=sshd.user_name(), hb_interval=settings.hb_interval,
+                        hb_timeout=settings.hb_timeout, port=settings.port)
+    except OSError as e:  # the port is taken, or not ours to bind
+        raise RendezvousError(f"cannot listen for the children on port {settings.port} "
+                              f"(MNP_RENDEZVOUS_PORT): {e.strerror or e}") from None
     server.start()
     log.info("main node: waiting up to %gs for %d children on port %d",
              settings.rendezvous_timeout, len(children), server.port)
@@ -285,9 +296,10 @@ def _admit(server: Server, settings: Settings, flavour: Flavour,
     started = time.monotonic()
     try:
         peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
-    except NodeUnfit as e:
-        log.error("%s: ending the job (exit %d, retryable)", e, contract.NODE_LOST)
-        return contract.NODE_LOST
+    except NodeFailed as e:
+        retry = ", retryable" if e.code in contract.RETRYABLE else ""
+        log.error("%s: ending the job (exit %d%s)", e, e.code, retry)
+        return e.code
     except RendezvousError as e:
         log.error("%s", e)
         return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
@@ -341,7 +353,7 @@ def _precheck(check: gate.Check, node: BatchNode, world: _World, term: TermSigna
 
 def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     """Child node: report to the main node, serve its remote starts until told to exit."""
-    state = state_dir(node)
+    state = state_dir(node, settings.state_dir)
     assert node.main_ip is not None
     client = Client(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
                     attempt=node.attempt, index=node.index, slots=settings.slots,
@@ -360,19 +372,14 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
             return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
         if missing:
             return _unfit(node, settings, missing, client)
-        port = int(os.environ.get("MNP_SSH_PORT") or sshd.free_port())
         main_key = str(welcome["public_key"])
-        ip = netif.source_address(node.main_ip, settings.port)
         try:
-            own = netif.rank_env(ip, os.environ, ofi_tcp=settings.network.ofi_tcp)
-            # This node's own attempt key: its daemons start others' in a spawn tree.
-            public = sshd.keygen(state / "id_ed25519",
-                                 f"mnp-{node.job}-attempt{node.attempt}-node{node.index}")
-            _, host_key = sshd.start_sshd(state, port, main_key,
-                                         os.environ.get("PATH", os.defpath), own)
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
-            log.error("%s", e)
-            return 1
+            port, host_key, public = _serve_ssh(node, settings, state, main_key)
+        except Exception as e:  # the main node waits for this node: it must hear why not
+            why = str(e) or type(e).__name__
+            log.error("%s", why)
+            client.fail(contract.APPLICATION_ERROR, why)
+            return contract.APPLICATION_ERROR
         client.on_peers = lambda peers: sshd.join_peers(state, main_key, peers)
         client.ready(port, host_key, public)
         log.info("ready: sshd on port %d admits only this attempt's keys", port)
@@ -380,6 +387,21 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     finally:
         client.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _serve_ssh(node: BatchNode, settings: Settings, state: Path,
+               main_key: str) -> tuple[int, str, str]:
+    """Start this child's sshd for the main node's key: its port, host key, own public key."""
+    assert node.main_ip is not None
+    port = settings.ssh_port or sshd.free_port()
+    ip = netif.source_address(node.main_ip, settings.port)
+    own = netif.rank_env(ip, os.environ, ofi_tcp=settings.network.ofi_tcp)
+    # This node's own attempt key: its daemons start others' in a spawn tree.
+    public = sshd.keygen(state / "id_ed25519",
+                         f"mnp-{node.job}-attempt{node.attempt}-node{node.index}")
+    _, host_key = sshd.start_sshd(state, port, main_key, os.environ.get("PATH", os.defpath),
+                                  own)
+    return port, host_key, public
 
 
 def _unfit(node: BatchNode, settings: Settings, missing: str, client: Client | None) -> int:

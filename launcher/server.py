@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 
+from launcher.contract import NODE_LOST
 from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
     HELLO_TIMEOUT,
@@ -54,8 +55,15 @@ class _Throttled:
         log.warning(fmt + more, *args)
 
 
-class NodeUnfit(RendezvousError):
-    """A child reported that it cannot run the job's fabric; the message is its own line."""
+class NodeFailed(RendezvousError):
+    """A child cannot take part: it reported why (or went away) after its welcome.
+
+    `code` is what the job ends with: the child's own, or node-lost when it left unsaid.
+    """
+
+    def __init__(self, line: str, code: int) -> None:
+        super().__init__(line)
+        self.code = code
 
 
 class Server:
@@ -71,7 +79,8 @@ class Server:
         self.peers: dict[int, Peer] = {}
         self.local_ip: str | None = None  # our address as the children reach us
         self.lost: queue.Queue[tuple[int, str]] = queue.Queue()
-        self.unfit: dict[int, str] = {}  # children whose fabric check failed: their line
+        # Children that cannot take part: the job's exit code and the line saying why.
+        self.failed: dict[int, tuple[int, str]] = {}
         self._chans: dict[int, Channel] = {}
         self._synced: set[int] = set()
         self._peered: set[int] = set()
@@ -196,11 +205,18 @@ class Server:
                 raise RendezvousError(f"node {index} already reported")
         ch.send(t="welcome", mac=mac(self.key, "welcome", hello["nonce"], nonce),
                 public_key=self.public_key, user=self.user)
-        ready = ch.recv(HANDSHAKE_TIMEOUT, ("ready", "unfit"))
-        if ready["t"] == "unfit":
-            with self._cond:
-                self.unfit.setdefault(index, ready["reason"])
-                self._cond.notify_all()
+        try:
+            ready = ch.recv(HANDSHAKE_TIMEOUT, ("ready", "unfit", "failed"))
+        except ChannelClosed as e:  # a child does not reconnect after its welcome
+            self._fail(index, NODE_LOST, f"node {index} ({ip}) went away before it was "
+                       f"ready: {e}")
+            return None
+        if ready["t"] == "unfit":  # the child's own line names it and what it lacks
+            self._fail(index, NODE_LOST, ready["reason"])
+            return None
+        if ready["t"] == "failed":
+            self._fail(index, ready["code"], f"node {index} ({ip}) failed before it was "
+                       f"ready: {ready['reason']}")
             return None
         peer = Peer(index, ip, slots, ready["ssh_port"], ready["host_key"],
                     ready["public_key"])
@@ -216,13 +232,20 @@ class Server:
                  index, ip, slots, done, len(self.expected))
         return index
 
+    def _fail(self, index: int, code: int, line: str) -> None:
+        with self._cond:
+            if not self._finishing:
+                self.failed.setdefault(index, (code, line))
+            self._cond.notify_all()
+
     def wait_ready(self, timeout: float, stop: threading.Event | None = None) -> dict[int, Peer]:
         """Block until every expected child reported; RendezvousError names the missing."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while set(self.peers) != self.expected:
-                if self.unfit:
-                    raise NodeUnfit(self.unfit[min(self.unfit)])
+                if self.failed:
+                    code, line = self.failed[min(self.failed)]
+                    raise NodeFailed(line, code)
                 left = deadline - time.monotonic()
                 if left <= 0 or (stop is not None and stop.is_set()):
                     missing = ", ".join(map(str, sorted(self.expected - set(self.peers))))

@@ -28,8 +28,16 @@ def user_name() -> str:
 
 def keygen(path: Path, comment: str) -> str:
     """Make an ed25519 key pair at `path` (private 0600) and return the public key line."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    try:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
+                        str(path)], check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True)
+    except subprocess.CalledProcessError as e:
+        said = (e.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"ssh-keygen failed (exit {e.returncode}): {said}") from None
+    except OSError as e:
+        raise RuntimeError(f"cannot run ssh-keygen: {e} (Debian package openssh-client)") \
+            from None
     return path.with_suffix(".pub").read_text().strip()
 
 
@@ -130,6 +138,12 @@ def _listening(port: int) -> bool:
     return False
 
 
+def known_host(ip: str, port: int) -> str:
+    """The host as ssh writes and looks it up in known_hosts: `[ip]:port`, plain `ip` for
+    port 22 (sshd(8), SSH_KNOWN_HOSTS FILE FORMAT)."""
+    return ip if port == 22 else f"[{ip}]:{port}"
+
+
 def write_ssh_client(state: Path, key: Path, peers: Iterable[Peer]) -> Path:
     """Write known_hosts (the peers' host keys pinned) and ssh_config; return the config.
 
@@ -137,7 +151,7 @@ def write_ssh_client(state: Path, key: Path, peers: Iterable[Peer]) -> Path:
     """
     peers = list(peers)
     _write(state / "known_hosts", "".join(
-        f"[{p.ip}]:{p.ssh_port} {' '.join(p.host_key.split()[:2])}\n" for p in peers))
+        f"{known_host(p.ip, p.ssh_port)} {' '.join(p.host_key.split()[:2])}\n" for p in peers))
     hosts = "".join(f"Host {p.ip}\n  Port {p.ssh_port}\n" for p in peers)
     config = f"""{hosts}Host *
   User {user_name()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.jobs.moto_env import MAX_VCPUS
+from tests.launcher.test_settings import FOUND_IN_ISSUE_24
 
 SUBMIT = ["submit", "--job-name", "heat", "--nodes", "2", "--vcpus", "4", "--memory", "4096"]
 
@@ -47,14 +48,19 @@ BAD_SUBMIT = [
     ("--env", "MNP_RENDEZVOUS_SECRET=" + "s" * 20, "--env MNP_RENDEZVOUS_SECRET: every node "
      "reads it from the stack's Secrets Manager secret"),
     # the launcher's own parser: refused here, not on the nodes after the allocation
-    ("--env", "MNP_NETWORK=infiniband", "--env: MNP_NETWORK='infiniband' is not one of tcp, "
-     "ofi-tcp, efa"),
-    ("--env", "MNP_PRECHECK=yes", "--env: MNP_PRECHECK='yes': set 1 to check the network"),
-    ("--env", "MNP_RANKS_PER_NODE=0", "--env: MNP_RANKS_PER_NODE=0 must be positive"),
-    ("--env", "MNP_RENDEZVOUS_TIMEOUT=soon", "--env: MNP_RENDEZVOUS_TIMEOUT='soon' is not a "
-     "float"),
-    ("--env", "MNP_MPIEXEC_ARGS=--map-by 'ppr:1", "--env: MNP_MPIEXEC_ARGS=\"--map-by 'ppr:1\" "
-     "cannot be split into words: No closing quotation"),
+    ("--env", "MNP_NETWORK=infiniband", "--env: MNP_NETWORK='infiniband': unknown value; "
+     "allowed: one of tcp, ofi-tcp, efa"),
+    ("--env", "MNP_PRECHECK=yes", "--env: MNP_PRECHECK='yes': unknown value; allowed: 0 or 1"),
+    ("--env", "MNP_RANKS_PER_NODE=0", "--env: MNP_RANKS_PER_NODE='0': out of range; allowed: "
+     "a whole number from 1 to 896"),
+    ("--env", "MNP_RENDEZVOUS_TIMEOUT=soon", "--env: MNP_RENDEZVOUS_TIMEOUT='soon': not a "
+     "number"),
+    ("--env", "MNP_MPIEXEC_ARGS=--map-by 'ppr:1", "--env: MNP_MPIEXEC_ARGS=\"--map-by 'ppr:1\": "
+     "No closing quotation"),
+    # The values of issue 24 that the nodes refused only after the allocation, or not at all
+    # (node settings: tests/launcher/test_settings.py).
+    *(("--env", f"{name}={value}", f"--env: {name}={value!r}: {why}")
+      for name, value, why in FOUND_IN_ISSUE_24),
     ("--interval", "0", "'0' must be more than 0 seconds"),
     ("--nodes", "9", f"--nodes 9 x --vcpus 8 = 72 vCPUs exceeds the compute environment's "
                      f"max_vcpus {MAX_VCPUS}"),

@@ -25,16 +25,16 @@ FORCED = {"efa": ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
 
 
 def test_default_is_tcp_and_each_value_is_read() -> None:
-    assert fabric.from_env({}) == Fabric("tcp")
-    assert fabric.from_env({"MNP_NETWORK": " "}).provider is None
-    assert [fabric.from_env({"MNP_NETWORK": v}).provider for v in ("tcp", "ofi-tcp", "efa")] \
-        == [None, "tcp", "efa"]
+    assert Settings.from_env({}, None).network == Fabric("tcp")
+    assert Settings.from_env({"MNP_NETWORK": " "}, None).network.provider is None
+    assert [Settings.from_env({"MNP_NETWORK": v}, None).network.provider
+            for v in ("tcp", "ofi-tcp", "efa")] == [None, "tcp", "efa"]
 
 
 @pytest.mark.parametrize("value", ["EFA", "ofi", "infiniband"])
 def test_an_unknown_value_is_named_with_what_is_allowed(value: str) -> None:
-    with pytest.raises(FabricError, match=f"MNP_NETWORK='{value}' is not one of tcp, ofi-tcp, "
-                                          "efa"):
+    with pytest.raises(ValueError, match=f"MNP_NETWORK='{value}': unknown value; allowed: one "
+                                         "of tcp, ofi-tcp, efa"):
         Settings.from_env({"MNP_NETWORK": value}, None)
 
 
@@ -45,7 +45,8 @@ def test_the_launcher_exits_2_on_an_unknown_value_before_anything_starts() -> No
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "RAN" not in run.stdout
-    assert "mnp: error: MNP_NETWORK='rdma' is not one of tcp, ofi-tcp, efa" in run.stderr
+    assert "mnp: error: MNP_NETWORK='rdma': unknown value; allowed: one of tcp, ofi-tcp, efa" \
+        in run.stderr
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))

@@ -140,13 +140,15 @@ def test_precheck_off(value: str) -> None:
 
 
 @pytest.mark.parametrize(("env", "fragment"), [
-    ({"MNP_PRECHECK": "yes"}, "MNP_PRECHECK='yes': set 1 to check the network"),
+    ({"MNP_PRECHECK": "yes"}, "MNP_PRECHECK='yes': unknown value; allowed: 0 or 1"),
     ({"MNP_PRECHECK": "1", "MNP_PRECHECK_COMMAND": "check 'open"},
-     "MNP_PRECHECK_COMMAND=\"check 'open\" cannot be split"),
+     "MNP_PRECHECK_COMMAND=\"check 'open\": No closing quotation"),
     ({"MNP_PRECHECK": "1", "MNP_PRECHECK_COMMAND": "x", "MNP_PRECHECK_TIMEOUT": "soon"},
-     "MNP_PRECHECK_TIMEOUT='soon' must be a positive number"),
+     "MNP_PRECHECK_TIMEOUT='soon': not a number; allowed: a number of seconds from 1 to"),
     ({"MNP_PRECHECK": "1", "MNP_PRECHECK_COMMAND": "x", "MNP_PRECHECK_TIMEOUT": "inf"},
-     "MNP_PRECHECK_TIMEOUT='inf' must be a positive number"),
+     "MNP_PRECHECK_TIMEOUT='inf': not a number"),
+    ({"MNP_PRECHECK": "1", "MNP_PRECHECK_COMMAND": "x", "MNP_PRECHECK_TIMEOUT": "nan"},
+     "MNP_PRECHECK_TIMEOUT='nan': not a number"),
 ])
 def test_bad_precheck_settings_are_named(env: dict, fragment: str) -> None:
     with pytest.raises(gate.GateError) as info:
@@ -177,14 +179,16 @@ def _launcher(tmp_path: Path, nodes: int = 2, **env: str) -> subprocess.Complete
 def test_a_bad_precheck_value_exits_2_before_any_rendezvous(tmp_path: Path) -> None:
     proc = _launcher(tmp_path, MNP_PRECHECK="true")
     assert proc.returncode == contract.USAGE
-    assert "MNP_PRECHECK='true': set 1" in proc.stderr and "waiting up to" not in proc.stderr
+    assert "MNP_PRECHECK='true': unknown value; allowed: 0 or 1" in proc.stderr \
+        and "waiting up to" not in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["launcher"]  # no state left behind
 
 
 def test_a_bad_precheck_value_exits_2_on_one_node_too(tmp_path: Path) -> None:
     proc = _launcher(tmp_path, nodes=1, MNP_PRECHECK="yes")
     assert proc.returncode == contract.USAGE
-    assert "MNP_PRECHECK='yes': set 1" in proc.stderr and "mpiexec exited" not in proc.stderr
+    assert "MNP_PRECHECK='yes': unknown value" in proc.stderr
+    assert "mpiexec exited" not in proc.stderr
 
 
 def test_one_node_has_no_pair_to_check_and_runs_the_command(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from launcher import server as rendezvous_server
+from launcher.messages import ProtocolError, decode
 from launcher.rendezvous import MAX_LINE, Channel, Client, RendezvousError, derive_key
-from launcher.server import MAX_PENDING, NodeUnfit, Server
+from launcher.server import MAX_PENDING, NodeFailed, Server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,26 +177,61 @@ def test_missing_children_are_named_after_the_timeout() -> None:
         c.close()
 
 
-def test_a_child_that_cannot_run_the_fabric_ends_the_rendezvous_at_once() -> None:
+def _say_unfit(child: Client) -> None:
+    child.unfit("node 2 (127.0.0.1, host h2) cannot run MNP_NETWORK=efa: no\ndevice")
+
+
+def _say_failed(child: Client) -> None:
+    child.fail(1, "ssh-keygen failed (exit 1): No space left on device")
+
+
+def _hang_up(child: Client) -> None:
+    child.close()  # a child that crashed after its welcome (SIGKILL, a traceback)
+
+
+# What a child says instead of `ready`, and what the main node ends the job with: at once,
+# naming the node and why, not after the rendezvous timeout (600 s on Batch).
+AFTER_WELCOME = [
+    (_say_unfit, 4, r"^node 2 \(127.0.0.1, host h2\) cannot run MNP_NETWORK=efa: no device$"),
+    (_say_failed, 1, r"^node 2 \(127.0.0.1\) failed before it was ready: ssh-keygen failed "
+                     r"\(exit 1\): No space left on device$"),
+    (_hang_up, 4, r"^node 2 \(127.0.0.1\) went away before it was ready: connection closed$"),
+]
+
+
+@pytest.mark.parametrize(("say", "code", "line"), AFTER_WELCOME,
+                         ids=["unfit", "failed", "hung-up"])
+def test_a_child_that_fails_after_its_welcome_ends_the_rendezvous_at_once(
+        say, code: int, line: str) -> None:
     server = _server({1, 2, 3})
-    ready, unfit = _client(server, 1), _client(server, 2)
+    ready, failing = _client(server, 1), _client(server, 2)
     try:
         ready.connect(timeout=5)
         ready.ready(2201, "ssh-ed25519 K", "ssh-ed25519 USER1")
-        unfit.connect(timeout=5)
-        unfit.unfit("node 2 (127.0.0.1, host h2) cannot run MNP_NETWORK=efa: no\ndevice")
+        failing.connect(timeout=5)
+        say(failing)
         began = time.monotonic()
-        with pytest.raises(NodeUnfit, match=r"^node 2 \(127.0.0.1, host h2\) cannot run "
-                                             r"MNP_NETWORK=efa: no device$"):
+        with pytest.raises(NodeFailed, match=line) as caught:
             server.wait_ready(timeout=30)  # node 3 never came: no need to wait for it
         assert time.monotonic() - began < 2
-        assert sorted(server.peers) == [1]  # the unfit child is no peer: no rank goes there
-        server.finish(4, grace=5)
-        assert ready.events.get(timeout=5) == ("exit", 4)  # the ready child is dismissed
+        assert caught.value.code == code
+        assert sorted(server.peers) == [1]  # the failed child is no peer: no rank goes there
+        server.finish(code, grace=5)
+        assert ready.events.get(timeout=5) == ("exit", code)  # the ready child is dismissed
     finally:
         server.close()
         ready.close()
-        unfit.close()
+        failing.close()
+
+
+@pytest.mark.parametrize(("msg", "reason"), [
+    ({"t": "failed", "code": 0, "reason": "x"}, "failed.code: 0 is not an integer in 1..255"),
+    ({"t": "failed", "code": 1, "reason": ""}, "failed.reason: '' is not printable text"),
+    ({"t": "failed", "code": 1}, "failed: field 'reason' is missing"),
+])
+def test_a_malformed_failed_message_is_refused(msg: dict, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(reason)):
+        decode(json.dumps(msg).encode(), ("ready", "unfit", "failed"))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
