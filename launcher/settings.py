@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from launcher import contract
 from launcher.fabric import NETWORKS
 from launcher.flavours import FLAVOURS
+from launcher.inputs import whole_number
 
 PREFIX = "MNP_"
 # Set by the launcher itself for what it starts (never a knob): not refused as unknown.
 INTERNAL = ("MNP_SSH_CONFIG",)
 _NUMBER = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
-_WHOLE = re.compile(r"-?[0-9]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLANKS = " \t"
 
@@ -60,11 +60,13 @@ def seconds(low: float, high: float) -> Kind:
 def whole(low: int, high: int) -> Kind:
     """A whole number from `low` to `high`."""
     def parse(text: str) -> int:
-        if not _WHOLE.fullmatch(text):
-            raise ValueError("not a whole number")
-        if not low <= int(text) <= high:
+        try:
+            number = whole_number(text)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if not low <= number <= high:
             raise ValueError("out of range")
-        return int(text)
+        return number
     return Kind(parse, f"a whole number from {low} to {high} (ASCII digits)")
 
 
@@ -75,13 +77,6 @@ def choice(values: tuple[str, ...], note: str = "") -> Kind:
             raise ValueError("unknown value")
         return text
     return Kind(parse, f"one of {', '.join(values)}{note}")
-
-
-def _words(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(shlex.split(text))
-    except ValueError as e:  # shlex says "No closing quotation", not where
-        raise ValueError(str(e)) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -112,7 +107,9 @@ def _secret(text: str) -> str:
 MIN_SECRET = 16
 PORT = whole(1, 65535)
 FLAG = Kind(lambda text: choice(("0", "1")).parse(text) == "1", "0 or 1")
-WORDS = Kind(_words, "words split like a shell command line (quotes balanced)")
+# shlex's ValueError ("No closing quotation") becomes the refusal's why.
+WORDS = Kind(lambda text: tuple(shlex.split(text)),
+             "words split like a shell command line (quotes balanced)")
 
 
 @dataclass(frozen=True)
