@@ -30,7 +30,8 @@ def agree(comm: MPI.Comm, error: str | None) -> None:
 def failure(path: str, exc: BaseException) -> str:
     """What went wrong writing ``path``, with the free space left (MPI says only ERR_OTHER)."""
     try:
-        free = f"; {shutil.disk_usage(os.path.dirname(path) or '.').free} bytes free there"
+        left = shutil.disk_usage(os.path.dirname(path) or ".").free
+        free = f"; {left} bytes free there" + (": the file system is full" if not left else "")
     except OSError:
         free = ""
     return f"writing {path} failed ({str(exc).strip() or type(exc).__name__}){free}"
