@@ -35,7 +35,7 @@ from solver.output import log
 FORMAT = 3  # 2: meta.json has "sha256"; 3: "seal" (keyed or plain)
 KEEP = 2  # newest checkpoints kept; older ones are pruned after each write
 _PREFIX = "step-"
-_NAME = re.compile(r"step-([0-9]{10})")
+_NAME = re.compile(r"step-([0-9]{10,})")  # the step, zero-padded to 10 digits
 # meta.json fields a resume reads, with their types
 _META_TYPES = {"format": int, "step": int, "t": float, "dt": float, "alpha": float,
                "grid": list, "ranks": int, "seal": str}
@@ -113,16 +113,22 @@ def save(comm: MPI.Comm, block: Block, u: np.ndarray, cfg: SolverConfig, directo
 
 
 def _prune(root: Path) -> None:
-    steps = sorted(p for p in root.glob(f"{_PREFIX}*") if p.is_dir())
+    steps = sorted((p for p in root.glob(f"{_PREFIX}*") if p.is_dir()), key=_order)
     for old in steps[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _order(path: Path) -> tuple[int, str]:
+    """Checkpoints by step (past step-9999999999 too), oddly named entries first."""
+    named = _NAME.fullmatch(path.name)
+    return (int(named.group(1)) if named else -1, path.name)
 
 
 def _meta(cand: Path) -> dict[str, Any]:
     """The checked meta.json of a checkpoint directory, consistent with the directory name."""
     named = _NAME.fullmatch(cand.name)
     if not named:
-        raise InvalidCheckpoint(f"the name is not {_PREFIX}<10 digits>")
+        raise InvalidCheckpoint(f"the name is not {_PREFIX}<step as 10 or more digits>")
     try:
         meta = files.load_json(cand / "meta.json")
     except (OSError, ValueError) as exc:
@@ -141,7 +147,7 @@ def _meta(cand: Path) -> dict[str, Any]:
                                     f"{kind.__name__}")
     if meta["format"] != FORMAT:
         raise InvalidCheckpoint(f"format {meta['format']}, this solver reads {FORMAT}")
-    if meta["step"] != int(named.group(1)):
+    if cand.name != f"{_PREFIX}{meta['step']:010d}":
         raise InvalidCheckpoint(f"meta.json says step {shown(meta['step'])}")
     grid = meta["grid"]
     if not (2 <= len(grid) <= 3 and all(isinstance(n, int) and not isinstance(n, bool)
@@ -198,7 +204,7 @@ def find_latest(directory: str, cfg: SolverConfig,
     root = Path(directory)
     if not root.is_dir():
         return None
-    for cand in sorted(root.glob(f"{_PREFIX}*"), reverse=True):
+    for cand in sorted(root.glob(f"{_PREFIX}*"), key=_order, reverse=True):
         try:
             return verify(cand, cfg, keys)
         except InvalidCheckpoint as exc:

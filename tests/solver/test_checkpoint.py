@@ -200,3 +200,15 @@ def test_torn_and_partial_checkpoints_are_skipped(tmp_path: Path) -> None:
     found = checkpoint.find_latest(str(tmp_path), cfg)
     assert found is not None and found.step == 10
     assert checkpoint.find_latest(str(tmp_path / "missing"), cfg) is None
+
+
+def test_checkpoints_past_ten_digits_are_ordered_by_step(tmp_path: Path) -> None:
+    cfg = SolverConfig(nx=9, ny=7, steps=20_000_000_000)
+    _fake_checkpoint(tmp_path, 9_999_999_999, cfg)
+    _fake_checkpoint(tmp_path, 10_000_000_000, cfg)
+    found = checkpoint.find_latest(str(tmp_path), cfg)
+    assert found is not None and found.step == 10_000_000_000
+    # one step, one name: a longer zero padding is not the same checkpoint
+    (tmp_path / "step-10000000000").rename(tmp_path / "step-010000000000")
+    found = checkpoint.find_latest(str(tmp_path), cfg)
+    assert found is not None and found.step == 9_999_999_999
