@@ -118,6 +118,13 @@ def _prune(root: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number of 400 digits
+        return False
+
+
 def _order(path: Path) -> tuple[int, str]:
     """Checkpoints by step (past step-9999999999 too), oddly named entries first."""
     named = _NAME.fullmatch(path.name)
@@ -140,7 +147,7 @@ def _meta(cand: Path) -> dict[str, Any]:
         raise InvalidCheckpoint(f"meta.json lacks {', '.join(missing)}")
     for key, kind in _META_TYPES.items():
         value = meta[key]
-        ok = (isinstance(value, (int, float)) and math.isfinite(value) if kind is float
+        ok = (isinstance(value, (int, float)) and _finite(value) if kind is float
               else isinstance(value, kind)) and not isinstance(value, bool)
         if not ok:
             raise InvalidCheckpoint(f"meta.json {key}={shown(value)} is not a finite "

@@ -206,7 +206,9 @@ def _check_types(values: dict[str, Any]) -> None:
               isinstance(v, (int, float)) and not isinstance(v, bool) if "float" in want else
               isinstance(v, str))
         if not ok:
-            raise UsageError(f"{f.name} has the wrong type ({v!r})")
+            raise UsageError(f"{f.name} has the wrong type ({shown(v)})")
+        if isinstance(v, str) and "\0" in v:  # a path; only params.json can hold one
+            raise UsageError(f"{f.name} {shown(v)} holds a NUL character")
 
 
 def parse_heat_args(argv: list[str], environ: dict[str, str] | None = None) -> SolverConfig:

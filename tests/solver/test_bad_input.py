@@ -77,6 +77,8 @@ CASES = [
      "params.json is not a regular file (a character device)"),
     (lambda t: ["--input-path", _params_fifo(t)], "params.json is not a regular file (a FIFO)"),
     (lambda t: ["--input-path", _params(t, "[" * 200_000)], "nested too deeply to parse"),
+    (lambda t: ["--input-path", _params(t, '{"checkpoint_dir": "a\\u0000b"}')],
+     "checkpoint_dir 'a\\x00b' holds a NUL character"),
     (lambda t: ["--input-path", _params(t, " " * (1 << 21))], "is larger than 1048576 bytes"),
 ]
 

@@ -158,6 +158,8 @@ DISAGREE = [
     (lambda d: _reseal(d, grid=[25, 33]), "holds (33, 25) float64, expected (25, 33)"),
     (lambda d: _reseal(d, grid=[33, 25, 3]), "expected (33, 25, 3) float64"),
     (lambda d: _reseal(d, grid=[33, True]), "meta.json grid [33, True] is not a grid"),
+    (lambda d: _reseal(d, dt=10**400),
+     "dt=10000000000000000000... (401 characters) is not a finite float"),
     # files that are not what they are named (a RecursionError, a hang, an endless read)
     (lambda d: (d / "meta.json").write_text("[" * 200_000), "nested too deeply to parse"),
     (lambda d: _replace(d / "meta.json", os.mkfifo), "meta.json is not a regular file (a FIFO)"),
