@@ -3,6 +3,7 @@ temporary left (it aborted with MPI_ERR_OTHER and left .tmp-step-* behind)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Iterator
@@ -83,3 +84,23 @@ def test_a_full_disk_while_writing_the_results(tmp_path: Path, small_disk: Path,
                         "--output-path", str(small_disk)], env={"AWS_BATCH_JOB_ID": "job"})
     _check_ended_cleanly(result, small_disk, "the results were not written")
     assert sorted(p.name for p in (small_disk / "job").iterdir()) == []
+
+
+def test_a_full_disk_while_writing_the_metadata(tmp_path: Path, heat_here,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta.json is rank 0's alone: its failure is shared with every rank all the same."""
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 3:  # step 10's meta.json and its two directories, then no more space
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = heat_here([*GRID, "--steps", "40", "--checkpoint-every", "10", "--no-png",
+                        "--output-path", str(tmp_path)], env={"AWS_BATCH_JOB_ID": "job"})
+    _check_ended_cleanly(result, tmp_path, "the checkpoint at step 20 was not written")
+    assert "meta.json failed ([Errno 28] No space left on device)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "job" / "checkpoints").iterdir()) == [
+        "step-0000000010"]
