@@ -3,16 +3,20 @@
 Layout: ``<dir>/step-<step:010d>/{field.npy,meta.json}``. A checkpoint is written under
 ``<dir>/.tmp-step-...`` and renamed into place only when complete, so a reader never sees a
 torn one. The field is stored in global layout, so a restart may use a different rank count.
-``meta.json`` carries a SHA-256 over itself and the field file: a restart skips a checkpoint
-that was edited, relabelled or corrupted (or holds non-finite values) for the previous one.
+``meta.json`` carries a seal over itself and the field file (``solver.seal``: HMAC-SHA256
+under the job's key, else SHA-256), and its step, time and grid must agree with each other, the
+directory name, the field file and the run: a restart skips a checkpoint that fails any of
+these (edited, relabelled, corrupt, forged by another job, for another run, or non-finite),
+with the reason, for the previous one. A write that fails (a full disk) leaves no temporary
+and the previous checkpoints as they were.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,22 +26,27 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from solver.config import SolverConfig, UsageError
+from solver import files, seal
+from solver.config import SolverConfig, shown
 from solver.decomp import Block
-from solver.fieldio import check_npy, read_field, write_field
+from solver.fieldio import WriteFailed, check_npy, on_rank0, read_field, write_field
 from solver.output import log
 
-FORMAT = 2  # 2: meta.json has "sha256"
+FORMAT = 3  # 2: meta.json has "sha256"; 3: "seal" (keyed or plain)
 KEEP = 2  # newest checkpoints kept; older ones are pruned after each write
 _PREFIX = "step-"
-_CHUNK = 8 << 20  # bytes per read while hashing (a multiple of 8: whole float64 values)
+_NAME = re.compile(r"step-([0-9]{10,})")  # the step, zero-padded to 10 digits
 # meta.json fields a resume reads, with their types
 _META_TYPES = {"format": int, "step": int, "t": float, "dt": float, "alpha": float,
-               "grid": list, "ranks": int, "sha256": str}
+               "grid": list, "ranks": int, "seal": str}
 
 
 class InvalidCheckpoint(ValueError):
     """A checkpoint on disk that must not be resumed; the message says why."""
+
+
+class CheckpointFailed(Exception):
+    """A checkpoint could not be written (raised on every rank); the previous ones stand."""
 
 
 @dataclass(frozen=True)
@@ -59,65 +68,76 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save(comm: MPI.Comm, block: Block, u: np.ndarray, cfg: SolverConfig, directory: str,
-         step: int, job_id: str) -> str:
-    """Collectively write a checkpoint of ``u`` at ``step``; returns its directory."""
+         step: int, job_id: str, key: bytes | None) -> str:
+    """Collectively write a checkpoint of ``u`` at ``step`` sealed under ``key``; returns its
+    directory. CheckpointFailed on every rank, with nothing of it left, when it cannot."""
     root = Path(directory)
     final = root / f"{_PREFIX}{step:010d}"
     tmp = root / f".tmp-{_PREFIX}{step:010d}"
-    if comm.Get_rank() == 0:
+
+    def prepare() -> None:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-    comm.Barrier()
-    write_field(comm, block, u, cfg.grid, str(tmp / "field.npy"))
-    if comm.Get_rank() == 0:
+
+    def publish() -> None:
         meta = {"format": FORMAT, "step": step, "t": step * cfg.time_step, "dt": cfg.time_step,
                 "alpha": cfg.alpha, "grid": list(cfg.grid), "ranks": comm.Get_size(),
                 "dims": list(block.dims), "total_steps": cfg.total_steps, "job_id": job_id,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        meta["sha256"], _ = field_digest(meta, str(tmp / "field.npy"))
+        meta["seal"], _ = seal.seal(meta, str(tmp / "field.npy"), key)
         with open(tmp / "meta.json", "w") as f:
             json.dump(meta, f)
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(tmp)
-        if final.exists():
+        # whatever else holds the name (a symlink, a file, an older try) gives way
+        if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
+        elif os.path.lexists(final):
+            final.unlink()
         os.rename(tmp, final)
         _fsync_dir(root)
+
+    try:
+        on_rank0(comm, str(tmp), prepare)
+        write_field(comm, block, u, cfg.grid, str(tmp / "field.npy"))
+        on_rank0(comm, str(tmp / "meta.json"), publish)
+    except WriteFailed as exc:
+        if comm.Get_rank() == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointFailed(f"the checkpoint at step {step} was not written: {exc}") from None
+    if comm.Get_rank() == 0:
         _prune(root)
-    comm.Barrier()
     return str(final)
 
 
 def _prune(root: Path) -> None:
-    steps = sorted(p for p in root.glob(f"{_PREFIX}*") if p.is_dir())
+    steps = sorted((p for p in root.glob(f"{_PREFIX}*") if p.is_dir()), key=_order)
     for old in steps[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def field_digest(meta: dict[str, Any], field_path: str) -> tuple[str, bool]:
-    """(SHA-256 of ``meta`` without its "sha256" and of the field file, all values finite?)."""
-    body = {k: v for k, v in meta.items() if k != "sha256"}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
-    finite = True
-    with open(field_path, "rb") as f:
-        np.lib.format.read_magic(f)
-        np.lib.format.read_array_header_1_0(f)
-        header = f.tell()
-        f.seek(0)
-        digest.update(f.read(header))
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            values = np.frombuffer(chunk, dtype="<f8", count=len(chunk) // 8)
-            finite = finite and bool(np.isfinite(values).all())
-    return digest.hexdigest(), finite
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number of 400 digits
+        return False
+
+
+def _order(path: Path) -> tuple[int, str]:
+    """Checkpoints by step (past step-9999999999 too), oddly named entries first."""
+    named = _NAME.fullmatch(path.name)
+    return (int(named.group(1)) if named else -1, path.name)
 
 
 def _meta(cand: Path) -> dict[str, Any]:
-    """The checked meta.json of a checkpoint directory."""
+    """The checked meta.json of a checkpoint directory, consistent with the directory name."""
+    named = _NAME.fullmatch(cand.name)
+    if not named:
+        raise InvalidCheckpoint(f"the name is not {_PREFIX}<step as 10 or more digits>")
     try:
-        meta = json.loads((cand / "meta.json").read_text())
+        meta = files.load_json(cand / "meta.json")
     except (OSError, ValueError) as exc:
         raise InvalidCheckpoint(f"meta.json unreadable ({exc})") from None
     if not isinstance(meta, dict):
@@ -127,64 +147,76 @@ def _meta(cand: Path) -> dict[str, Any]:
         raise InvalidCheckpoint(f"meta.json lacks {', '.join(missing)}")
     for key, kind in _META_TYPES.items():
         value = meta[key]
-        ok = (isinstance(value, (int, float)) and math.isfinite(value) if kind is float
+        ok = (isinstance(value, (int, float)) and _finite(value) if kind is float
               else isinstance(value, kind)) and not isinstance(value, bool)
         if not ok:
-            raise InvalidCheckpoint(f"meta.json {key}={value!r} is not a finite {kind.__name__}")
+            raise InvalidCheckpoint(f"meta.json {key}={shown(value)} is not a finite "
+                                    f"{kind.__name__}")
     if meta["format"] != FORMAT:
         raise InvalidCheckpoint(f"format {meta['format']}, this solver reads {FORMAT}")
     if cand.name != f"{_PREFIX}{meta['step']:010d}":
-        raise InvalidCheckpoint(f"meta.json says step {meta['step']}")
-    if not meta["grid"] or not all(isinstance(n, int) and n >= 3 for n in meta["grid"]):
-        raise InvalidCheckpoint(f"meta.json grid {meta['grid']!r} is not a grid")
+        raise InvalidCheckpoint(f"meta.json says step {shown(meta['step'])}")
+    grid = meta["grid"]
+    if not (2 <= len(grid) <= 3 and all(isinstance(n, int) and not isinstance(n, bool)
+                                        and n >= 3 for n in grid)):
+        raise InvalidCheckpoint(f"meta.json grid {shown(grid)} is not a grid")
     return meta
 
 
-def verify(cand: Path) -> Found:
-    """The checkpoint in ``cand`` if complete and intact; InvalidCheckpoint saying why not."""
+def _consistent(meta: dict[str, Any]) -> None:
+    """Step, time and time step must agree as the writer made them: t = step * dt."""
+    if not (meta["dt"] > 0 and meta["alpha"] > 0 and meta["ranks"] >= 1):
+        raise InvalidCheckpoint(f"meta.json dt={meta['dt']!r}, alpha={meta['alpha']!r}, "
+                                f"ranks={meta['ranks']!r} must be positive")
+    if meta["t"] != meta["step"] * meta["dt"]:
+        raise InvalidCheckpoint(f"meta.json t={meta['t']!r} is not step x dt = "
+                                f"{meta['step']} x {meta['dt']!r}")
+
+
+def _compatible(meta: dict[str, Any], cfg: SolverConfig) -> None:
+    """A checkpoint of another grid, dt or alpha, or past this run's end, is not this run's."""
+    if tuple(meta["grid"]) != cfg.grid:
+        raise InvalidCheckpoint(f"it is for grid {meta['grid']}, this run has {list(cfg.grid)}")
+    if meta["dt"] != cfg.time_step or meta["alpha"] != cfg.alpha:
+        raise InvalidCheckpoint(f"it has dt={meta['dt']!r} alpha={meta['alpha']!r}, this run "
+                                f"has dt={cfg.time_step!r} alpha={cfg.alpha!r}")
+    if meta["step"] > cfg.total_steps:
+        raise InvalidCheckpoint(f"it is at step {meta['step']}, past this run's "
+                                f"{cfg.total_steps} steps")
+
+
+def verify(cand: Path, cfg: SolverConfig, keys: tuple[bytes | None, ...]) -> Found:
+    """The checkpoint in ``cand`` if complete, sealed under one of ``keys``, consistent and
+    this run's; InvalidCheckpoint saying why not."""
     meta = _meta(cand)
     field = str(cand / "field.npy")
     try:
         header = check_npy(field, tuple(meta["grid"]))
-        digest, finite = field_digest(meta, field)
+        finite = seal.check(meta, field, keys)
     except (OSError, ValueError) as exc:
         raise InvalidCheckpoint(str(exc)) from None
-    if digest != meta["sha256"]:
-        raise InvalidCheckpoint("checksum mismatch: field.npy or meta.json changed after "
-                                "it was written")
     if not finite:
         raise InvalidCheckpoint("the field holds NaN or infinite values")
+    _consistent(meta)
+    _compatible(meta, cfg)
     return Found(str(cand), meta["step"], header, meta)
 
 
-def find_latest(directory: str, cfg: SolverConfig) -> Found | None:
-    """Newest valid checkpoint in ``directory`` (rank 0 only; no MPI), or None.
+def find_latest(directory: str, cfg: SolverConfig,
+                keys: tuple[bytes | None, ...] = (None,)) -> Found | None:
+    """Newest valid checkpoint for ``cfg`` in ``directory`` (rank 0 only; no MPI), or None.
 
     Invalid ones are skipped, each with a log line, falling back to the previous one.
     """
     root = Path(directory)
     if not root.is_dir():
         return None
-    for cand in sorted(root.glob(f"{_PREFIX}*"), reverse=True):
+    for cand in sorted(root.glob(f"{_PREFIX}*"), key=_order, reverse=True):
         try:
-            return verify(cand)
+            return verify(cand, cfg, keys)
         except InvalidCheckpoint as exc:
             log(f"skipped checkpoint {cand}: {exc}")
     return None
-
-
-def check_compatible(found: Found, cfg: SolverConfig) -> None:
-    """Refuse to resume a checkpoint written for another grid, dt, alpha or a later step."""
-    meta = found.meta
-    if tuple(meta["grid"]) != cfg.grid:
-        raise UsageError(f"checkpoint {found.path} is for grid {meta['grid']}, "
-                         f"this run has {list(cfg.grid)}")
-    if meta["dt"] != cfg.time_step or meta["alpha"] != cfg.alpha:
-        raise UsageError(f"checkpoint {found.path} has dt={meta['dt']!r} alpha={meta['alpha']!r}, "
-                         f"this run has dt={cfg.time_step!r} alpha={cfg.alpha!r}")
-    if found.step > cfg.total_steps:
-        raise UsageError(f"checkpoint {found.path} is at step {found.step}, "
-                         f"past this run's {cfg.total_steps} steps")
 
 
 def restart_dir(path: str) -> str:

@@ -19,8 +19,8 @@ import numpy as np
 from mpi4py import MPI
 
 from launcher import contract
-from launcher.inputs import finite_number_arg, whole_number, whole_number_arg
-from solver.config import UsageError
+from launcher.inputs import whole_number, whole_number_arg
+from solver.config import UsageError, decimal_arg, shown
 from solver.output import log
 from solver.transport import describe, transport
 
@@ -28,6 +28,10 @@ _HELLO, _PING = 11, 12
 VERIFY_ROUNDS = 3  # round trips whose payload is checked under the deadline (two more after timing)
 SPIN_S = 0.05  # busy-poll budget per wait before yielding the core
 _NAME_BYTES = 256
+# Largest message: every rank holds two buffers of it and the pinging rank a check pattern.
+# Decided from the options alone, so every rank refuses alike before any MPI traffic
+# (10^12 failed mmap with ENOMEM, 23 digits overflowed it; osu_latency stops at 4 MiB).
+MAX_SIZE = 1 << 30
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,12 +42,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_sizes(text: str) -> list[int]:
+    """``--sizes``: comma-separated byte counts from 1 to MAX_SIZE."""
     try:
         sizes = [whole_number(s) for s in text.split(",") if s]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes: not a list of integers: {text}") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("--sizes: byte counts must be >= 1")
+    if max(sizes) > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"--sizes: byte counts must be at most {MAX_SIZE} "
+                                         f"(1 GiB), got {shown(max(sizes))}")
     return sizes
 
 
@@ -55,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="message sizes in bytes, comma separated")
     p.add_argument("--iterations", type=whole_number_arg, default=50,
                    help="round trips per size (50)")
-    p.add_argument("--timeout", type=finite_number_arg, default=60.0,
+    p.add_argument("--timeout", type=decimal_arg, default=60.0,
                    help="seconds to wait for a rank before declaring it unreachable (60)")
     args = p.parse_args(argv)
     if args.iterations < 1 or not args.timeout > 0:
@@ -108,7 +116,7 @@ def pingpong(comm: MPI.Comm, peer: int, size: int, iterations: int, timeout: flo
     ``space`` is two buffers of the largest size, reused for every size as osu_latency does.
     """
     send, recv = space[0][:size], space[1][:size]
-    pattern = np.arange(size, dtype=np.uint64).astype(np.uint8)
+    pattern = np.resize(np.arange(256, dtype=np.uint8), size)  # i mod 256, a byte per byte
     wrong = 0
     # Checked rounds under a deadline: a silent peer is reported instead of hanging the job.
     for it in range(VERIFY_ROUNDS):

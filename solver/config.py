@@ -3,25 +3,49 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from launcher.contract import INPUT_PATH_ENV, OUTPUT_PATH_ENV
 from launcher.inputs import whole_number_arg
+from solver import files
 from solver.stencil import stable_dt
 
 DEFAULT_N = 1025
 DEFAULT_STEPS = 500
 DT_SAFETY = 0.8  # fraction of the stability limit used when --dt is not given
 PARAMS_FILE = "params.json"
+# Whole numbers index numpy int64 arrays and MPI offsets; a float field given as a whole number
+# must convert to a float (a 401-digit one overflows).
+MAX_WHOLE = 2**63 - 1
+# ASCII decimal spelling of a float: float() also takes '١', '1_0' and surrounding blanks.
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+                      r"|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
 
 
 class UsageError(ValueError):
     """Bad input or usage: exit code 2, nothing started."""
+
+
+def decimal_arg(text: str) -> float:
+    """A finite float spelt in ASCII (digits, '.', exponent) as an argparse ``type=``."""
+    if not _DECIMAL.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (ASCII digits, e.g. 0.5 "
+                                         "or 1e-3)")
+    number = float(text)
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return number
+
+
+def shown(value: object) -> str:
+    """``value`` for an error line: a huge number is cut to its first digits and its length."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ class SolverConfig:
     log_every: int = 0  # progress line to stderr every N steps (0 = off)
 
     def __post_init__(self) -> None:
+        self._check_magnitudes()
         for name in ("nx", "ny"):
             if getattr(self, name) < 3:
                 raise UsageError(f"{name} must be at least 3 (got {getattr(self, name)})")
@@ -76,6 +101,22 @@ class SolverConfig:
             raise UsageError(f"the time step works out as dt={dt!r} and the final time as "
                              f"t={end!r} after {steps} steps (alpha={self.alpha!r}, grid "
                              f"{self.grid}): both must be positive finite numbers")
+
+    def _check_magnitudes(self) -> None:
+        """Whole numbers up to MAX_WHOLE; whole numbers given for floats become floats."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            if "float" in str(f.type):
+                try:
+                    object.__setattr__(self, f.name, float(value))
+                except OverflowError:
+                    raise UsageError(f"{f.name} {shown(value)} is too large for a "
+                                     "floating-point number") from None
+            elif abs(value) > MAX_WHOLE:
+                raise UsageError(f"{f.name} {shown(value)} is out of range: at most {MAX_WHOLE} "
+                                 "either side of 0")
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -118,9 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nz", type=whole, help="grid points along z; 0 = 2-D (0)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--steps", type=whole, help=f"time steps ({DEFAULT_STEPS})")
-    group.add_argument("--t-end", type=float, help="final time (sets the step count)")
-    p.add_argument("--alpha", type=float, help="diffusivity (1.0)")
-    p.add_argument("--dt", type=float, help=f"time step (default {DT_SAFETY} x stability limit)")
+    group.add_argument("--t-end", type=decimal_arg, help="final time (sets the step count)")
+    p.add_argument("--alpha", type=decimal_arg, help="diffusivity (1.0)")
+    p.add_argument("--dt", type=decimal_arg,
+                   help=f"time step (default {DT_SAFETY} x stability limit)")
     p.add_argument("--checkpoint-every", type=whole,
                    help="steps between checkpoints; 0 = only on SIGTERM (100)")
     p.add_argument("--checkpoint-dir", help="checkpoint directory (<output>/<job id>/checkpoints)")
@@ -140,7 +182,7 @@ def _read_params(input_path: str) -> dict[str, Any]:
     if not os.path.lexists(params_file):  # a symlink loop there is an error, not "no file"
         return {}
     try:
-        params = json.loads(params_file.read_text())
+        params = files.load_json(params_file)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {params_file}: {exc}") from exc
     if not isinstance(params, dict):
@@ -164,7 +206,9 @@ def _check_types(values: dict[str, Any]) -> None:
               isinstance(v, (int, float)) and not isinstance(v, bool) if "float" in want else
               isinstance(v, str))
         if not ok:
-            raise UsageError(f"{f.name} has the wrong type ({v!r})")
+            raise UsageError(f"{f.name} has the wrong type ({shown(v)})")
+        if isinstance(v, str) and "\0" in v:  # a path; only params.json can hold one
+            raise UsageError(f"{f.name} {shown(v)} holds a NUL character")
 
 
 def parse_heat_args(argv: list[str], environ: dict[str, str] | None = None) -> SolverConfig:

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from solver import checkpoint, memory, output, stencil, timeloop
+from launcher import contract
+from solver import checkpoint, memory, output, seal, stencil, timeloop
 from solver.config import SolverConfig, UsageError, parse_heat_args
 from solver.decomp import Block, decompose
-from solver.fieldio import write_field
+from solver.fieldio import WriteFailed, write_field
 from solver.output import log
 from solver.timeloop import Hooks, Stepper, StopRequest
 
@@ -31,27 +32,33 @@ class Plan:
     out_dir: str
     ckpt_dir: str
     resume: checkpoint.Found | None
+    key: bytes | None  # seals this job's checkpoints (MNP_CHECKPOINT_KEY)
 
 
 def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:
     """Rank 0: job id, output/checkpoint dirs, and which checkpoint (if any) to resume."""
     jid = output.job_id(environ)
+    attempt = output.attempt(environ)
     output.check_writable(cfg.output_path, "output path")
     out_dir = os.path.abspath(os.path.join(cfg.output_path, jid))
+    output.check_writable(out_dir, "job output directory")
+    output.check_fresh(out_dir, attempt)
     ckpt_dir = os.path.abspath(cfg.checkpoint_dir or os.path.join(out_dir, "checkpoints"))
     output.check_writable(ckpt_dir, "checkpoint dir")
-    found = checkpoint.find_latest(ckpt_dir, cfg)
-    attempt = environ.get("AWS_BATCH_JOB_ATTEMPT", "1")
-    if found is None and attempt not in ("", "1"):
-        log(f"attempt {attempt!r} but no checkpoint in {ckpt_dir}")
+    keys = seal.keys_from_env(environ)
+    if keys.own is None:
+        log(f"warning: {contract.CHECKPOINT_KEY_ENV} is not set: checkpoints are sealed with a "
+            "plain SHA-256, which catches corruption but not a job that rewrites them")
+    found = checkpoint.find_latest(ckpt_dir, cfg, (keys.own,))
+    if found is None and attempt > 1:
+        log(f"attempt {attempt} but no checkpoint in {ckpt_dir}")
     if found is None and cfg.restart_from:
         source = checkpoint.restart_dir(cfg.restart_from)
-        found = checkpoint.find_latest(source, cfg)
+        found = checkpoint.find_latest(source, cfg, keys.for_restart())
         if found is None:
-            raise UsageError(f"restart-from {cfg.restart_from}: no valid checkpoint there")
-    if found is not None:
-        checkpoint.check_compatible(found, cfg)
-    return Plan(jid, out_dir, ckpt_dir, found)
+            raise UsageError(f"restart-from {cfg.restart_from}: no valid checkpoint "
+                             "there (for this run)")
+    return Plan(jid, out_dir, ckpt_dir, found, keys.own)
 
 
 def _local_axes(cfg: SolverConfig, block: Block) -> tuple[np.ndarray, ...]:
@@ -127,6 +134,15 @@ def _initial_field(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig,
     return u, plan.resume.step
 
 
+def _previous(ckpt_dir: str) -> str:
+    """What is left to resume from, for a failure message."""
+    steps = sorted(Path(ckpt_dir).glob("step-*"))
+    if not steps:
+        return "no earlier checkpoint to resume from"
+    return (f"the checkpoint {steps[-1]} is as it was: free space, then resubmit with "
+            f"--restart-from {ckpt_dir}")
+
+
 def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> int:
     rank0 = cart.Get_rank() == 0
     stop = StopRequest(cart)  # before the slow setup, so an early SIGTERM is honoured too
@@ -142,7 +158,8 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
     total = cfg.total_steps
 
     def save(step: int) -> None:
-        checkpoint.save(cart, block, stepper.field(), cfg, plan.ckpt_dir, step, plan.job_id)
+        checkpoint.save(cart, block, stepper.field(), cfg, plan.ckpt_dir, step, plan.job_id,
+                        plan.key)
 
     def progress(step: int) -> None:
         if rank0:
@@ -151,7 +168,13 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
     hooks = Hooks(cfg.checkpoint_every, cfg.log_every, save, progress, stop)
     cart.Barrier()
     began = time.perf_counter()
-    step, stopped = timeloop.run(stepper, start, total, hooks)
+    try:
+        step, stopped = timeloop.run(stepper, start, total, hooks)
+    except checkpoint.CheckpointFailed as exc:
+        stop.close()
+        if rank0:
+            log(f"error: {exc}; {_previous(plan.ckpt_dir)}")
+        return contract.APPLICATION_ERROR
     if stopped:
         if rank0:
             log(f"stop requested: checkpoint at step {step} in {plan.ckpt_dir}, exiting 143")
@@ -160,7 +183,12 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
     seconds = time.perf_counter() - began
     field_path = Path(plan.out_dir) / "field.npy"
     u = stepper.field()
-    write_field(cart, block, u, cfg.grid, str(field_path))
+    try:
+        write_field(cart, block, u, cfg.grid, str(field_path))
+    except WriteFailed as exc:
+        if rank0:
+            log(f"error: the results were not written: {exc}; {_previous(plan.ckpt_dir)}")
+        return contract.APPLICATION_ERROR
     t = total * cfg.time_step
     l2, emax = _errors(cart, cfg, block, u, t)
     if not rank0:
@@ -180,10 +208,14 @@ def _solve(cart: MPI.Cartcomm, block: Block, cfg: SolverConfig, plan: Plan) -> i
         "restarted_from_step": plan.resume.step if plan.resume else None,
         "job_id": plan.job_id, "output": plan.out_dir,
     }
-    output.write_json(Path(plan.out_dir) / "summary.json", summary)
-    if cfg.png:
-        output.write_png(field_path, Path(plan.out_dir) / "field.png",
-                         f"u at t={t:.4g} ({'x'.join(map(str, cfg.grid))})")
+    try:
+        output.write_json(Path(plan.out_dir) / "summary.json", summary)
+        if cfg.png:
+            output.write_png(field_path, Path(plan.out_dir) / "field.png",
+                             f"u at t={t:.4g} ({'x'.join(map(str, cfg.grid))})")
+    except OSError as exc:
+        log(f"error: the results were not all written ({exc}); field.npy is complete")
+        return contract.APPLICATION_ERROR
     log(f"done: {done} steps in {seconds:.3f} s, l2_error={l2:.3e}, results in {plan.out_dir}")
     print(json.dumps(summary, allow_nan=False), flush=True)
     return 0

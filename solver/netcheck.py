@@ -21,7 +21,7 @@ import time
 from mpi4py import MPI
 
 from launcher import contract
-from launcher.inputs import finite_number_arg, whole_number_arg
+from launcher.inputs import whole_number_arg
 from solver.commcheck import (
     VERIFY_ROUNDS,
     Parser,
@@ -32,7 +32,7 @@ from solver.commcheck import (
     start,
     wait_all,
 )
-from solver.config import UsageError
+from solver.config import UsageError, decimal_arg
 from solver.output import log
 from solver.transport import describe, transport
 
@@ -51,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="timed round trips per pair, size and repeat (1)")
     p.add_argument("--repeats", type=whole_number_arg, default=7,
                    help="timed loops per pair and size; the fastest counts (7)")
-    p.add_argument("--timeout", type=finite_number_arg, default=10.0,
+    p.add_argument("--timeout", type=decimal_arg, default=10.0,
                    help="seconds to wait for a peer (10; 3x that for a round) before giving up")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.repeats < 1 or not args.timeout > 0:

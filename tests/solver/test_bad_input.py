@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver import checkpoint
 from solver.heat import run
+from tests.solver.runs import strict_summary
 
 
 def _params(tmp_path: Path, text: str) -> str:
@@ -19,6 +18,22 @@ def _params(tmp_path: Path, text: str) -> str:
     (d / "params.json").write_text(text)
     return str(d)
 
+
+def _params_link(tmp_path: Path, target: str) -> str:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "params.json").symlink_to(target)
+    return str(d)
+
+
+def _params_fifo(tmp_path: Path) -> str:
+    d = tmp_path / "in"
+    d.mkdir()
+    os.mkfifo(d / "params.json")
+    return str(d)
+
+
+HUGE = "1" + "0" * 400  # int() takes it; float() of it overflows
 
 CASES = [
     (lambda t: ["--nx", "-3"], "nx must be at least 3"),
@@ -44,6 +59,27 @@ CASES = [
     (lambda t: ["--steps", "+8"], "argument --steps: '+8' is not a whole number"),
     (lambda t: ["--nx", " 9"], "argument --nx: ' 9' is not a whole number"),
     (lambda t: ["--log-every", "1e3"], "argument --log-every: '1e3' is not a whole number"),
+    # and ASCII decimals for floats (float() takes these)
+    (lambda t: ["--alpha", "\u0661"], "argument --alpha: '\u0661' is not a number (ASCII"),
+    (lambda t: ["--alpha", "1_0"], "argument --alpha: '1_0' is not a number (ASCII"),
+    (lambda t: ["--dt", " 0.1"], "argument --dt: ' 0.1' is not a number (ASCII"),
+    (lambda t: ["--t-end", "\uff11"], "argument --t-end: '\uff11' is not a number (ASCII"),
+    (lambda t: ["--alpha", "1e999"], "argument --alpha: '1e999' is not a finite number"),
+    # numbers too large to be counts, or to be floats (they crashed with OverflowError)
+    (lambda t: ["--nx", HUGE], "nx 10000000000000000000... (401 characters) is out of range"),
+    (lambda t: ["--steps", HUGE], "steps 10000000000000000000... (401 characters) is out of"),
+    (lambda t: ["--input-path", _params(t, f'{{"ny": {HUGE}}}')], "ny 1000000"),
+    (lambda t: ["--input-path", _params(t, f'{{"alpha": {HUGE}}}')],
+     "alpha 10000000000000000000... (401 characters) is too large for a floating-point number"),
+    (lambda t: ["--input-path", _params(t, f'{{"t_end": -{HUGE}}}')], "t_end -1000000"),
+    # params.json that is not a small regular file (MemoryError, a hang, RecursionError)
+    (lambda t: ["--input-path", _params_link(t, "/dev/zero")],
+     "params.json is not a regular file (a character device)"),
+    (lambda t: ["--input-path", _params_fifo(t)], "params.json is not a regular file (a FIFO)"),
+    (lambda t: ["--input-path", _params(t, "[" * 200_000)], "nested too deeply to parse"),
+    (lambda t: ["--input-path", _params(t, '{"checkpoint_dir": "a\\u0000b"}')],
+     "checkpoint_dir 'a\\x00b' holds a NUL character"),
+    (lambda t: ["--input-path", _params(t, " " * (1 << 21))], "is larger than 1048576 bytes"),
 ]
 
 
@@ -58,6 +94,47 @@ def test_bad_heat_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], make
     lines = [line for line in err.err.splitlines() if "error:" in line]
     assert len(lines) == 1 and fragment in lines[0], err.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"AWS_BATCH_JOB_ID": "a/../../b"}, "AWS_BATCH_JOB_ID 'a/../../b' cannot name a directory"),
+    ({"AWS_BATCH_JOB_ID": "x" * 300}, "AWS_BATCH_JOB_ID 'xxxxxxxxxxxxxxxxxxx... (302 char"),
+    ({"AWS_BATCH_JOB_ID": "my job"}, "AWS_BATCH_JOB_ID 'my job' cannot name a directory"),
+    ({"AWS_BATCH_JOB_ID": " job#1"}, "AWS_BATCH_JOB_ID ' job' cannot name a directory"),
+    ({"AWS_BATCH_JOB_ID": ".."}, "AWS_BATCH_JOB_ID '..' cannot name a directory"),
+    ({"AWS_BATCH_JOB_ID": "-rf"}, "AWS_BATCH_JOB_ID '-rf' cannot name a directory"),
+    ({"AWS_BATCH_JOB_ATTEMPT": "two"}, "AWS_BATCH_JOB_ATTEMPT 'two' is not a whole number"),
+    ({"AWS_BATCH_JOB_ATTEMPT": "0"}, "AWS_BATCH_JOB_ATTEMPT '0' is not a whole number >= 1"),
+])
+def test_bad_batch_environment(tmp_path: Path, heat_here, env: dict[str, str],
+                               fragment: str) -> None:
+    out = tmp_path / "out"
+    result = heat_here(["--nx", "9", "--ny", "9", "--output-path", str(out)], env=env)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert not out.exists()
+
+
+def test_a_second_run_into_a_finished_job_directory_is_refused(tmp_path: Path,
+                                                               heat_here) -> None:
+    args = ["--nx", "9", "--ny", "9", "--steps", "10", "--output-path", str(tmp_path)]
+    first = heat_here(args, env={"AWS_BATCH_JOB_ID": "job"})
+    assert first.returncode == 0, first.stderr
+    job = tmp_path / "job"
+    before = {p.name: p.read_bytes() for p in job.iterdir() if p.is_file()}
+    assert set(before) == {"field.npy", "summary.json", "field.png"}
+    again = heat_here([*args, "--steps", "20", "--alpha", "0.5"],
+                      env={"AWS_BATCH_JOB_ID": "job"})
+    assert again.returncode == 2
+    errors = [line for line in again.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, again.stderr
+    assert f"output directory {job} already holds the results of a run (field.npy, " \
+        "summary.json, field.png)" in errors[0]
+    assert {p.name: p.read_bytes() for p in job.iterdir() if p.is_file()} == before
+    # a Batch retry of the job is the one writer allowed back in
+    retry = heat_here(args, env={"AWS_BATCH_JOB_ID": "job", "AWS_BATCH_JOB_ATTEMPT": "2"})
+    assert retry.returncode == 0, retry.stderr
 
 
 def test_unwritable_output_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,111 +230,11 @@ def test_a_grid_that_cannot_fit_in_memory_is_refused_before_allocating(
     assert not out.exists()
 
 
-def _strict_summary(stdout: str) -> dict:
-    def refuse(name: str) -> float:
-        raise AssertionError(f"non-finite number {name} in the summary line")
-    return json.loads(stdout.strip().splitlines()[-1], parse_constant=refuse)
-
-
 @pytest.mark.parametrize("t_end", ["1e-18", "1e-300", "5e-324", "1e-9"])
 def test_t_end_below_one_time_step_is_one_shorter_step(tmp_path: Path, heat_here,
                                                        t_end: str) -> None:
     result = heat_here(["--nx", "9", "--ny", "9", "--t-end", t_end, "--no-png",
                         "--output-path", str(tmp_path)])
     assert result.returncode == 0, result.stderr
-    summary = _strict_summary(result.stdout)
+    summary = strict_summary(result.stdout)
     assert summary["steps"] == 1 and summary["t"] == summary["dt"] == float(t_end)
-
-
-# --- checkpoints are verified before they are resumed --------------------------------------
-
-RUN = ["--nx", "33", "--ny", "25", "--no-png"]
-
-
-@pytest.fixture
-def two_checkpoints(tmp_path: Path, heat_here) -> tuple[Path, np.ndarray]:
-    """A job with checkpoints at steps 10 and 20, and the field of a straight 40-step run."""
-    straight = heat_here([*RUN, "--steps", "40", "--checkpoint-every", "0",
-                          "--output-path", str(tmp_path / "straight")],
-                         env={"AWS_BATCH_JOB_ID": "straight"})
-    assert straight.returncode == 0, straight.stderr
-    first = heat_here([*RUN, "--steps", "25", "--checkpoint-every", "10",
-                       "--output-path", str(tmp_path)], env={"AWS_BATCH_JOB_ID": "job"})
-    assert first.returncode == 0, first.stderr
-    return (tmp_path / "job" / "checkpoints",
-            np.load(tmp_path / "straight" / "straight" / "field.npy"))
-
-
-def _edit_meta(step_dir: Path, **changes: object) -> None:
-    meta = json.loads((step_dir / "meta.json").read_text())
-    meta.update(changes)
-    for key in [k for k, v in changes.items() if v is None]:
-        del meta[key]
-    (step_dir / "meta.json").write_text(json.dumps(meta))
-
-
-def _edit_field(step_dir: Path, value: float) -> None:
-    field = np.load(step_dir / "field.npy")
-    field[5, 5] = value
-    np.save(step_dir / "field.npy", field)
-
-
-def _relabel(step_dir: Path, step: int) -> None:
-    _edit_meta(step_dir, step=step)
-    step_dir.rename(step_dir.with_name(f"step-{step:010d}"))
-
-
-TAMPER = [
-    (lambda d: _edit_field(d, np.nan), "checksum mismatch"),
-    (lambda d: _edit_field(d, 1e300), "checksum mismatch"),
-    (lambda d: _edit_field(d, -np.inf), "checksum mismatch"),
-    (lambda d: _relabel(d, 30), "checksum mismatch"),
-    (lambda d: _edit_meta(d, dt=None), "meta.json lacks dt"),
-    (lambda d: _edit_meta(d, alpha=None), "meta.json lacks alpha"),
-    (lambda d: _edit_meta(d, ranks=None), "meta.json lacks ranks"),
-    (lambda d: _edit_meta(d, sha256=None), "meta.json lacks sha256"),
-    (lambda d: _edit_meta(d, dt=float("nan")), "meta.json dt=nan is not a finite float"),
-    (lambda d: _edit_meta(d, ranks="2"), "meta.json ranks='2' is not a finite int"),
-    (lambda d: _edit_meta(d, format=1), "format 1, this solver reads"),
-    (lambda d: (d / "meta.json").write_text("[]"), "meta.json is not a JSON object"),
-    (lambda d: (d / "meta.json").write_text('{"step": 2'), "meta.json unreadable"),
-]
-
-
-@pytest.mark.parametrize(("tamper", "reason"), TAMPER)
-def test_a_bad_checkpoint_is_skipped_for_the_previous_one(
-        tmp_path: Path, heat_here, two_checkpoints, tamper, reason: str) -> None:
-    ckpts, straight = two_checkpoints
-    tamper(ckpts / "step-0000000020")
-    result = heat_here([*RUN, "--steps", "40", "--checkpoint-every", "0",
-                        "--output-path", str(tmp_path)],
-                       env={"AWS_BATCH_JOB_ID": "job", "AWS_BATCH_JOB_ATTEMPT": "2"})
-    assert result.returncode == 0, result.stderr
-    skipped = [line for line in result.stderr.splitlines() if "skipped checkpoint" in line]
-    assert len(skipped) == 1 and "step-00000000" in skipped[0] and reason in skipped[0], \
-        result.stderr
-    assert _strict_summary(result.stdout)["restarted_from_step"] == 10
-    np.testing.assert_array_equal(np.load(tmp_path / "job" / "field.npy"), straight)
-
-
-@pytest.mark.parametrize("value", [1e300, 1e308, np.nan])
-def test_a_field_that_ends_non_finite_prints_no_summary(tmp_path: Path, heat_here,
-                                                        two_checkpoints, value: float) -> None:
-    """Even a forged checkpoint (checksum recomputed) cannot put NaN or Infinity on stdout."""
-    ckpts, _ = two_checkpoints
-    step = ckpts / "step-0000000020"
-    _edit_field(step, value)
-    meta = json.loads((step / "meta.json").read_text())
-    meta["sha256"], finite = checkpoint.field_digest(meta, str(step / "field.npy"))
-    (step / "meta.json").write_text(json.dumps(meta))
-    result = heat_here([*RUN, "--steps", "40", "--output-path", str(tmp_path)],
-                       env={"AWS_BATCH_JOB_ID": "job"})
-    if not finite:  # refused at restart: resumed from step 10 instead
-        assert "the field holds NaN or infinite values" in result.stderr
-        assert result.returncode == 0 and _strict_summary(result.stdout)
-        return
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "the field is not finite at step 40" in result.stderr
-    # the job's summary.json is still the first run's (25 steps)
-    assert json.loads((tmp_path / "job" / "summary.json").read_text())["steps"] == 25

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solver import checkpoint
+from solver import checkpoint, seal
 from solver.config import SolverConfig
 
 pytestmark = pytest.mark.mpi
@@ -178,13 +178,13 @@ def test_restart_from_another_job(tmp_path: Path, run_solver, heat_here,
     assert not (tmp_path / "third").exists()
 
 
-def _fake_checkpoint(root: Path, step: int, grid: tuple[int, int], torn: bool = False) -> None:
+def _fake_checkpoint(root: Path, step: int, cfg: SolverConfig, torn: bool = False) -> None:
     d = root / f"step-{step:010d}"
     d.mkdir(parents=True)
-    np.save(d / "field.npy", np.zeros(grid))
-    meta = {"format": checkpoint.FORMAT, "step": step, "t": 1.0 * step, "grid": list(grid),
-            "dt": 1.0, "alpha": 1.0, "ranks": 1}
-    meta["sha256"], _ = checkpoint.field_digest(meta, str(d / "field.npy"))
+    np.save(d / "field.npy", np.zeros(cfg.grid))
+    meta = {"format": checkpoint.FORMAT, "step": step, "t": step * cfg.time_step,
+            "grid": list(cfg.grid), "dt": cfg.time_step, "alpha": cfg.alpha, "ranks": 1}
+    meta["seal"], _ = seal.seal(meta, str(d / "field.npy"), None)
     if torn:
         with open(d / "field.npy", "r+b") as f:
             f.truncate(100)
@@ -193,10 +193,22 @@ def _fake_checkpoint(root: Path, step: int, grid: tuple[int, int], torn: bool = 
 
 def test_torn_and_partial_checkpoints_are_skipped(tmp_path: Path) -> None:
     cfg = SolverConfig(nx=9, ny=7, steps=50)
-    _fake_checkpoint(tmp_path, 10, (9, 7))
-    _fake_checkpoint(tmp_path, 20, (9, 7), torn=True)
+    _fake_checkpoint(tmp_path, 10, cfg)
+    _fake_checkpoint(tmp_path, 20, cfg, torn=True)
     (tmp_path / ".tmp-step-0000000030").mkdir()
     (tmp_path / "step-0000000040").mkdir()  # no meta.json
     found = checkpoint.find_latest(str(tmp_path), cfg)
     assert found is not None and found.step == 10
     assert checkpoint.find_latest(str(tmp_path / "missing"), cfg) is None
+
+
+def test_checkpoints_past_ten_digits_are_ordered_by_step(tmp_path: Path) -> None:
+    cfg = SolverConfig(nx=9, ny=7, steps=20_000_000_000)
+    _fake_checkpoint(tmp_path, 9_999_999_999, cfg)
+    _fake_checkpoint(tmp_path, 10_000_000_000, cfg)
+    found = checkpoint.find_latest(str(tmp_path), cfg)
+    assert found is not None and found.step == 10_000_000_000
+    # one step, one name: a longer zero padding is not the same checkpoint
+    (tmp_path / "step-10000000000").rename(tmp_path / "step-010000000000")
+    found = checkpoint.find_latest(str(tmp_path), cfg)
+    assert found is not None and found.step == 9_999_999_999

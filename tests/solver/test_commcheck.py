@@ -88,6 +88,13 @@ def test_silent_rank_is_reported_and_exits_4(mpi_command, solver_env: dict[str, 
     (["--iterations", "\uff15"], "argument --iterations: '\uff15' is not a whole number"),
     (["--iterations", "1_0"], "argument --iterations: '1_0' is not a whole number"),
     (["--sizes", "8,+16"], "--sizes: not a list of integers"),
+    # too large to allocate (ENOMEM) or to map at all (OverflowError)
+    (["--sizes", "8,1000000000000"], "--sizes: byte counts must be at most 1073741824 (1 GiB), "
+                                     "got 1000000000000"),
+    (["--sizes", "1" * 23], f"at most 1073741824 (1 GiB), got {'1' * 23}"),
+    (["--sizes", "1073741825"], "at most 1073741824 (1 GiB), got 1073741825"),
+    (["--timeout", "\u0661"], "argument --timeout: '\u0661' is not a number (ASCII digits"),
+    (["--timeout", "1_0"], "argument --timeout: '1_0' is not a number (ASCII digits"),
 ])
 def test_bad_commcheck_option(capsys: pytest.CaptureFixture[str], args: list[str],
                               fragment: str) -> None:

@@ -51,6 +51,9 @@ def test_commcheck_reports_the_transport_of_every_rank(run_solver) -> None:
     (["--repeats", "0"], "--iterations, --repeats and --timeout must be positive"),
     (["--timeout", "nan"], "argument --timeout: 'nan' is not a finite number"),
     (["--sizes", "8,x"], "--sizes: not a list of integers"),
+    (["--sizes", "1000000000000"], "--sizes: byte counts must be at most 1073741824 (1 GiB)"),
+    (["--sizes", "9" * 23], f"at most 1073741824 (1 GiB), got {'9' * 23}"),
+    (["--timeout", "\u0661"], "argument --timeout: '\u0661' is not a number (ASCII digits"),
 ])
 def test_bad_netcheck_option(capsys: pytest.CaptureFixture[str], args: list[str],
                              fragment: str) -> None:
@@ -71,3 +74,16 @@ def test_the_ofi_provider_is_the_one_the_include_list_admits() -> None:
     assert ofi_provider({"OMPI_MCA_mtl_ofi_provider_include": "efa,tcp"}) is None
     assert ofi_provider({"OMPI_MCA_mtl_ofi_provider_include": "^shm"}) is None
     assert ofi_provider({}) is None
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("command", ["commcheck", "netcheck"])
+@pytest.mark.parametrize("size", ["1000000000000", "1" * 23])
+def test_a_message_too_large_is_refused_by_every_rank(run_solver, command: str,
+                                                      size: str) -> None:
+    """Two ranks: the echoing rank allocated too and died (ENOMEM, OverflowError)."""
+    result = run_solver([command, "--sizes", f"8,{size}", "--timeout", "5"], ranks=2)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert "Traceback" not in result.stderr
