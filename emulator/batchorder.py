@@ -47,6 +47,8 @@ class BatchNodeGroup:
     def start_in_order(self, main: int, others: Iterable[int],
                        start: Callable[[int], None] | None = None) -> None:
         """The main node now; the others in random order, each after a random delay."""
+        if not 0 <= self.max_delay < float("inf"):  # nan fails too
+            raise ValueError(f"max_delay {self.max_delay} must be a finite number >= 0 s")
         start = start or self._start_index
         start(main)
         children = list(others)
