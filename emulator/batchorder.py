@@ -27,7 +27,14 @@ class BatchNodeGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        except KeyboardInterrupt:
+            # A stop signal cut the cleanup short (each step may run twice): finish it, then
+            # stop as asked. interrupts.stop_signals_interrupt drops any later signal.
+            self._closed = False
+            self.close()
+            raise
 
     def setup(self) -> None:
         raise NotImplementedError
