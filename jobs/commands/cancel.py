@@ -58,9 +58,9 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     job = ctx.api.job(args.job_id)
     found = str(job.get("jobQueue", ""))
     if queues and not any(in_queue(found, q) for q in queues):
-        raise InvalidInput(render.printable(
+        raise InvalidInput(
             f"{args.job_id} is a job of queue {found or '?'}, not of {' or '.join(queues)}: "
-            "not cancelled"), hint="add --any-queue to cancel it anyway")
+            "not cancelled", hint="add --any-queue to cancel it anyway")
     if job.get("status") in validate.TERMINAL:
         ctx.err.print(render.printable(f"{args.job_id} already {job['status']}; nothing to "
                                        "cancel"))
