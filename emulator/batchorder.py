@@ -27,7 +27,14 @@ class BatchNodeGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        except KeyboardInterrupt:
+            # A stop signal cut the cleanup short (each step may run twice): finish it, then
+            # stop as asked. interrupts.stop_signals_interrupt drops any later signal.
+            self._closed = False
+            self.close()
+            raise
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -47,6 +54,8 @@ class BatchNodeGroup:
     def start_in_order(self, main: int, others: Iterable[int],
                        start: Callable[[int], None] | None = None) -> None:
         """The main node now; the others in random order, each after a random delay."""
+        if not 0 <= self.max_delay < float("inf"):  # nan fails too
+            raise ValueError(f"max_delay {self.max_delay} must be a finite number >= 0 s")
         start = start or self._start_index
         start(main)
         children = list(others)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import glob
 import ipaddress
 import os
 import random
@@ -15,20 +16,25 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import netns
 from emulator.batchorder import BatchNodeGroup
+from emulator.interrupts import exit_code, stop_signals_interrupt
 from emulator.netns import cleanup_stale, unavailable_reason
 from launcher.contract import OUTPUT_PATH_ENV, RANKS_PER_NODE_ENV, RENDEZVOUS_SECRET_ENV
+from launcher.inputs import finite_number_arg, whole_number_arg
 
 __all__ = ["SUBNETS", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
 
 # Each emulation takes a /24 of this that no live one holds. PRRTE and PMIx name their files
 # in the shared /tmp after the host names, which the emulator makes from the addresses.
 SUBNETS = ipaddress.ip_network("10.213.0.0/16")
+# Every node has an address of the emulation's /24 (network and broadcast excluded).
+MAX_NODES = 254
+STATE_DIR_ENV = "MNP_STATE_DIR"  # where the launcher makes its per-node state (roles.py)
 
 
 def free_subnet() -> str:
@@ -96,6 +102,10 @@ class Emulation(BatchNodeGroup):
             self._owned.append(log_dir)
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Where the launchers make their 0700 key directories, which close() removes when
+        # it killed them first; one of our own (made by setup) unless the caller names one.
+        given = self.extra_env.get(STATE_DIR_ENV) or os.environ.get(STATE_DIR_ENV)
+        self.state_dir: Path | None = Path(given) if given else None
         self.bridge = f"mb{self.tag}"
         hosts = list(net.hosts())
         self.prefixlen = net.prefixlen
@@ -117,11 +127,14 @@ class Emulation(BatchNodeGroup):
         cleanup_stale()
         netns.claim(self.tag, self.subnet)
         self._up = True
+        if self.state_dir is None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix=netns.state_prefix(self.tag)))
+            self._owned.append(self.state_dir)
         atexit.register(self.close)
         try:
             netns.build(self.bridge, self.prefixlen, self.nodes)
-        except (OSError, subprocess.CalledProcessError):
-            self.close()  # undo what was made before the failure
+        except BaseException:  # a failure or a stop signal: undo what was made so far
+            self.close()
             raise
 
     def close(self) -> None:
@@ -142,6 +155,11 @@ class Emulation(BatchNodeGroup):
                 for f in n.files:
                     f.close()
             netns.remove(self.tag, [n.ns for n in self.nodes])
+        # roles.state_dir's names: mnp-<job>-a<attempt>-n<index>-<random>
+        job = glob.escape(self.job_id.split("#")[0])
+        for path in self.state_dir.glob(f"mnp-{job}-a{self.attempt}-n*-*") \
+                if self.state_dir else ():
+            shutil.rmtree(path, ignore_errors=True)
         for path in self._owned:
             shutil.rmtree(path, ignore_errors=True)
         atexit.unregister(self.close)
@@ -153,6 +171,8 @@ class Emulation(BatchNodeGroup):
         # Namespaces need root, so the launchers run as root: Open MPI must be told it is fine.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         env[RENDEZVOUS_SECRET_ENV] = self.secret  # `env` may replace or blank it
+        if self.state_dir is not None:
+            env[STATE_DIR_ENV] = str(self.state_dir)
         env.update(self.extra_env)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env.update({
@@ -246,16 +266,35 @@ class Emulation(BatchNodeGroup):
         return read("out"), read("err")
 
 
+def _ranged(low: float, high: float | None, kind: type, what: str) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) within [low, high], named in errors."""
+
+    def parse(text: str) -> float:
+        number = (whole_number_arg if kind is int else finite_number_arg)(text)
+        if number < low or (high is not None and number > high):
+            allowed = f"{low:g}..{high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{what} {number:g} is out of range: {allowed}")
+        return number
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m emulator --nodes N [options] -- CMD...`: run CMD as a Batch MNP job."""
     p = argparse.ArgumentParser(prog="python -m emulator", description=main.__doc__)
-    p.add_argument("--nodes", type=int, default=3, help="number of emulated nodes (default 3)")
-    p.add_argument("--ranks-per-node", type=int, default=1, help="MNP_RANKS_PER_NODE (default 1)")
-    p.add_argument("--attempt", type=int, default=1, help="AWS_BATCH_JOB_ATTEMPT (default 1)")
+    p.add_argument("--nodes", type=_ranged(1, MAX_NODES, int, "node count"), default=3,
+                   help=f"number of emulated nodes, 1..{MAX_NODES} (default 3; Batch allows "
+                   "up to 1000, the emulator gives every node an address of one /24)")
+    p.add_argument("--ranks-per-node", type=_ranged(1, None, int, "ranks per node"), default=1,
+                   help="MNP_RANKS_PER_NODE (default 1)")
+    p.add_argument("--attempt", type=_ranged(1, None, int, "attempt"), default=1,
+                   help="AWS_BATCH_JOB_ATTEMPT (default 1)")
     p.add_argument("--job-id", help="AWS_BATCH_JOB_ID (default: a random uuid)")
     p.add_argument("--shared-dir", type=Path, help="stand-in for EFS (default: a temp dir)")
-    p.add_argument("--max-delay", type=float, default=1.0, help="max child start delay (s)")
-    p.add_argument("--timeout", type=float, default=3600, help="give up after this many s")
+    p.add_argument("--max-delay", type=_ranged(0, None, float, "max delay"), default=1.0,
+                   help="max child start delay in s (default 1)")
+    p.add_argument("--timeout", type=_ranged(0, None, float, "timeout"), default=3600,
+                   help="give up after this many s")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD... (the job's command)")
     a = p.parse_args(argv)
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
@@ -267,6 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 2
+    try:
+        with stop_signals_interrupt():
+            return _emulate(a, cmd)
+    except KeyboardInterrupt as stop:  # after Emulation.close: nothing of the run is left
+        print(f"emulate: stopped by {stop or 'SIGINT'}; cleaned up", file=sys.stderr)
+        return exit_code(stop)
+
+
+def _emulate(a: argparse.Namespace, cmd: list[str]) -> int:
     # Kept after the run (unlike a library Emulation's default): it holds the results.
     shared = a.shared_dir or Path(tempfile.mkdtemp(prefix="mnp-efs-"))
     env = {RANKS_PER_NODE_ENV: str(a.ranks_per_node),
@@ -282,9 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"emulate: main node still running after {a.timeout:g}s", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            emu.kill_node(0, signal.SIGTERM)
-            return 130
-
+            emu.kill_node(0, signal.SIGTERM)  # the launcher's own stop path first
+            raise
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from emulator.awsvpc import ecs_eth0_commands
 
 # Owner files let a later emulation remove namespaces left by a process that was SIGKILLed.
 OWNERS = Path("/run/mnp-emulate")
+
+
+def state_prefix(tag: str) -> str:
+    """The name start of emulation `tag`'s own launcher state directory (in the temp dir)."""
+    return f"mnp-state-{tag}-"
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -89,6 +95,8 @@ def remove(tag: str, namespaces: Iterable[str]) -> None:
             ip("link", "del", name, check=False)
     ip("link", "del", f"mb{tag}", check=False)
     _forward_rule("-D", f"mb{tag}")
+    for path in Path(tempfile.gettempdir()).glob(f"{state_prefix(tag)}*"):  # its keys
+        shutil.rmtree(path, ignore_errors=True)
     (OWNERS / tag).unlink(missing_ok=True)
 
 

@@ -23,6 +23,7 @@ from jobs.commands import (
 from jobs.context import Context
 from jobs.errors import EXIT_BAD_INPUT, EXIT_FAILURE, JobsError
 from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
+from jobs.render import printable
 from jobs.validate import job_command
 
 COMMANDS = (submit, preflight, status, watch, logs, cancel, listing, scale, run_local)
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None,
     except JobsError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc.line()}", file=sys.stderr)
+        print(f"error: {printable(exc.line())}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # `python -m jobs list | head`: the reader left; that is not an error of ours.
@@ -119,6 +120,6 @@ def main(argv: Sequence[str] | None = None,
     except Exception as exc:  # noqa: BLE001 - last resort: one line unless --debug
         if debug:
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug)",
+        print(f"error: unexpected {type(exc).__name__}: {printable(exc)} (rerun with --debug)",
               file=sys.stderr)
         return EXIT_FAILURE

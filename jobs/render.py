@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
+
+# Control, format (bidi overrides, zero-width) and line/paragraph separator characters: raw,
+# an ESC in a status reason clears the screen or retitles the terminal; they are shown escaped.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def printable(text: object, keep: str = "") -> str:
+    """Outside text (AWS fields, log lines, job output) with every control character shown as
+    its Python escape (ESC as \\x1b); characters in `keep` (e.g. a log's tabs) stay."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in _HIDDEN and ch not in keep else ch
+        for ch in str(text))
+
+
+def _add_row(table: Table, *cells: object) -> None:
+    table.add_row(*(printable(cell) for cell in cells))
 
 
 def when(ms: int | None) -> str:
@@ -64,7 +82,7 @@ def progress_line(job: dict[str, Any], nodes: list[dict[str, Any] | None]) -> st
         line += " | nodes: " + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
     if job.get("statusReason"):
         line += f" | {job['statusReason']}"
-    return line
+    return printable(line)
 
 
 def job_table(job: dict[str, Any]) -> Table:
@@ -88,7 +106,7 @@ def job_table(job: dict[str, Any]) -> Table:
         ("exit code", "-" if code is None else str(code)),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        _add_row(table, key, value)
     return table
 
 
@@ -99,12 +117,12 @@ def nodes_table(nodes: list[dict[str, Any] | None]) -> Table:
         table.add_column(name)
     for index, node in enumerate(nodes):
         if node is None:
-            table.add_row(str(index), "not created", "-", "-", "-", "-")
+            _add_row(table, index, "not created", "-", "-", "-", "-")
             continue
         code = exit_code(node)
         main = " (main)" if (node.get("nodeDetails") or {}).get("isMainNode") else ""
-        table.add_row(
-            f"{index}{main}", node.get("status", "?"), str(len(node.get("attempts") or [])),
+        _add_row(
+            table, f"{index}{main}", node.get("status", "?"), str(len(node.get("attempts") or [])),
             "-" if code is None else str(code), node.get("statusReason") or "-",
             log_stream(node) or "-",
         )
@@ -119,8 +137,8 @@ def attempts_table(job: dict[str, Any]) -> Table:
     for number, attempt in enumerate(job.get("attempts") or [], start=1):
         container = attempt.get("container") or {}
         code = container.get("exitCode")
-        table.add_row(
-            str(number), when(attempt.get("startedAt")), when(attempt.get("stoppedAt")),
+        _add_row(
+            table, number, when(attempt.get("startedAt")), when(attempt.get("stoppedAt")),
             "-" if code is None else str(code),
             attempt.get("statusReason") or container.get("reason") or "-",
         )
@@ -133,8 +151,8 @@ def summaries_table(summaries: list[dict[str, Any]]) -> Table:
     for name in ("job id", "name", "status", "nodes", "created", "reason"):
         table.add_column(name)
     for job in summaries:
-        table.add_row(
-            job["jobId"], job.get("jobName", ""), job.get("status", ""),
+        _add_row(
+            table, job["jobId"], job.get("jobName", ""), job.get("status", ""),
             str((job.get("nodeProperties") or {}).get("numNodes") or 1),
             when(job.get("createdAt")), job.get("statusReason") or "",
         )

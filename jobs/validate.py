@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import posixpath
 import re
+import unicodedata
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
@@ -46,7 +48,15 @@ MIN_MEMORY_MIB = 4
 MAX_MEMORY_MIB = 32768 * 1024
 # Batch TagResource / SubmitJob tags: at most 50 per resource.
 MAX_TAGS = 50
+# Batch user guide, tag-restrictions: letters, numbers, spaces and + - = . _ : / @ (the
+# tagging APIs' pattern ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$; Python's re has no \p classes).
+TAG_PUNCTUATION = "_.:/=+-@"
+TAG_CATEGORIES = ("L", "Z", "N")  # first letter of unicodedata.category
 MIN_TIMEOUT_S = 60
+# Batch API reference, JobTimeout.attemptDurationSeconds: an Integer, i.e. 32-bit signed.
+MAX_INT32 = 2**31 - 1
+# Batch user guide, service_limits: maximum job payload size for SubmitJob, 30 KiB.
+MAX_SUBMIT_BYTES = 30 * 1024
 MAX_ATTEMPTS = 10
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
@@ -88,7 +98,7 @@ nodes = int_range(1, MAX_NODES, "node count")
 vcpus = int_range(1, MAX_VCPUS_PER_NODE, "vCPUs per node")
 memory = int_range(MIN_MEMORY_MIB, MAX_MEMORY_MIB, "memory per node (MiB)")
 attempts = int_range(1, MAX_ATTEMPTS, "attempts")
-timeout = int_range(MIN_TIMEOUT_S, None, "timeout (seconds)")
+timeout = int_range(MIN_TIMEOUT_S, MAX_INT32, "timeout (seconds)")
 node_index = int_range(0, MAX_NODES - 1, "node index")
 
 
@@ -159,6 +169,13 @@ def tag(value: str) -> tuple[str, str]:
         )
     if key.lower().startswith("aws:"):
         raise argparse.ArgumentTypeError(f"tag key {key!r}: the 'aws:' prefix is reserved")
+    for what, text in (("key", key), ("value", val)):
+        bad = [ch for ch in text if ch not in TAG_PUNCTUATION
+               and not unicodedata.category(ch).startswith(TAG_CATEGORIES)]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"tag {what} {text!r} has {bad[0]!r}: Batch allows letters, digits, spaces "
+                f"and {' '.join(TAG_PUNCTUATION)}")
     return key, val
 
 
@@ -197,6 +214,17 @@ def check_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
         raise InvalidInput(f"--env: {e}", hint="the launcher's variables: launcher/README.md "
                            "or mnp-launch --help") from None
     return merged
+
+
+def check_request_size(request: dict, what: str = "the SubmitJob request") -> None:
+    """Refuse a request larger than Batch accepts (the command and --env values make most of
+    it), before anything is registered or sent."""
+    size = len(json.dumps(request, separators=(",", ":")).encode())
+    if size > MAX_SUBMIT_BYTES:
+        raise InvalidInput(
+            f"{what} would be {size} bytes; Batch accepts at most {MAX_SUBMIT_BYTES} (30 KiB)",
+            hint="shorten the command after '--' and the --env values, or pass large inputs "
+            "as files under --input-path")
 
 
 def node_list(value: str) -> list[int]:

@@ -30,6 +30,9 @@ EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# Same page: no '..', no IP-address form, and these prefixes and suffixes are reserved.
+S3_BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"),
+                      ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
 SWITCH_VALUES = {"true": True, "1": True, "yes": True, "on": True,
                  "false": False, "0": False, "no": False, "off": False}
@@ -37,6 +40,14 @@ SWITCH_VALUES = {"true": True, "1": True, "yes": True, "on": True,
 
 class ConfigError(ValueError):
     """A synth-time setting has a value that is not allowed."""
+
+
+def s3_bucket_name(name: str) -> bool:
+    """Whether S3 accepts `name` for a general purpose bucket (S3_BUCKET_PATTERN's page)."""
+    prefixes, suffixes = S3_BUCKET_RESERVED
+    return bool(re.fullmatch(S3_BUCKET_PATTERN, name)) and ".." not in name \
+        and not re.fullmatch(r"[0-9]+(\.[0-9]+){3}", name) \
+        and not name.startswith(prefixes) and not name.endswith(suffixes)
 
 
 @dataclass(frozen=True)
@@ -146,9 +157,11 @@ class RemoteState:
     region: str  # the bucket's region (STATE_REGION, default: the stack's region)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(S3_BUCKET_PATTERN, self.bucket) or ".." in self.bucket:
+        if not s3_bucket_name(self.bucket):
             raise ConfigError(f"STATE_BUCKET={self.bucket!r} is not allowed: an S3 bucket name, "
-                              "3-63 lowercase letters, digits, dots or hyphens")
+                              "3-63 lowercase letters, digits, dots or hyphens, not an IP "
+                              f"address, not starting {'/'.join(S3_BUCKET_RESERVED[0])} nor "
+                              f"ending {'/'.join(S3_BUCKET_RESERVED[1])}")
         if (not self.key or self.key.startswith("/") or self.key.endswith("/")
                 or len(self.key) > 1024):
             raise ConfigError(f"STATE_KEY={self.key!r} is not allowed: an S3 object key like "

@@ -13,7 +13,11 @@ from jobs import validate
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.preflight import gate
+from jobs.render import printable
 from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
+
+# What a registered revision's ARN can hold besides the name (partition, region, account).
+LONGEST_ARN_PREFIX = "arn:aws-us-gov:batch:ap-southeast-5:000000000000:job-definition/"
 
 
 def add_queue_arguments(parser: argparse.ArgumentParser, definition: bool = True) -> None:
@@ -106,13 +110,20 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
         definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
                                           "job_definition_name", "--job-definition",
                                           validate.job_definition)
-    return [
+    specs = [
         JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
                 memory=args.memory, input_path=args.input_path, output_path=args.output_path,
                 command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
                 tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes
     ]
+    for spec in specs:
+        request = submit_request(spec)
+        if args.image_tag:  # sent with the new revision's ARN in place of the name
+            name = definition.rpartition("/")[2].partition(":")[0]
+            request["jobDefinition"] = f"{LONGEST_ARN_PREFIX}{name}:99999999"
+        validate.check_request_size(request, f"the SubmitJob request for {spec.name}")
+    return specs
 
 
 def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tuple[str, str]:
@@ -153,13 +164,13 @@ def preflight(ctx: Context, args: argparse.Namespace, specs: list[JobSpec]) -> N
     try:
         reports = gate.run(ctx.api, specs, args.image_tag)
     except JobsError as exc:  # e.g. no such queue: the dry run still shows the request
-        ctx.err.print(Text(f"preflight: not run: {exc.line()}"))
+        ctx.err.print(Text(printable(f"preflight: not run: {exc.line()}")))
         return
     gate.show(ctx.err, reports, full=True)
     try:
         gate.refuse(reports)
     except JobsError as exc:
-        ctx.err.print(Text(f"dry run: submit would refuse this job: {exc}"))
+        ctx.err.print(Text(printable(f"dry run: submit would refuse this job: {exc}")))
 
 
 def register_image(ctx: Context, definition: str, tag: str) -> str:

@@ -55,7 +55,9 @@ def _drain(ctx: Context, group: str, label: str, stream: str, token: str | None)
         for events, next_token in ctx.api.log_events(group, stream, token):
             token = next_token
             for event in events:
-                print(f"{label}{event['message'].rstrip(chr(10))}", flush=True)
+                # The job's own output: its tabs stay, its escape sequences are shown.
+                text = render.printable(event["message"].rstrip("\n"), keep="\t")
+                print(f"{label}{text}", flush=True)
     except NotFound as exc:
         raise NotFound(f"log stream {stream} not found in log group {group}",
                        hint="check --log-group / LOG_GROUP_NAME / the stack's log_group_name",
@@ -75,8 +77,9 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
             stream = render.log_stream(target)
             if stream is None:
                 if target["jobId"] not in reported:
-                    ctx.err.print(f"{label}no log stream yet for {target['jobId']} "
-                                  f"(status {target.get('status', '?')})")
+                    ctx.err.print(render.printable(
+                        f"{label}no log stream yet for {target['jobId']} "
+                        f"(status {target.get('status', '?')})"))
                     reported.add(target["jobId"])
                 continue
             try:
@@ -86,7 +89,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
                 if not args.follow or job.get("status") in validate.TERMINAL:
                     raise
                 if stream not in reported:
-                    ctx.err.print(f"{label}waiting for log stream {stream}")
+                    ctx.err.print(render.printable(f"{label}waiting for log stream {stream}"))
                     reported.add(stream)
         if not args.follow or job.get("status") in validate.TERMINAL:
             return 0

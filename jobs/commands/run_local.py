@@ -11,6 +11,7 @@ from typing import Any
 
 from emulator import engine
 from emulator.containers import ContainerJob
+from emulator.interrupts import exit_code, stop_signals_interrupt
 from emulator.jobdef import (
     JobDefinitionError,
     access_point_owner,
@@ -103,6 +104,9 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
                           "stopping every node as Batch does")
             job.stop_job()
             code = job.wait(60)
+        except KeyboardInterrupt:
+            follower.kill()  # it would follow the main node until close() removes it
+            raise
         finally:
             try:
                 follower.wait(timeout=10)
@@ -115,6 +119,17 @@ def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Run the job; SIGTERM, SIGHUP and Ctrl-C remove its containers and network alike."""
+    try:
+        with stop_signals_interrupt():
+            return _run(args, ctx)
+    except KeyboardInterrupt as stop:  # ContainerJob.close has run: nothing of the job is left
+        ctx.err.print(f"run-local: stopped by {stop or 'SIGINT'}; its containers and network "
+                      "are removed")
+        return exit_code(stop)
+
+
+def _run(args: argparse.Namespace, ctx: Context) -> int:
     """Read the synthesized job definition, apply the request, run each attempt."""
     config = synthesized_config(project_root(), ctx.settings.stack)
     try:

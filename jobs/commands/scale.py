@@ -61,7 +61,7 @@ def solver_summary(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
     try:
         lines = ctx.api.last_lines(group, stream)
     except JobsError as exc:
-        ctx.err.print(f"no solver summary for {job['jobId']}: {exc.line()}")
+        ctx.err.print(render.printable(f"no solver summary for {job['jobId']}: {exc.line()}"))
         return {}
     for line in reversed(lines):
         try:

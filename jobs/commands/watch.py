@@ -37,12 +37,12 @@ def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: floa
                 final[job_id] = job["status"]
                 code = render.exit_code(job)
                 took = render.seconds(job)
-                ctx.out.print(
+                ctx.out.print(render.printable(
                     f"{job_id} {job['status']}"
                     + (f" exit code {code}" if code is not None else "")
                     + (f" after {took:.0f} s" if took is not None else "")
                     + (f": {job['statusReason']}" if job.get("statusReason") else "")
-                )
+                ))
         if len(final) == len(job_ids):
             return 0 if all(s == "SUCCEEDED" for s in final.values()) else 1
         remaining = deadline - time.monotonic()

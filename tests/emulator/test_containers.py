@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -240,3 +241,37 @@ def test_run_local_retries_by_the_job_definitions_strategy(image: str, project: 
     assert (result["attempt"], result["exitCode"]) == (2, 0)
     assert "attempt 1 exited 3, which the retry rules retry: starting attempt 2" in run.stderr
     assert run.stderr.count(f"job {result['jobId']} attempt") == 2
+
+
+# Every rank passes a barrier (the whole MPI world is up in both containers), then waits.
+HOLD = ("from mpi4py import MPI; import time; c = MPI.COMM_WORLD; c.Barrier(); "
+        "print('ready', flush=True) if c.rank == 0 else None; time.sleep(600)")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_to_run_local_removes_its_containers_and_network(
+        image: str, project: Path, scratch: Path, sig: signal.Signals) -> None:
+    # (SIGINT takes the same path, which the namespace emulator's test covers for all three.)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "run-local", "--nodes", "2", "--vcpus", "1",
+         "--memory", "1024", "--efs-dir", str(scratch / "efs"), "--log-dir",
+         str(scratch / "logs"), "--image", image, "--max-delay", "0.1", "--", "python", "-c",
+         HOLD], cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in run.stderr:
+            found = re.search(r"on network mnp-([0-9a-f]{6})", line)
+            if found:
+                break
+        tag = found.group(1)
+        assert run.stdout.readline().strip() == "ready"
+        assert len(_left(tag)) == 4  # two pause containers and two job containers
+        run.send_signal(sig)
+        _, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 128 + sig, err
+    assert f"stopped by {signal.Signals(sig).name}" in err
+    assert _left(tag) == []
+    assert docker("network", "ls", "-q", "--filter", f"name=mnp-{tag}").stdout.split() == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,9 +113,11 @@ def test_leftovers_of_a_killed_owner_are_removed_by_the_next_emulation(tmp_path:
     owner.wait()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"mnp{tag}n0" in listed
+    assert list(Path(tempfile.gettempdir()).glob(f"mnp-state-{tag}-*"))
     with Emulation(1, log_dir=tmp_path):
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert f"mnp{tag}" not in listed
+        assert not list(Path(tempfile.gettempdir()).glob(f"mnp-state-{tag}-*"))
 
 
 def test_command_line_runs_a_job_and_returns_the_main_nodes_code(tmp_path: Path) -> None:
@@ -156,3 +160,90 @@ def test_concurrent_emulations_get_subnets_and_host_names_of_their_own(
             with pytest.raises(RuntimeError, match="every /24 of 10.213.8.0/23 is held"):
                 Emulation(1)
     assert _ns_gone(a) and _ns_gone(b)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--nodes", "0"], "node count 0 is out of range: 1..254"),
+    (["--nodes", "-1"], "node count -1 is out of range: 1..254"),
+    (["--nodes", "1000"], "node count 1000 is out of range: 1..254"),
+    (["--nodes", "x"], "'x' is not a whole number"),
+    (["--max-delay", "-5"], "max delay -5 is out of range: at least 0"),
+    (["--max-delay", "nan"], "'nan'"),
+    (["--ranks-per-node", "0"], "ranks per node 0 is out of range: at least 1"),
+])
+def test_command_line_refuses_bad_numbers_in_one_line(args: list[str], named: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "emulator", *args, "--", "true"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and named in errors[0], run.stderr
+
+
+def test_a_negative_max_delay_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with Emulation(2, log_dir=tmp_path, max_delay=-5) as emu:
+        with pytest.raises(ValueError, match="max_delay -5"):
+            emu.start(["true"])
+        assert all(n.proc is None for n in emu.nodes)
+
+
+# Every rank passes a barrier (so prterun, sshd, prted and the ranks all run), then waits.
+HOLD = ("from mpi4py import MPI; import time; c = MPI.COMM_WORLD; c.Barrier(); "
+        "print('ready', flush=True) if c.rank == 0 else None; time.sleep(600)")
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie is dead: its PID 1 may take a while to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _netns_leftovers(tag: str, pids: set[int], state: Path) -> list[str]:
+    """What of emulation `tag` still exists: namespaces, links, rules, processes, key dirs."""
+    left = [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True).stdout.split() if ns.startswith(f"mnp{tag}")]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    left += [f"link {word}" for word in (f"mb{tag}", f"mv{tag}") if word in links]
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True,
+                           text=True).stdout if shutil.which("iptables") else ""  # none added
+    left += [f"rule {line}" for line in rules.splitlines() if f"mb{tag}" in line]
+    left += [f"pid {pid}" for pid in pids if _alive(pid)]
+    left += [str(path) for path in (state, Path("/etc/netns")) if path.exists()
+             and (path == state or any(path.glob(f"mnp{tag}*")))]
+    left += [f"owner {tag}" for _ in Path("/run/mnp-emulate").glob(tag)]
+    return left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stop_signal_to_the_command_line_cleans_up_as_ctrl_c_does(
+        sig: signal.Signals, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MNP_HEARTBEAT_INTERVAL": "0.5"}
+    env.pop("MNP_STATE_DIR", None)
+    emu = subprocess.Popen([sys.executable, "-m", "emulator", "--nodes", "3", "--max-delay",
+                            "0.2", "--shared-dir", str(tmp_path), "--", "python", "-c", HOLD],
+                           env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        first = emu.stderr.readline()
+        assert first.startswith("emulate: 3 nodes on bridge mb"), first
+        tag = first.split(" bridge mb")[1].split(",")[0]
+        assert emu.stdout.readline().strip() == "ready"
+        pids = {int(p) for i in range(3) for p in subprocess.run(
+            ["ip", "netns", "pids", f"mnp{tag}n{i}"], capture_output=True,
+            text=True).stdout.split()}
+        names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids
+                 if Path(f"/proc/{pid}/comm").exists()}
+        assert {"sshd", "prted", "prterun"} <= names, names  # the whole MPI world is up
+        state = next(Path(tempfile.gettempdir()).glob(f"mnp-state-{tag}-*"))
+        assert any(state.glob("mnp-*-a1-n0-*/id_ed25519"))  # the main node's private key
+        emu.send_signal(sig)
+        _, err = emu.communicate(timeout=120)
+    finally:
+        if emu.poll() is None:
+            emu.kill()
+    assert emu.returncode == 128 + sig, err
+    assert f"stopped by {signal.Signals(sig).name}" in err
+    assert _netns_leftovers(tag, pids, state) == []

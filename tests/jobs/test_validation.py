@@ -36,7 +36,8 @@ BAD_SUBMIT = [
     ("--output-path", "/mnt/efsx/out", "--output-path /mnt/efsx/out is not under the EFS mount"),
     ("--attempts", "0", "attempts 0 is out of range: must be between 1 and 10"),
     ("--attempts", "11", "attempts 11 is out of range: must be between 1 and 10"),
-    ("--timeout", "59", "timeout (seconds) 59 is out of range: must be at least 60"),
+    ("--timeout", "59", "timeout (seconds) 59 is out of range: must be between 60 and "
+     "2147483647"),
     ("--image-tag", ".hidden", "image tag '.hidden' is invalid"),
     ("--image-tag", "v1:latest", "image tag 'v1:latest' is invalid"),
     ("--tag", "owner", "tag 'owner' is not KEY=VALUE"),

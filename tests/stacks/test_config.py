@@ -124,6 +124,12 @@ def test_state_key_and_region_are_taken_as_given() -> None:
     ({"STATE_BUCKET": "Bad_Bucket"}, "STATE_BUCKET='Bad_Bucket' is not allowed: an S3 bucket"),
     ({"STATE_BUCKET": "ab"}, "STATE_BUCKET='ab' is not allowed"),
     ({"STATE_BUCKET": "a..b"}, "STATE_BUCKET='a..b' is not allowed"),
+    ({"STATE_BUCKET": "xn--bucket"}, "STATE_BUCKET='xn--bucket' is not allowed"),
+    ({"STATE_BUCKET": "192.168.1.1"}, "STATE_BUCKET='192.168.1.1' is not allowed: an S3 bucket "
+     "name, 3-63 lowercase letters, digits, dots or hyphens, not an IP address"),
+    ({"STATE_BUCKET": "bucket-s3alias"}, "STATE_BUCKET='bucket-s3alias' is not allowed"),
+    ({"STATE_BUCKET": "sthree-x"}, "not starting xn--/sthree-/amzn-s3-demo-"),
+    ({"STATE_BUCKET": "b--x-s3"}, "nor ending -s3alias/--ol-s3/.mrap/--x-s3/--table-s3"),
     ({"STATE_BUCKET": "acme", "STATE_KEY": "/abs"}, "STATE_KEY='/abs' is not allowed"),
     ({"STATE_BUCKET": "acme", "STATE_REGION": "moon"},
      "STATE_REGION='moon' is not allowed: 'moon' is not an AWS region known to botocore"),
