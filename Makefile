@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 
-.PHONY: install synth test lint bench cdktf-cli clean
+.PHONY: install synth test lint bench cdktf-cli clean e2e deploy destroy terraform-version
 
 install: $(STAMP)
 
@@ -29,6 +29,32 @@ synth: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The apply round trip alone: real terraform and provider against an AWS emulator on loopback
+# (tests/deploy), Terraform's output printed as it comes. Part of `make test` too.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/deploy -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# A real account: synth, then terraform in the synthesized directory, with terraform.tfvars
+# when there is one. State as synth configured it (local beside the project, or STATE_BUCKET).
+STACK_DIR := cdktf.out/stacks/mnp-batch
+TFVARS := $(if $(wildcard terraform.tfvars),-var-file=../../../terraform.tfvars)
+deploy: terraform-version synth
+	terraform -chdir=$(STACK_DIR) init -input=false
+	terraform -chdir=$(STACK_DIR) apply $(TFVARS)
+	terraform -chdir=$(STACK_DIR) output
+
+destroy: terraform-version
+	@test -f $(STACK_DIR)/cdk.tf.json || { echo "error: no synthesized stack in $(STACK_DIR): run make synth with the settings you deployed with"; exit 2; }
+	terraform -chdir=$(STACK_DIR) init -input=false
+	terraform -chdir=$(STACK_DIR) destroy $(TFVARS)
+
+# Older CLIs fail on the stack with parser errors (write-only arguments came in 1.11).
+TERRAFORM_MIN := 1.11.0
+terraform-version:
+	@v=$$(terraform version 2>/dev/null | sed -n '1s/^Terraform v//p'); \
+	if [ -z "$$v" ]; then echo "error: no terraform CLI on PATH: install Terraform >= $(TERRAFORM_MIN)"; exit 2; fi; \
+	printf '%s\n%s\n' $(TERRAFORM_MIN) "$$v" | sort -V -C || { echo "error: Terraform $$v is too old: this stack needs Terraform >= $(TERRAFORM_MIN)"; exit 2; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,10 @@ from bench.common import (
 
 PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
          "scaling": "Scaling on one 2-core host", "comm": "MPI communication",
-         "start": "Job start in the real image", "launch": "Launch at scale (emulated nodes)"}
+         "start": "Job start in the real image", "launch": "Launch at scale (emulated nodes)",
+         "deploy": "Apply round trip (AWS emulator)"}
+# Minutes of real terraform: too long for the QUICK smoke run.
+FULL_ONLY = ("deploy",)
 
 
 def _parts(text: str) -> list[str]:
@@ -57,8 +60,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--scratch", type=Path, default=_memory_dir(),
                    help="parent of the run's scratch directory (default: /dev/shm where "
                         "writable, else the system temp dir)")
-    p.add_argument("--only", type=_parts, default=list(PARTS), help="comma-separated parts")
-    return p.parse_args(argv)
+    p.add_argument("--only", type=_parts, help="comma-separated parts (default: all; QUICK "
+                   f"leaves out {', '.join(FULL_ONLY)} unless named)")
+    args = p.parse_args(argv)
+    if args.only is None:
+        args.only = [p for p in PARTS if not (args.quick and p in FULL_ONLY)]
+    return args
 
 
 def _run_part(key: str, opts: Options) -> Section:

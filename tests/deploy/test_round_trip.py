@@ -1,0 +1,81 @@
+"""`terraform apply` of the stack by the real CLI and provider against the AWS emulator.
+
+For each variant (default, EFA, state in S3): apply creates every resource, a second plan is
+empty, the jobs CLI works on what Terraform made, and destroy leaves nothing (read with the AWS
+API, not the state). `make e2e` runs only these, printing Terraform's output as it comes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.deploy.scenario import VARIANTS, Outcome
+
+NAMES = [v.name for v in VARIANTS]
+
+
+def _ok(outcome: Outcome, stage: str, part: str = "apply") -> None:
+    assert part not in outcome.errors, outcome.errors[part]
+    step = outcome.steps.get(stage)
+    assert step is not None, f"{stage} did not run (stages run: {list(outcome.steps)})"
+    assert step.code == 0, (f"{stage} exited {step.code}:\n{step.out[-4000:]}\n"
+                            f"emulator's log:\n{outcome.emulator_log[-3000:]}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_apply_creates_every_planned_resource(outcomes: dict[str, Outcome], name: str) -> None:
+    outcome = outcomes[name]
+    _ok(outcome, "apply")
+    assert outcome.planned > 0
+    assert len(outcome.in_state) == outcome.planned, sorted(outcome.in_state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_second_plan_has_no_changes(outcomes: dict[str, Outcome], name: str) -> None:
+    # -detailed-exitcode: 0 = no changes, 2 = changes present
+    # (developer.hashicorp.com/terraform/cli/commands/plan#detailed-exitcode).
+    _ok(outcomes[name], "second plan")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jobs_cli_works_on_what_terraform_made(outcomes: dict[str, Outcome], name: str) -> None:
+    outcome = outcomes[name]
+    _ok(outcome, "apply")
+    assert "jobs" not in outcome.errors, outcome.errors["jobs"]
+    jobs = outcome.jobs
+    for command in ("preflight", "submit", "status", "list", "cancel"):
+        assert command in jobs, f"{command} did not run: {list(jobs)}"
+        assert jobs[command].code == 0, f"jobs {command}:\n{jobs[command].out[-3000:]}"
+    job_id = json.loads(jobs["submit"].out)["jobId"]
+    status = json.loads(jobs["status"].out)
+    assert status["jobQueue"].endswith(f":job-queue/{outcome.outputs['job_queue_name']}")
+    assert f":job-definition/{outcome.outputs['job_definition_name']}:" in status["jobDefinition"]
+    assert job_id in jobs["list"].out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_destroy_leaves_nothing(outcomes: dict[str, Outcome], name: str) -> None:
+    outcome = outcomes[name]
+    _ok(outcome, "destroy", part="destroy")
+    assert outcome.after - outcome.before == set()
+
+
+def test_state_in_s3_is_stored_and_locked(outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes["s3-state"]
+    _ok(outcome, "apply")
+    assert "state lock" not in outcome.errors, outcome.errors["state lock"]
+    assert outcome.state_object, "no state object under the backend's key"
+    assert outcome.lock_refused is not None
+    assert outcome.lock_refused.code != 0
+    assert "Error acquiring the state lock" in outcome.lock_refused.out
+
+
+def test_provider_mapping_is_only_what_the_pin_needs(outcomes: dict[str, Outcome]) -> None:
+    """Against the 6.x the stack pins nothing is mapped; against a 5.x mirror only the renames."""
+    mapped = outcomes["default"].mapped
+    if not mapped:
+        return
+    assert mapped[-1].startswith("required_providers.aws.version 5.")
+    assert all(" -> " in line for line in mapped[:-1])
