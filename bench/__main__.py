@@ -3,6 +3,7 @@
 `make bench` runs this. Writes DIR/BENCHMARKS.md and DIR/docs/bench/{*.png,results.json};
 DIR is the repository (full run) or .bench-out/ (QUICK) unless given. Prints the summary.
 Timings are printed, never asserted: the exit code is 1 only when a benchmark failed to run.
+`python -m bench.replot` redraws the figures from a stored results.json without measuring.
 """
 
 from __future__ import annotations

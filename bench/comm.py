@@ -8,6 +8,9 @@ import json
 import statistics
 from pathlib import Path
 
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
 from bench import plot
 from bench.common import (
     PYTHON,
@@ -33,6 +36,9 @@ ROUNDS = {True: {"same host": 2, "2 namespaces": 2, OFI: 2},
           False: {"same host": 64, "2 namespaces": 24, OFI: 24}}
 # Each emulated place's MNP_NETWORK: TCP BTL (the default), and OFI's MTL over libfabric tcp.
 NETWORK = {"2 namespaces": "tcp", OFI: "ofi-tcp"}
+# Each place's colour in every panel of the figure.
+PLACES = {"same host": "tab:blue", "2 namespaces": "tab:orange", OFI: "tab:green"}
+FIGURE_TITLE = "commcheck vs OSU-style ping-pong (paired rounds)"
 
 
 def _command(opts: Options, where: str) -> list[str]:
@@ -165,7 +171,7 @@ def measure(opts: Options) -> Section:
         "mtl ofi, libfabric's tcp provider): the EFA code path with TCP in place of the "
         "device. Both programs send from buffers allocated "
         "once, page-aligned and written (`solver.commcheck.message_buffer`).")
-    sec.figure = _figure(opts, results)
+    sec.figure = plot.save(draw(sec.data), opts, "comm", FIGURE_TITLE)
     return sec
 
 
@@ -182,35 +188,77 @@ def _transports(btl: dict[int, dict], ofi: dict[int, dict]) -> list[Row]:
     ]
 
 
-def _figure(opts: Options, results: dict[str, dict]) -> str:
-    fig, (ax1, ax2, ax3) = plot.figure(3, width=4.6)
-    styles = {"same host": "-", "2 namespaces": "--", OFI: ":"}
-    for where, res in results.items():
-        ls = styles[where]
+def _quartiles(figures: dict) -> tuple[float, float]:
+    """The middle half of the single rounds' commcheck/OSU ratios (first and third quartile)."""
+    ratios = [c / o for c, o in zip(figures["commcheck_rounds_us"], figures["osu_rounds_us"],
+                                    strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
+
+
+def _keyed(ax, styles: dict[str, dict]) -> None:
+    """The style legend under ``ax``: one black sample per program (colour is the place's)."""
+    handles = [Line2D([], [], color="black", label=name, **style)
+               for name, style in styles.items()]
+    plot.legend_below(ax, handles=handles)
+
+
+def draw(data: dict) -> Figure:
+    """The figure from ``Section.data``: latency, bandwidth, and commcheck/OSU per place."""
+    places = [w for w in PLACES if w in data]
+    fig, (ax1, ax2, ax3) = plot.figure(3, width=4.6, height=4.6)
+    latency = {"commcheck": {"marker": "o", "ls": "-"},
+               "osu_latency": {"marker": "s", "ls": "none", "mfc": "none"}}
+    bandwidth = {"commcheck ping-pong": {"marker": "o", "ls": "-"},
+                 "osu_bw, streaming": {"marker": "^", "ls": "--", "mfc": "none"}}
+    ratio = {"paired median": {"marker": "o", "ls": "-"},
+             "middle half of single rounds": {"marker": "|", "ls": "none", "ms": 12}}
+    for k, where in enumerate(places):
+        res = {int(size): figures for size, figures in data[where].items()}
         sizes = sorted(res)
-        cc = [res[s]["commcheck_us"] for s in sizes]
-        osu = [res[s]["osu_us"] for s in sizes]
-        ax1.plot(sizes, cc, "o" + ls, label=f"commcheck, {where}")
-        ax1.plot(sizes, osu, "s" + ls, label=f"osu_latency, {where}")
-        ax2.plot(sizes, [s / c for s, c in zip(sizes, cc, strict=True)], "o" + ls,
-                 label=f"commcheck, {where}")
-        ax2.plot(sizes, [s / o for s, o in zip(sizes, osu, strict=True)], "s" + ls,
-                 label=f"osu ping-pong, {where}")
-        ax2.plot(sizes, [res[s]["osu_bw_MBps"] for s in sizes], "^" + ls, alpha=0.6,
-                 label=f"osu_bw, {where}")
-        mid = [res[s]["ratio"] for s in sizes]
-        spread = [[m - res[s]["ratio_min"] for s, m in zip(sizes, mid, strict=True)],
-                  [res[s]["ratio_max"] - m for s, m in zip(sizes, mid, strict=True)]]
-        ax3.errorbar(sizes, mid, yerr=spread, fmt="o" + ls, capsize=3,
-                     label=f"{where} (paired median; bars: range of single rounds)")
-    ax3.axhspan(1 - TOLERANCE, 1 + TOLERANCE, color="green", alpha=0.15, label="target band")
+        colour = PLACES[where]
+        for name, values, style, ax in (
+            ("commcheck", [res[s]["commcheck_us"] for s in sizes], latency, ax1),
+            ("osu_latency", [res[s]["osu_us"] for s in sizes], latency, ax1),
+            ("commcheck ping-pong", [s / res[s]["commcheck_us"] for s in sizes], bandwidth, ax2),
+            ("osu_bw, streaming", [res[s]["osu_bw_MBps"] for s in sizes], bandwidth, ax2),
+        ):
+            ax.plot(sizes, values, color=colour, label=f"{name}{plot.KEY_SEP}{where}",
+                    **style[name])
+        # Side by side per size (a quarter of a power of two apart), so no place hides another.
+        shifted = [s * 2 ** (0.25 * (k - (len(places) - 1) / 2)) for s in sizes]
+        ax3.plot(shifted, [res[s]["ratio"] for s in sizes], color=colour, marker="o",
+                 label=f"paired median{plot.KEY_SEP}{where}")
+        quart = [_quartiles(res[s]) for s in sizes]
+        ax3.vlines(shifted, [q[0] for q in quart], [q[1] for q in quart], color=colour, lw=1.5,
+                   alpha=0.7)
+    band = ax3.axhspan(1 - TOLERANCE, 1 + TOLERANCE, color="green", alpha=0.12,
+                       label=f"target 1 +- {TOLERANCE}")
+    _keyed(ax1, latency)
+    _keyed(ax2, bandwidth)
+    plot.legend_below(ax3, handles=[
+        Line2D([], [], color="black", label=name, **style) for name, style in ratio.items()
+    ] + [band])
+    fig.legend(handles=[Line2D([], [], color=PLACES[w], lw=3, label=w) for w in places],
+               loc="outside lower center", ncols=len(places), fontsize=9, frameon=False,
+               title="colour: where the two ranks run", title_fontsize=9)
     for ax in (ax1, ax2, ax3):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("message size (bytes)")
-        ax.legend(fontsize=7)
     ax1.set_yscale("log")
     ax2.set_yscale("log")
+    ax3.set_xlim(ax1.get_xlim())  # the same size ticks as its neighbours despite the shift
+    low, high = ax3.get_ylim()
+    if high > 2 * max(low, 0.01):
+        # A loaded machine's single rounds reach 100x: on a log scale the medians near 1 stay
+        # readable beside them (and a ratio and its inverse are equally far from 1).
+        ax3.set_yscale("log")
     ax1.set_ylabel("one-way latency (us, median of rounds)")
+    ax1.set_title("latency", fontsize=10)
     ax2.set_ylabel("bandwidth (MB/s)")
+    ax2.set_title("bandwidth", fontsize=10)
     ax3.set_ylabel("commcheck / OSU time per message")
-    return plot.save(fig, opts, "comm", "commcheck vs OSU-style ping-pong (paired rounds)")
+    ax3.set_title("does commcheck agree with OSU?", fontsize=10)
+    return fig
