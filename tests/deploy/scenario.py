@@ -94,6 +94,7 @@ def _jobs_cli(trip: RoundTrip, outcome: Outcome) -> None:
     outcome.jobs["status"] = trip.jobs("status", job_id, "--json")
     outcome.jobs["list"] = trip.jobs("list", "--json")
     outcome.jobs["cancel"] = trip.jobs("cancel", job_id, "--reason", "round trip")
+    outcome.jobs["after cancel"] = trip.jobs("status", job_id, "--json")
 
 
 def _state_lock(trip: RoundTrip, outcome: Outcome) -> None:

@@ -49,10 +49,14 @@ def test_jobs_cli_works_on_what_terraform_made(outcomes: dict[str, Outcome], nam
         assert command in jobs, f"{command} did not run: {list(jobs)}"
         assert jobs[command].code == 0, f"jobs {command}:\n{jobs[command].out[-3000:]}"
     job_id = json.loads(jobs["submit"].out)["jobId"]
-    status = json.loads(jobs["status"].out)
+    status = json.loads(jobs["status"].out)["job"]
     assert status["jobQueue"].endswith(f":job-queue/{outcome.outputs['job_queue_name']}")
     assert f":job-definition/{outcome.outputs['job_definition_name']}:" in status["jobDefinition"]
     assert job_id in jobs["list"].out
+    # A job cancelled before it started ends FAILED with the reason given
+    # (batch/latest/APIReference/API_CancelJob.html).
+    ended = json.loads(jobs["after cancel"].out)["job"]
+    assert (ended["status"], ended["statusReason"]) == ("FAILED", "round trip")
 
 
 @pytest.mark.parametrize("name", NAMES)
