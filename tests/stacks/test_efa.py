@@ -10,6 +10,9 @@ from stacks.config import ConfigError, StackSettings
 from tests.stacks.conftest import only, resources
 
 GROUP = "${aws_security_group.network_compute_sg_62EBFF7D.id}"
+DEFAULT_GROUP = "${aws_default_security_group.network_default_sg_929C0F94.id}"
+EFS_GROUP = "${aws_security_group.network_efs_sg_FD841704.id}"
+ENDPOINT_GROUP = "${aws_security_group.network_endpoint_sg_D586E475.id}"
 EFA_LOCALS = ("efa_interface_count", "efa_network_interfaces", "efa_devices",
               "efa_unsupported_types")
 
@@ -49,6 +52,10 @@ def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
     assert "lifecycle" not in template
     for ce in resources(synthesized, "aws_batch_compute_environment"):
         assert ce["compute_resources"]["security_group_ids"] == [GROUP]
+    # Task interfaces use the environment's group: the VPC's default group stays empty.
+    assert set(only(synthesized, "aws_default_security_group")) == {"vpc_id", "tags"}
+    assert not [r for r in resources(synthesized, "aws_vpc_security_group_ingress_rule")
+                if r.get("referenced_security_group_id") == DEFAULT_GROUP]
     for key, env in _environments(synthesized).items():
         by_name = {e["name"]: e["value"] for e in env}
         assert by_name["MNP_NETWORK"] == "tcp", key
@@ -99,10 +106,29 @@ def test_launch_template_gets_efa_interfaces_with_the_group(synthesized_efa: dic
     assert template["user_data"] and template["metadata_options"]["http_tokens"] == "required"
 
 
-def test_environments_drop_their_groups_when_interfaces_carry_them(synthesized_efa: dict) -> None:
+def test_task_interfaces_get_the_compute_rules_through_the_default_group(
+        synthesized_efa: dict) -> None:
+    # Batch refuses environment groups beside launch-template interfaces, so they go...
     for ce in resources(synthesized_efa, "aws_batch_compute_environment"):
         assert ce["compute_resources"]["security_group_ids"] == (
             f"${{var.enable_efa ? null : [{GROUP[2:-1]}]}}")
+    # ...and then "If you don't specify a security group, the default security group for the
+    # VPC is used" for the interfaces Batch attaches to MNP tasks (batch/latest/userguide/
+    # mnp-ce.html): that group carries the compute rules (inline: the provider's
+    # aws_default_security_group takes no rule resources) and EFS and the endpoints admit it.
+    default = only(synthesized_efa, "aws_default_security_group")
+    for direction in ("ingress", "egress"):
+        assert default[direction].startswith("${var.enable_efa ? [{")
+        assert default[direction].endswith("] : []}")
+    admitted = {(r["security_group_id"], r["ip_protocol"], r["from_port"], r["to_port"])
+                for r in resources(synthesized_efa, "aws_vpc_security_group_ingress_rule")
+                if r.get("referenced_security_group_id") == DEFAULT_GROUP
+                and r["count"] == "${var.enable_efa ? 1 : 0}"}
+    assert admitted == {(EFS_GROUP, "tcp", 2049, 2049), (ENDPOINT_GROUP, "tcp", 443, 443)}
+    # No rule resource points at the default group itself (it would be revoked each apply).
+    for kind in ("aws_vpc_security_group_ingress_rule", "aws_vpc_security_group_egress_rule"):
+        assert all(r["security_group_id"] != DEFAULT_GROUP for r in resources(synthesized_efa,
+                                                                             kind))
 
 
 def test_self_referencing_egress_is_there_for_efa(synthesized_efa: dict) -> None:

@@ -35,6 +35,8 @@ CATALOG = {
 }
 # Every reference terraform cannot resolve without the provider (not the EFA devices local).
 UNRESOLVED = re.compile(r"\$\{(?!jsonencode\(local\.efa_devices\))[^}]*\}")
+# A group reference inside an expression, and the made-up id it becomes here.
+GROUP_REF = re.compile(r"aws_security_group\.(\w+)\.id")
 
 
 def _config(stack: dict) -> dict:
@@ -54,6 +56,9 @@ def _config(stack: dict) -> dict:
         "resource": {"terraform_data": {"launch_template": {
             "input": "${local.efa_network_interfaces}", "lifecycle": template["lifecycle"]}}},
         "output": {"interfaces": {"value": "${local.efa_network_interfaces}"},
+                   **{f"default_{direction}": {"value": GROUP_REF.sub(
+                       r'"sg-\1"', only(stack, "aws_default_security_group")[direction])}
+                      for direction in ("ingress", "egress")},
                    "lookups": {"value": "${keys(local.lookups)}"},
                    "node_properties": {
                        "value": UNRESOLVED.sub("x", definition["node_properties"])}},
@@ -132,3 +137,32 @@ def test_enable_efa_false_gives_the_tcp_definition_and_no_lookups(workdir: Path)
                                                                        "OMPI_"))]
     assert env == [{"name": "MNP_NETWORK", "value": "tcp"}]
     assert {"name": "MNP_PRECHECK", "value": "0"} in container["environment"]
+
+
+def _compute_rules(stack: dict, direction: str) -> list[dict]:
+    """The compute group's rule resources in the inline form of the default group's rules."""
+    group = "${aws_security_group.network_compute_sg_62EBFF7D.id}"
+    out = []
+    for rule in stack["resource"][f"aws_vpc_security_group_{direction}_rule"].values():
+        if rule["security_group_id"] != group:
+            continue
+        peer = rule.get("referenced_security_group_id")
+        peer_id = GROUP_REF.search(peer).group(1) if peer else None
+        out.append({"description": rule["description"], "protocol": rule["ip_protocol"],
+                    "from_port": rule.get("from_port", 0), "to_port": rule.get("to_port", 0),
+                    "self": peer == group,
+                    "security_groups": [f"sg-{peer_id}"] if peer and peer != group else [],
+                    "cidr_blocks": [rule["cidr_ipv4"]] if "cidr_ipv4" in rule else [],
+                    "ipv6_cidr_blocks": [], "prefix_list_ids": []})
+    return sorted(out, key=json.dumps)
+
+
+def test_default_group_gets_exactly_the_compute_rules_when_on(workdir: Path,
+                                                              synthesized_efa: dict) -> None:
+    # MNP task interfaces of an EFA environment are in the VPC's default group (Batch mnp-ce).
+    outputs = _outputs(workdir, ["c5n.18xlarge"])
+    for direction in ("ingress", "egress"):
+        assert sorted(outputs[f"default_{direction}"], key=json.dumps) == _compute_rules(
+            synthesized_efa, direction)
+    off = _outputs(workdir, ["c6i.2xlarge"], enable=False)
+    assert (off["default_ingress"], off["default_egress"]) == ([], [])
