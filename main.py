@@ -26,6 +26,8 @@ def main() -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    settings = config.settings
+    print(f"region {settings.region} (from {settings.region_source})")
     build_app(config).synth()
     return 0
 

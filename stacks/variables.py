@@ -6,6 +6,7 @@ from cdktf import TerraformResource, TerraformVariable, TerraformVariableValidat
 from constructs import Construct
 
 from stacks.config import (
+    CLUSTER_NAME_FORBIDDEN_PREFIX,
     CLUSTER_NAME_PATTERN,
     CLUSTER_NAME_RULE,
     EFS_THROUGHPUT_MAX,
@@ -52,8 +53,10 @@ class Variables(Construct):
         modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
         self.cluster_name = self._add(
             "cluster_name", "string", settings.cluster_name,
-            f"Prefix of every resource name: {CLUSTER_NAME_RULE} (ECR repository names).",
-            f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name))",
+            f"Prefix of every resource name: {CLUSTER_NAME_RULE} (ECR repository and "
+            "security group names).",
+            f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name)) && "
+            f'!startswith(var.cluster_name, "{CLUSTER_NAME_FORBIDDEN_PREFIX}")',
             f"cluster_name must be {CLUSTER_NAME_RULE}.")
         self.vpc_cidr = self._add(
             "vpc_cidr", "string", settings.vpc_cidr,

@@ -33,13 +33,14 @@ def _environments(stack: dict) -> dict[str, list[dict]]:
     ("1", True), ("true", True), ("Yes", True), ("on", True),
     ("0", False), ("false", False), ("NO", False), ("off", False)])
 def test_enable_efa_env_sets_the_default(raw: str, expected: bool) -> None:
-    assert StackSettings.from_env({"ENABLE_EFA": raw}).enable_efa is expected
+    settings = StackSettings.from_env({"ENABLE_EFA": raw, "AWS_REGION": "us-east-1"})
+    assert settings.enable_efa is expected
 
 
 @pytest.mark.parametrize("raw", ["maybe", "", "2", "enabled"])
 def test_bad_enable_efa_is_named(raw: str) -> None:
     with pytest.raises(ConfigError) as err:
-        StackSettings.from_env({"ENABLE_EFA": raw})
+        StackSettings.from_env({"ENABLE_EFA": raw, "AWS_REGION": "us-east-1"})
     assert str(err.value) == (f"ENABLE_EFA={raw!r} is not allowed: true or false "
                               "(also 1/0, yes/no, on/off)")
 

@@ -43,6 +43,7 @@ def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesiz
     ('cluster_name=-', "starting and ending with a letter or digit"),
     ('cluster_name=abc-', "starting and ending with a letter or digit"),
     ('cluster_name=' + 'x' * 33, "cluster_name must be 1-32 lowercase letters"),
+    ('cluster_name=sg-team', "not starting with 'sg-'"),
     ('vpc_cidr=10.0.0.0/8', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=10.0.0.1/16', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
