@@ -35,6 +35,9 @@ VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
+# The rendezvous key is written through an ephemeral resource and a write-only argument
+# (Terraform 1.11); older versions stop on parser errors that do not say why.
+TERRAFORM_REQUIRED_VERSION = ">= 1.11"
 REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the SDKs' order
 SWITCH_VALUES = {"true": True, "1": True, "yes": True, "on": True,
                  "false": False, "0": False, "no": False, "off": False}

@@ -20,8 +20,8 @@ from stacks.storage import SharedStorage
 from stacks.variables import Variables, spot_count
 from stacks.zones import Zones
 
-# Not emitted, though Terraform would read them: `terraform.required_version` (the rendezvous
-# key needs Terraform >= 1.11, see README) and `moved` blocks. checkov's terraform_json parser
+# Not emitted, though Terraform would read them: `terraform.required_version` (main.py writes it
+# to a file of its own beside the stack) and `moved` blocks. checkov's terraform_json parser
 # (3.3.30) stops on both and would then check nothing.
 
 

@@ -146,6 +146,11 @@ def test_synth_entry_point_writes_the_stack(entry_point: tuple[Path, Popen[str]]
     # One line says which region synth took, and from where (the provider gets it).
     assert out.splitlines()[0] == "region eu-north-1 (from AWS_DEFAULT_REGION)"
     assert stack["provider"]["aws"] == [{"region": "eu-north-1"}]
+    # issue 20: an older Terraform met parser errors; now one version line (a file of its own:
+    # checkov's parser stops on required_version in cdk.tf.json).
+    versions = json.loads((cwd / "cdktf.out/stacks/mnp-batch/versions.tf.json").read_text())
+    assert versions == {"terraform": {"required_version": ">= 1.11"}}
+    assert "required_version" not in stack["terraform"]
 
 
 def test_state_bucket_switches_on_s3_state_with_defaults() -> None:

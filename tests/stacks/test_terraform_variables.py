@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from main import VERSIONS_FILE
+from stacks.config import TERRAFORM_REQUIRED_VERSION
 from tests.stacks.conftest import REPO, TERRAFORM, run_terraform
 
 pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.9 to run these")
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +21,9 @@ def workdir(synthesized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Only the variables: terraform init and plan then need no provider download."""
     work = tmp_path_factory.mktemp("tfvars")
     (work / "variables.tf.json").write_text(json.dumps({"variable": synthesized["variable"]}))
+    # main.py's version file too: the Terraform the tests run must satisfy it.
+    (work / VERSIONS_FILE).write_text(json.dumps(
+        {"terraform": {"required_version": TERRAFORM_REQUIRED_VERSION}}))
     run_terraform(work, "init", "-input=false", "-backend=false")
     return work
 
