@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-from cdktf import TerraformResourceLifecycle, Token
+from cdktf import Precondition, TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.batch_compute_environment import (
     BatchComputeEnvironment,
     BatchComputeEnvironmentComputeResources,
@@ -61,7 +61,8 @@ class Compute(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
-                 spot_count: float, efa: Efa | None = None) -> None:
+                 spot_count: float, efa: Efa | None = None,
+                 checks: list[Precondition] | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
@@ -75,7 +76,7 @@ class Compute(Construct):
         # placement group lives in a single zone.
         self.mnp_environment = self._add_environment(
             "compute_environment", "mnp", "node", "EC2", "BEST_FIT_PROGRESSIVE",
-            [pinned_subnet_id], placement_group=self.placement_group.name)
+            [pinned_subnet_id], placement_group=self.placement_group.name, checks=checks)
         # Single-node work only, so no placement group and both subnets.
         self.spot_environment = self._add_environment(
             "spot_compute_environment", "spot", "spot-node", "SPOT",
@@ -130,7 +131,8 @@ class Compute(Construct):
     def _add_environment(self, id_: str, label: str, node_label: str, capacity: str,
                          allocation_strategy: str,
                          subnet_ids: list[str], *, placement_group: str | None = None,
-                         count: float | None = None) -> BatchComputeEnvironment:
+                         count: float | None = None,
+                         checks: list[Precondition] | None = None) -> BatchComputeEnvironment:
         """A MANAGED environment on our launch template and the ECS AL2023 image."""
         placement = self._placement
         return BatchComputeEnvironment(
@@ -149,7 +151,8 @@ class Compute(Construct):
                 tags=tags(self._cluster, Name=name(self._cluster, node_label))),
             # Most compute-resource changes force replacement; a prefix lets the new one exist
             # before the queue is moved off the old one.
-            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True,
+                                                 precondition=checks),
             tags=tags(self._cluster))
 
     def _security_group_ids(self) -> list[str]:

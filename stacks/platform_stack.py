@@ -11,6 +11,7 @@ from stacks.config import PlatformConfig
 from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
+from stacks.instance_types import InstanceTypes
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.registry import Registry
@@ -56,7 +57,10 @@ class PlatformStack(TerraformStack):
                       rendezvous_secret_arn=secret.secret.arn)
         storage.add_policy(roles.job_role.arn)
         # --- Batch
-        efa = (Efa(self, "efa", instance_types=variables.instance_types)
+        instance_types = InstanceTypes(self, "instance_types",
+                                       instance_types=variables.instance_types,
+                                       max_vcpus=variables.max_vcpus)
+        efa = (Efa(self, "efa", instance_types=instance_types)
                if config.settings.enable_efa else None)
         compute = Compute(
             self, "compute", config=config, cluster=cluster,
@@ -67,7 +71,7 @@ class PlatformStack(TerraformStack):
                 instance_profile_arn=roles.instance_profile.arn),
             pinned_subnet_id=network.pinned_subnet.id,
             subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count(),
-            efa=efa)
+            efa=efa, checks=instance_types.capacity_preconditions())
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
             job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,

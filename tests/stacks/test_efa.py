@@ -14,7 +14,7 @@ DEFAULT_GROUP = "${aws_default_security_group.network_default_sg_929C0F94.id}"
 EFS_GROUP = "${aws_security_group.network_efs_sg_FD841704.id}"
 ENDPOINT_GROUP = "${aws_security_group.network_endpoint_sg_D586E475.id}"
 EFA_LOCALS = ("efa_interface_count", "efa_network_interfaces", "efa_devices",
-              "efa_unsupported_types")
+              "efa_unsupported_types", "efa_crowded_types")
 
 
 def _environments(stack: dict) -> dict[str, list[dict]]:
@@ -46,7 +46,6 @@ def test_bad_enable_efa_is_named(raw: str) -> None:
 
 
 def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
-    assert "aws_ec2_instance_type" not in synthesized.get("data", {})
     assert not set(EFA_LOCALS) & set(synthesized["locals"])
     template = only(synthesized, "aws_launch_template")
     assert "dynamic" not in template and "network_interfaces" not in template
@@ -81,15 +80,25 @@ def test_efa_on_defaults_the_variable_true_without_a_guard(synthesized_efa: dict
     assert variable["default"] is True and "validation" not in variable
 
 
-def test_every_instance_type_is_looked_up_only_when_on(synthesized_efa: dict) -> None:
-    lookup = only(synthesized_efa, "aws_ec2_instance_type", block="data")
-    assert lookup["for_each"] == "${var.enable_efa ? toset(var.instance_types) : toset([])}"
+@pytest.mark.parametrize("stack_fixture", ["synthesized", "synthesized_efa"])
+def test_every_instance_type_is_looked_up(stack_fixture: str,
+                                          request: pytest.FixtureRequest) -> None:
+    # Both stacks: the max_vcpus check needs each type's vCPUs.
+    stack = request.getfixturevalue(stack_fixture)
+    lookup = only(stack, "aws_ec2_instance_type", block="data")
+    assert lookup["for_each"] == "${toset(var.instance_types)}"
     assert lookup["instance_type"] == "${each.key}"
+    assert "default_vcpus" in stack["locals"]["instance_vcpus"]
+
+
+def test_efa_locals_follow_the_switch(synthesized_efa: dict) -> None:
     locals_ = synthesized_efa["locals"]
     assert set(EFA_LOCALS) <= set(locals_)
     for attribute in ("efa_maximum_interfaces", "maximum_network_cards"):
         assert attribute in locals_["efa_interface_count"]
+    assert locals_["efa_interface_count"].startswith("${var.enable_efa ? ")
     assert "efa_supported" in locals_["efa_unsupported_types"]
+    assert "network_cards" in locals_["efa_crowded_types"]
 
 
 def test_launch_template_gets_efa_interfaces_with_the_group(synthesized_efa: dict) -> None:
@@ -100,9 +109,11 @@ def test_launch_template_gets_efa_interfaces_with_the_group(synthesized_efa: dic
         "network_card_index": "${network_interfaces.value.network_card_index}",
         "device_index": "${network_interfaces.value.device_index}",
         "interface_type": "efa", "security_groups": [GROUP], "delete_on_termination": "true"}
-    (check,) = template["lifecycle"]["precondition"]
-    assert check["condition"] == "${length(local.efa_unsupported_types) == 0}"
-    assert '${join(", ", local.efa_unsupported_types)}' in check["error_message"]
+    lacking, crowded = template["lifecycle"]["precondition"]
+    assert lacking["condition"] == "${length(local.efa_unsupported_types) == 0}"
+    assert '${join(", ", local.efa_unsupported_types)}' in lacking["error_message"]
+    assert crowded["condition"] == "${length(local.efa_crowded_types) == 0}"
+    assert '${join(", ", local.efa_crowded_types)}' in crowded["error_message"]
     # Everything else of the template is as without EFA.
     assert template["user_data"] and template["metadata_options"]["http_tokens"] == "required"
 

@@ -10,8 +10,10 @@ import pytest
 
 from main import VERSIONS_FILE
 from stacks.config import TERRAFORM_REQUIRED_VERSION
+from stacks.variables import EFA_NOT_SYNTHESIZED
 from tests.stacks.conftest import REPO, TERRAFORM, run_terraform
 
+EXAMPLES = (REPO / "terraform.tfvars.example", REPO / "terraform.tfvars.efa.example")
 pytestmark = pytest.mark.skipif(
     TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
 
@@ -33,13 +35,26 @@ def _plan(work: Path, *args: str) -> subprocess.CompletedProcess:
                       f"-var-file={REPO / 'terraform.tfvars.example'}", *args)
 
 
-def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesized: dict) -> None:
-    example = (REPO / "terraform.tfvars.example").read_text()
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_tfvars_lists_every_variable(example: Path, synthesized: dict) -> None:
+    text = f"\n{example.read_text()}"
     for var_name in synthesized["variable"]:
-        assert f"\n{var_name} " in f"\n{example}", f"{var_name} missing from the example"
+        # enable_efa may be left to the stack's default (a comment then shows it).
+        assert f"\n{var_name} " in text or f"\n# {var_name} " in text, (
+            f"{var_name} missing from {example.name}")
+
+
+def test_example_tfvars_passes(workdir: Path) -> None:
     proc = _plan(workdir)
     assert proc.returncode == 0, proc.stderr
     assert "No changes" in proc.stdout
+
+
+def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) -> None:
+    proc = run_terraform(workdir, "plan", "-input=false", "-lock=false", "-no-color",
+                         f"-var-file={EXAMPLES[1]}")
+    assert proc.returncode != 0
+    assert EFA_NOT_SYNTHESIZED.split(":")[0] in " ".join(proc.stderr.split())
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
