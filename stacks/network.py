@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdktf import Fn, TerraformResourceLifecycle, Token
+from cdktf import Fn, Token
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.eip import Eip
@@ -58,7 +58,6 @@ class Network(Construct):
         super().__init__(scope, id_)
         self._cluster = cluster
         self._efa = config.settings.enable_efa
-        self._zones = zones
         self._zone_ids = [zones.pinned_zone_id, zones.second_zone_id]
         # --- VPC and subnets
         self.vpc = Vpc(self, "vpc", cidr_block=vpc_cidr, enable_dns_support=True,
@@ -127,12 +126,10 @@ class Network(Construct):
                 f"cidr_blocks = {cidrs}, ipv6_cidr_blocks = [], prefix_list_ids = []}}")
 
     def _add_subnet(self, kind: str, index: int, cidr: str) -> Subnet:
-        # Zone ids, not names: the pinned zone must offer the instance types (zones.py).
-        lifecycle = (TerraformResourceLifecycle(precondition=self._zones.preconditions())
-                     if (kind, index) == ("private", 0) else None)
+        # Zone ids, not names: the pinned zone must offer the instance types (zones.py checks).
         return Subnet(self, f"{kind}_subnet_{index}", vpc_id=self.vpc.id, cidr_block=cidr,
                       availability_zone_id=self._zone_ids[index],
-                      map_public_ip_on_launch=False, lifecycle=lifecycle,
+                      map_public_ip_on_launch=False,
                       tags=tags(self._cluster, Name=name(self._cluster, kind, str(index)),
                                 Tier=kind))
 

@@ -38,6 +38,7 @@ class PlatformStack(TerraformStack):
         # --- Foundations
         encryption = Encryption(self, "encryption", config=config, cluster=cluster)
         zones = Zones(self, "zones", instance_types=variables.instance_types,
+                      pin=variables.placement_zone_id,
                       region=config.settings.region)
         network = Network(self, "network", config=config, cluster=cluster,
                           vpc_cidr=variables.vpc_cidr.string_value, zones=zones,

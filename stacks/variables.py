@@ -19,6 +19,7 @@ from stacks.config import (
     VPC_PREFIX_MIN,
     StackSettings,
 )
+from stacks.zones import ZONE_ID_PATTERN
 
 SPOT_ENABLED = "var.enable_spot_queue"
 EFA_ENABLED = "var.enable_efa"
@@ -76,6 +77,16 @@ class Variables(Construct):
             f"can(regex({_hcl(INSTANCE_TYPE_PATTERN)}, t))])",
             "instance_types must be a non-empty list of EC2 instance types such as "
             "[\"c6i.2xlarge\"].")
+        self.placement_zone_id = self._add(
+            "placement_zone_id", "string", "",
+            "Zone id (such as use1-az4) of the cluster placement group and its subnet; \"\" "
+            "lets the stack choose at the first apply (the lowest id offering every instance "
+            "type) and keep that zone. Changing it replaces the pinned subnet, its EFS mount "
+            "target and the multi-node compute environment.",
+            f'var.placement_zone_id == "" || can(regex({_hcl(ZONE_ID_PATTERN)}, '
+            "var.placement_zone_id))",
+            'placement_zone_id must be "" or an availability zone id such as use1-az4 (aws ec2 '
+            "describe-availability-zones --query 'AvailabilityZones[].ZoneId').")
         self.max_vcpus = self._add(
             "max_vcpus", "number", settings.max_vcpus,
             "Most vCPUs the compute environment runs at once (nodes x vCPUs per node).",

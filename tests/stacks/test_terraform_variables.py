@@ -64,6 +64,7 @@ def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) ->
     ('cluster_name=abc-', "starting and ending with a letter or digit"),
     ('cluster_name=' + 'x' * 33, "cluster_name must be 1-32 lowercase letters"),
     ('cluster_name=sg-team', "not starting with 'sg-'"),
+    ('placement_zone_id=us-east-1a', 'placement_zone_id must be "" or an availability zone id'),
     ('vpc_cidr=10.0.0.0/8', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=10.0.0.1/16', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
