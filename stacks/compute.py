@@ -32,12 +32,25 @@ USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
 # control for awsvpc tasks
 # (docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
 ECS_CONFIG = ("ECS_AWSVPC_BLOCK_IMDS=true",)
+IMDS_ADDRESS = "169.254.169.254"
 
 
-def user_data(ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
-    """Launch-template user data: a shell part appending to ecs.config; MIME multi-part, base64."""
-    script = "#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
-                                       for line in ecs_config)
+def imds_block(uid: int) -> str:
+    """Shell: refuse the instance metadata address to processes of `uid` in the host's network."""
+    # Single-node (Spot queue) jobs run in host network mode, where neither the hop limit nor
+    # ECS_AWSVPC_BLOCK_IMDS applies: their packets leave through the host's own OUTPUT chain,
+    # which the owner match (iptables-extensions: "locally generated packets", OUTPUT only)
+    # sorts by uid. The ECS agent runs as root and keeps its access; awsvpc tasks have their
+    # own network namespace and never pass this chain.
+    return (f"iptables -w --insert OUTPUT --destination {IMDS_ADDRESS} --match owner "
+            f"--uid-owner {uid} --jump REJECT\n")
+
+
+def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
+    """Launch-template user data: ecs.config lines and the IMDS block; MIME multi-part, base64."""
+    script = ("#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
+                                        for line in ecs_config)
+              + imds_block(job_uid))
     # Batch merges its own part into ours, so it requires MIME multi-part user data
     # (docs.aws.amazon.com/batch/latest/userguide/launch-templates.html).
     archive = MIMEMultipart(boundary=USER_DATA_BOUNDARY)
@@ -92,7 +105,8 @@ class Compute(Construct):
         efa = self._efa
         template = LaunchTemplate(
             self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
-            user_data=user_data(),
+            # The uid every job definition runs its container as ("uid:gid").
+            user_data=user_data(int(self._config.node.user.split(":")[0])),
             # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
             # ENIs are kept off by ECS_AWSVPC_BLOCK_IMDS in the user data, not by this.
             metadata_options=LaunchTemplateMetadataOptions(
