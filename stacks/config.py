@@ -60,6 +60,7 @@ class StackSettings:
     efs_throughput_mode: str = "elastic"  # bursting | provisioned | elastic
     efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
     enable_efa: bool = False  # EFA interfaces, devices and settings (ENABLE_EFA); off: TCP
+    enable_compliance: bool = False  # CloudTrail and AWS Config rules (ENABLE_COMPLIANCE)
 
     def __post_init__(self) -> None:
         _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
@@ -107,6 +108,8 @@ class StackSettings:
                 f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
         if "ENABLE_EFA" in env:
             kwargs["enable_efa"] = _switch("ENABLE_EFA", env["ENABLE_EFA"])
+        if "ENABLE_COMPLIANCE" in env:
+            kwargs["enable_compliance"] = _switch("ENABLE_COMPLIANCE", env["ENABLE_COMPLIANCE"])
         settings = cls(**{**base.__dict__, **kwargs})  # every other value checked first
         found = sdk_region(env)
         if found is None:

@@ -6,6 +6,7 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
+from stacks.compliance import Compliance
 from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
 from stacks.efa import Efa
@@ -81,6 +82,9 @@ class PlatformStack(TerraformStack):
             rendezvous_secret_arn=secret.secret.arn)
         scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
                                 compute=compute, wiring=wiring, spot_count=spot_count())
+        # --- Audit (counted by enable_compliance)
+        Compliance(self, "compliance", cluster=cluster, encryption=encryption,
+                   tcp_only=not config.settings.enable_efa)
         dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
         self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
                           dashboard_name=dashboard.dashboard_name, region=encryption.region)

@@ -22,6 +22,9 @@ from stacks.config import (
 from stacks.zones import ZONE_ID_PATTERN
 
 SPOT_ENABLED = "var.enable_spot_queue"
+COMPLIANCE_ENABLED = "var.enable_compliance"
+RECORDER_CHOICES = ("create", "existing")
+RECORDER_CREATED = 'var.config_recorder == "create"'
 EFA_ENABLED = "var.enable_efa"
 EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
                        "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
@@ -136,6 +139,24 @@ class Variables(Construct):
             "to turn it on.",
             None if settings.enable_efa else "!var.enable_efa",
             None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
+        self._add_compliance(settings)
+
+    def _add_compliance(self, settings: StackSettings) -> None:
+        """The audit switch and whether the account's Config recorder is ours to create."""
+        self.enable_compliance = self._add(
+            "enable_compliance", "bool", settings.enable_compliance,
+            "Audit and compliance: a CloudTrail trail (all regions, log file validation) to an "
+            "encrypted, non-public S3 bucket, and AWS Config managed rules for this stack's "
+            "resources (ENABLE_COMPLIANCE at synth sets the default).", None, None)
+        choices = ", ".join(f'"{c}"' for c in RECORDER_CHOICES)
+        self.config_recorder = self._add(
+            "config_recorder", "string", RECORDER_CHOICES[0],
+            "With enable_compliance: \"create\" the account's AWS Config recorder (one per "
+            "account and region) and its delivery channel, or use the \"existing\" one and add "
+            "only the rules.",
+            f"contains([{choices}], var.config_recorder)",
+            f"config_recorder must be one of {choices}: an account and region hold one AWS "
+            "Config recorder, so use \"existing\" where one already records.")
 
     def _add(self, var_name: str, type_: str, default: object, description: str,
              condition: str | None, message: str | None) -> TerraformVariable:

@@ -77,6 +77,7 @@ def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) ->
     ('efs_throughput_mode=turbo', "efs_throughput_mode must be one of"),
     ('efs_provisioned_throughput=4000', "efs_provisioned_throughput must be from 1 to 3414"),
     ('image_tag=-bad', "image_tag must be 1-128 letters"),
+    ('config_recorder=mine', 'config_recorder must be one of "create", "existing"'),
     ('alarm_email=nobody', "alarm_email must be empty or an email address"),
     ('enable_efa=true', "enable_efa = true needs a stack synthesized for EFA: run ENABLE_EFA=1 "
                         "make synth"),
