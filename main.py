@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
-from stacks.config import ConfigError, PlatformConfig
+from stacks.config import TERRAFORM_REQUIRED_VERSION, ConfigError, PlatformConfig
+
+# Beside cdk.tf.json, where Terraform reads every *.tf.json: a Terraform older than the stack
+# needs then stops with one "Unsupported Terraform Core version" error. Not in cdk.tf.json:
+# checkov's terraform_json parser (3.3.30) stops on `terraform.required_version`.
+VERSIONS_FILE = "versions.tf.json"
 
 
 def build_app(config: PlatformConfig, outdir: str = "cdktf.out"):
@@ -26,7 +33,13 @@ def main() -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    build_app(config).synth()
+    settings = config.settings
+    print(f"region {settings.region} (from {settings.region_source})")
+    outdir = "cdktf.out"
+    build_app(config, outdir).synth()
+    versions = {"terraform": {"required_version": TERRAFORM_REQUIRED_VERSION}}
+    stack_dir = Path(outdir, "stacks", config.stack_name)
+    (stack_dir / VERSIONS_FILE).write_text(json.dumps(versions, indent=2) + "\n")
     return 0
 
 

@@ -242,8 +242,10 @@ class Settings:
             raise InvalidInput(f"{exc} (from {source})") from None
 
     def max_vcpus(self) -> int | None:
-        """The compute environment's vCPU ceiling: MAX_VCPUS, else the `max_vcpus` output."""
-        value = self.optional("MAX_VCPUS", "max_vcpus")
+        """The compute environment's vCPU ceiling: the deployed stack's `max_vcpus` output."""
+        # Not the MAX_VCPUS environment variable: that one sets synth's default, and reading it
+        # here let it override what was deployed (one name, one meaning).
+        value = self.optional(None, "max_vcpus")
         if value is None:
             return None
         try:
@@ -251,7 +253,7 @@ class Settings:
         except ValueError:
             number = 0
         if number < 1:
-            raise InvalidInput(f"MAX_VCPUS / max_vcpus output {value!r} is not a whole number "
+            raise InvalidInput(f"max_vcpus output {value!r} is not a whole number "
                                "greater than 0 (ASCII digits only)")
         return number
 

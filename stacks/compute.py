@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-from cdktf import TerraformResourceLifecycle, Token
+from cdktf import Precondition, TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.batch_compute_environment import (
     BatchComputeEnvironment,
     BatchComputeEnvironmentComputeResources,
@@ -32,12 +32,25 @@ USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
 # control for awsvpc tasks
 # (docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
 ECS_CONFIG = ("ECS_AWSVPC_BLOCK_IMDS=true",)
+IMDS_ADDRESS = "169.254.169.254"
 
 
-def user_data(ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
-    """Launch-template user data: a shell part appending to ecs.config; MIME multi-part, base64."""
-    script = "#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
-                                       for line in ecs_config)
+def imds_block(uid: int) -> str:
+    """Shell: refuse the instance metadata address to processes of `uid` in the host's network."""
+    # Single-node (Spot queue) jobs run in host network mode, where neither the hop limit nor
+    # ECS_AWSVPC_BLOCK_IMDS applies: their packets leave through the host's own OUTPUT chain,
+    # which the owner match (iptables-extensions: "locally generated packets", OUTPUT only)
+    # sorts by uid. The ECS agent runs as root and keeps its access; awsvpc tasks have their
+    # own network namespace and never pass this chain.
+    return (f"iptables -w --insert OUTPUT --destination {IMDS_ADDRESS} --match owner "
+            f"--uid-owner {uid} --jump REJECT\n")
+
+
+def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
+    """Launch-template user data: ecs.config lines and the IMDS block; MIME multi-part, base64."""
+    script = ("#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
+                                        for line in ecs_config)
+              + imds_block(job_uid))
     # Batch merges its own part into ours, so it requires MIME multi-part user data
     # (docs.aws.amazon.com/batch/latest/userguide/launch-templates.html).
     archive = MIMEMultipart(boundary=USER_DATA_BOUNDARY)
@@ -61,7 +74,8 @@ class Compute(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
-                 spot_count: float, efa: Efa | None = None) -> None:
+                 spot_count: float, efa: Efa | None = None,
+                 checks: list[Precondition] | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
@@ -75,7 +89,7 @@ class Compute(Construct):
         # placement group lives in a single zone.
         self.mnp_environment = self._add_environment(
             "compute_environment", "mnp", "node", "EC2", "BEST_FIT_PROGRESSIVE",
-            [pinned_subnet_id], placement_group=self.placement_group.name)
+            [pinned_subnet_id], placement_group=self.placement_group.name, checks=checks)
         # Single-node work only, so no placement group and both subnets.
         self.spot_environment = self._add_environment(
             "spot_compute_environment", "spot", "spot-node", "SPOT",
@@ -91,7 +105,8 @@ class Compute(Construct):
         efa = self._efa
         template = LaunchTemplate(
             self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
-            user_data=user_data(),
+            # The uid every job definition runs its container as ("uid:gid").
+            user_data=user_data(int(self._config.node.user.split(":")[0])),
             # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
             # ENIs are kept off by ECS_AWSVPC_BLOCK_IMDS in the user data, not by this.
             metadata_options=LaunchTemplateMetadataOptions(
@@ -130,7 +145,8 @@ class Compute(Construct):
     def _add_environment(self, id_: str, label: str, node_label: str, capacity: str,
                          allocation_strategy: str,
                          subnet_ids: list[str], *, placement_group: str | None = None,
-                         count: float | None = None) -> BatchComputeEnvironment:
+                         count: float | None = None,
+                         checks: list[Precondition] | None = None) -> BatchComputeEnvironment:
         """A MANAGED environment on our launch template and the ECS AL2023 image."""
         placement = self._placement
         return BatchComputeEnvironment(
@@ -149,7 +165,8 @@ class Compute(Construct):
                 tags=tags(self._cluster, Name=name(self._cluster, node_label))),
             # Most compute-resource changes force replacement; a prefix lets the new one exist
             # before the queue is moved off the old one.
-            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True,
+                                                 precondition=checks),
             tags=tags(self._cluster))
 
     def _security_group_ids(self) -> list[str]:

@@ -18,8 +18,12 @@ EFS_THROUGHPUT_MODES = ("bursting", "provisioned", "elastic")
 # leading or trailing '-' and capitals. IAM role and EventBridge rule names allow 64
 # characters; with the longest suffix ('-job-execution') 32 stays well inside.
 CLUSTER_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+# Security group names '<cluster>-compute' etc.: EC2 CreateSecurityGroup's GroupName "Cannot
+# start with sg-" (AWSEC2/latest/APIReference/API_CreateSecurityGroup.html). A separate test:
+# Terraform's RE2 regex() has no negative lookahead.
+CLUSTER_NAME_FORBIDDEN_PREFIX = "sg-"
 CLUSTER_NAME_RULE = ("1-32 lowercase letters, digits or hyphens, starting and ending with a "
-                     "letter or digit")
+                     f"letter or digit, not starting with '{CLUSTER_NAME_FORBIDDEN_PREFIX}'")
 # A multi-node job has at most 1,000 nodes (Batch) and the largest EC2 instance 896 vCPUs
 # (u7in-32tb.224xlarge): more vCPUs than that no job of this queue can use. (The API field
 # is an Integer; 1e26 would be sent as a float.)
@@ -34,6 +38,10 @@ S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 S3_BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"),
                       ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
+# The rendezvous key is written through an ephemeral resource and a write-only argument
+# (Terraform 1.11); older versions stop on parser errors that do not say why.
+TERRAFORM_REQUIRED_VERSION = ">= 1.11"
+REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the SDKs' order
 SWITCH_VALUES = {"true": True, "1": True, "yes": True, "on": True,
                  "false": False, "0": False, "no": False, "off": False}
 
@@ -54,7 +62,8 @@ def s3_bucket_name(name: str) -> bool:
 class StackSettings:
     """Defaults of the Terraform variables, taken from the environment at synth time."""
 
-    region: str = "us-east-1"  # provider region (AWS_REGION)
+    region: str = "us-east-1"  # provider region: as the AWS SDK finds it (sdk_region)
+    region_source: str = field(default="default", compare=False)  # where region came from
     cluster_name: str = "mnp-hpc"  # prefix of every resource name (CLUSTER_NAME)
     vpc_cidr: str = "10.42.0.0/16"  # VPC address range, /16-/20
     instance_types: tuple[str, ...] = ("c6i.2xlarge",)  # one type per job: MNP nodes match
@@ -62,10 +71,14 @@ class StackSettings:
     efs_throughput_mode: str = "elastic"  # bursting | provisioned | elastic
     efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
     enable_efa: bool = False  # EFA interfaces, devices and settings (ENABLE_EFA); off: TCP
+    enable_compliance: bool = False  # CloudTrail and AWS Config rules (ENABLE_COMPLIANCE)
 
     def __post_init__(self) -> None:
         _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
                        CLUSTER_NAME_RULE)
+        if self.cluster_name.startswith(CLUSTER_NAME_FORBIDDEN_PREFIX):
+            raise ConfigError(f"CLUSTER_NAME={self.cluster_name!r} is not allowed: "
+                              f"{CLUSTER_NAME_RULE}")
         _check_cidr("vpc_cidr", self.vpc_cidr)
         if not self.instance_types:
             raise ConfigError("INSTANCE_TYPES is empty: give one or more instance types, "
@@ -90,8 +103,6 @@ class StackSettings:
         env = os.environ if environ is None else environ
         base = cls()
         kwargs: dict[str, object] = {}
-        if "AWS_REGION" in env:  # set but empty is a mistake, not "use the default"
-            kwargs["region"] = _region("AWS_REGION", env["AWS_REGION"])
         if "CLUSTER_NAME" in env:
             kwargs["cluster_name"] = env["CLUSTER_NAME"]
         if "INSTANCE_TYPES" in env:
@@ -108,7 +119,44 @@ class StackSettings:
                 f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
         if "ENABLE_EFA" in env:
             kwargs["enable_efa"] = _switch("ENABLE_EFA", env["ENABLE_EFA"])
-        return cls(**{**base.__dict__, **kwargs})
+        if "ENABLE_COMPLIANCE" in env:
+            kwargs["enable_compliance"] = _switch("ENABLE_COMPLIANCE", env["ENABLE_COMPLIANCE"])
+        settings = cls(**{**base.__dict__, **kwargs})  # every other value checked first
+        found = sdk_region(env)
+        if found is None:
+            raise ConfigError(f"no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a "
+                              f"region in the profile {_profile(env)!r} of {_config_file(env)}")
+        return cls(**{**settings.__dict__, "region": found[0], "region_source": found[1]})
+
+
+def sdk_region(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(region, where it came from) as the AWS SDKs and CLI look: env, then profile; else None."""
+    # The jobs CLI's boto3 looks the same way, so both talk to one region
+    # (docs.aws.amazon.com/sdkref/latest/guide/feature-region.html).
+    for var in REGION_ENV:
+        if var in env:  # set but empty is a mistake, not "look further"
+            return _region(var, env[var]), var
+    from botocore.configloader import load_config
+    from botocore.exceptions import BotoCoreError
+
+    path, profile = _config_file(env), _profile(env)
+    try:
+        profiles = load_config(path)["profiles"] if os.path.isfile(path) else {}
+    except BotoCoreError as err:
+        raise ConfigError(f"AWS config file {path} cannot be read: {err}") from None
+    region = profiles.get(profile, {}).get("region")
+    if region is None:
+        return None
+    source = f"profile {profile!r} in {path}"
+    return _region(f"region of {source}", region), source
+
+
+def _config_file(env: Mapping[str, str]) -> str:
+    return os.path.expanduser(env.get("AWS_CONFIG_FILE") or "~/.aws/config")
+
+
+def _profile(env: Mapping[str, str]) -> str:
+    return env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
 
 
 @dataclass(frozen=True)

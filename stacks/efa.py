@@ -6,17 +6,22 @@ true) still switches every part at plan, so `enable_efa = false` gives the TCP s
 
 from __future__ import annotations
 
-from cdktf import Precondition, TerraformLocal, TerraformVariable
-from cdktf_cdktf_provider_aws.data_aws_ec2_instance_type import DataAwsEc2InstanceType
+from cdktf import Precondition, TerraformLocal
 from constructs import Construct
 
 from launcher.contract import PRECHECK_ENV
+from stacks.instance_types import InstanceTypes
 from stacks.variables import EFA_ENABLED
 
 COUNT_LOCAL = "efa_interface_count"
 INTERFACES_LOCAL = "efa_network_interfaces"
 DEVICES_LOCAL = "efa_devices"
 LACKING_LOCAL = "efa_unsupported_types"
+CROWDED_LOCAL = "efa_crowded_types"
+# Interfaces each network card must take: on card 0 the EFA (the primary) and the interface
+# Batch attaches to the node's awsvpc task, which lands on card 0 ("The default is network card
+# index 0", AWSEC2/latest/APIReference/API_AttachNetworkInterface.html); one EFA on the others.
+CARD0_INTERFACES, OTHER_CARD_INTERFACES = 2, 1
 # The Batch EFA guide: hostPath /dev/infiniband/uverbsN, the same containerPath, and these
 # permissions (docs.aws.amazon.com/batch/latest/userguide/efa.html).
 DEVICE_PERMISSIONS = ("READ", "WRITE", "MKNOD")
@@ -44,6 +49,16 @@ def interface_count(types: str, wanted: str) -> str:
     return f"min({per_type}...)"
 
 
+def crowded_types(types: str, wanted: str, count: str) -> str:
+    """HCL: the wanted types with a used network card too small for the interfaces put on it."""
+    # network_cards is a set of {index, maximum_interfaces, ...}: looked up by index.
+    card_max = (f"try(one([for c in {types}[t].network_cards : c.maximum_interfaces "
+                "if c.index == i]), 0)")
+    needed = f"(i == 0 ? {CARD0_INTERFACES} : {OTHER_CARD_INTERFACES})"
+    return (f"[for t in {wanted} : t if anytrue([for i in range({count}) : "
+            f"coalesce({card_max}, 0) < {needed}])]")
+
+
 def network_interfaces(count: str) -> str:
     """HCL: one EFA per network card; device index 0 on card 0 (the primary), 1 on the others."""
     # The EC2 multi-network-card layout: the primary is card 0 device 0, every further
@@ -67,27 +82,35 @@ def unsupported_message(lacking: str) -> str:
             'Name=network-info.efa-supported,Values=true), or set enable_efa = false.')
 
 
-class Efa(Construct):
-    """Looks up every instance type at plan and derives the EFA interfaces and devices from it."""
+def crowded_message(crowded: str) -> str:
+    """The plan-time error when a type's network cards cannot take the interfaces; it names them."""
+    return (f'enable_efa is true but instance_types [${{join(", ", {crowded})}}] have no room '
+            f"on network card 0 for the node's task interface beside the EFA (card 0 must take "
+            f"{CARD0_INTERFACES} interfaces, every further card {OTHER_CARD_INTERFACES}): choose "
+            "other types (aws ec2 describe-instance-types --instance-types TYPE --query "
+            "'InstanceTypes[].NetworkInfo.NetworkCards'), or set enable_efa = false.")
 
-    def __init__(self, scope: Construct, id_: str, *, instance_types: TerraformVariable) -> None:
+
+class Efa(Construct):
+    """Derives the EFA interfaces and devices from the instance-type lookups, and their checks."""
+
+    def __init__(self, scope: Construct, id_: str, *, instance_types: InstanceTypes) -> None:
         super().__init__(scope, id_)
-        wanted = f"var.{instance_types.friendly_unique_id}"
-        lookup = DataAwsEc2InstanceType(self, "instance_types", instance_type="${each.key}")
-        # Raw for_each (CDKTF's iterator would wrap the conditional in a second toset(${...})).
-        # No lookups when EFA is off at plan: nothing is read that nothing uses.
-        lookup.add_override("for_each", f"${{{EFA_ENABLED} ? toset({wanted}) : toset([])}}")
-        types = f"data.{lookup.terraform_resource_type}.{lookup.friendly_unique_id}"
+        types, wanted = instance_types.lookups, instance_types.wanted
+        count = f"local.{COUNT_LOCAL}"
         self._local(LACKING_LOCAL,
                     f"{EFA_ENABLED} ? {unsupported_types(types, wanted)} : []")
         self._local(COUNT_LOCAL, f"{EFA_ENABLED} ? {interface_count(types, wanted)} : 0")
-        self._local(INTERFACES_LOCAL, network_interfaces(f"local.{COUNT_LOCAL}"))
-        self._local(DEVICES_LOCAL, devices(f"local.{COUNT_LOCAL}"))
+        self._local(CROWDED_LOCAL, crowded_types(types, wanted, count))
+        self._local(INTERFACES_LOCAL, network_interfaces(count))
+        self._local(DEVICES_LOCAL, devices(count))
 
     def preconditions(self) -> list[Precondition]:
-        """Checked at plan, before anything is created: the error names the types lacking EFA."""
+        """Checked at plan, before anything is created: each error names the types at fault."""
         return [Precondition(condition=f"${{length(local.{LACKING_LOCAL}) == 0}}",
-                             error_message=unsupported_message(f"local.{LACKING_LOCAL}"))]
+                             error_message=unsupported_message(f"local.{LACKING_LOCAL}")),
+                Precondition(condition=f"${{length(local.{CROWDED_LOCAL}) == 0}}",
+                             error_message=crowded_message(f"local.{CROWDED_LOCAL}"))]
 
     def _local(self, local_name: str, expression: str) -> TerraformLocal:
         local = TerraformLocal(self, local_name, f"${{{expression}}}")

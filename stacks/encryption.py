@@ -29,6 +29,7 @@ class Encryption(Construct):
     def _add_key(self, config: PlatformConfig, cluster: str) -> KmsKey:
         account_root = f"arn:{self.partition}:iam::{self.account_id}:root"
         log_groups = f"arn:{self.partition}:logs:{self.region}:{self.account_id}:log-group:*"
+        trails = f"arn:{self.partition}:cloudtrail:*:{self.account_id}:trail/*"
         service_actions = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
                            "kms:GenerateDataKey*", "kms:Describe*"]
         # A key policy, not an IAM policy: its Resource "*" means this key only.
@@ -44,6 +45,17 @@ class Encryption(Construct):
             {"Sid": "PublishToEncryptedTopic", "Effect": "Allow",
              "Principal": {"Service": ["events.amazonaws.com", "cloudwatch.amazonaws.com"]},
              "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*"},
+            # The compliance switch's trail encrypts its logs with this key: CloudTrail's
+            # two statements (awscloudtrail/latest/userguide/
+            # create-kms-key-policy-for-cloudtrail.html), for this account's trails only.
+            {"Sid": "CloudTrailEncryptLogs", "Effect": "Allow",
+             "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "kms:GenerateDataKey*", "Resource": "*",
+             "Condition": {"StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                          trails}}},
+            {"Sid": "CloudTrailDescribeKey", "Effect": "Allow",
+             "Principal": {"Service": "cloudtrail.amazonaws.com"},
+             "Action": "kms:DescribeKey", "Resource": "*"},
         ]})
         return KmsKey(self, "key", description=f"{cluster} platform data (EFS, ECR, logs, SNS)",
                       enable_key_rotation=True, policy=key_policy,

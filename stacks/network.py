@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdktf import Fn, TerraformResourceLifecycle
+from cdktf import Fn, Token
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.eip import Eip
@@ -22,6 +22,7 @@ from constructs import Construct
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
 from stacks.policy import Statement, service_role
+from stacks.variables import EFA_ENABLED
 from stacks.zones import Zones
 
 AZ_COUNT = 2
@@ -29,6 +30,20 @@ INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs")  # image pulls and awslogs 
 ANYWHERE = "0.0.0.0/0"
 SecurityGroupRule = VpcSecurityGroupIngressRule | VpcSecurityGroupEgressRule
 ALL_TRAFFIC = "-1"  # ip_protocol -1: all protocols and ports (from_port/to_port must be unset)
+# What a node's task interface needs, as (direction, id suffix, description, protocol, port, peer):
+# peer "self" is the group itself, "efs" the mount targets' group, "anywhere" 0.0.0.0/0. The
+# compute group gets these as rule resources; on an EFA stack the VPC's default group gets the
+# same rules inline (see _lock_default_security_group).
+TASK_RULES = (
+    ("ingress", "from_compute", "MPI, rendezvous and ssh between nodes of the same job",
+     ALL_TRAFFIC, None, "self"),
+    ("egress", "to_compute", "MPI and rendezvous to the other nodes (EFA needs self-referencing "
+     "egress)", ALL_TRAFFIC, None, "self"),
+    ("egress", "to_https", "HTTPS to AWS APIs (endpoints, NAT)", "tcp", 443, "anywhere"),
+    ("egress", "to_efs", "NFS to the EFS mount targets", "tcp", 2049, "efs"),
+)
+# The groups that must admit a task interface, as (id prefix, what it serves, port).
+ADMITTING = (("efs", "NFS", 2049), ("endpoints", "HTTPS", 443))
 # The actions the VPC Flow Logs guide lists for publishing to CloudWatch Logs
 # (docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html).
 FLOW_LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -42,12 +57,11 @@ class Network(Construct):
                  vpc_cidr: str, zones: Zones, encryption: Encryption) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
-        self._zones = zones
+        self._efa = config.settings.enable_efa
         self._zone_ids = [zones.pinned_zone_id, zones.second_zone_id]
         # --- VPC and subnets
         self.vpc = Vpc(self, "vpc", cidr_block=vpc_cidr, enable_dns_support=True,
                        enable_dns_hostnames=True, tags=tags(cluster, Name=name(cluster, "vpc")))
-        self._lock_default_security_group()
         # Private subnets take the lower half of the VPC: awsvpc gives every node container
         # its own ENI, so the pinned subnet needs an address per container and per instance.
         self.private_subnets = [self._add_subnet("private", i, Fn.cidrsubnet(vpc_cidr, 2, i))
@@ -67,6 +81,7 @@ class Network(Construct):
         self.endpoint_security_group = self._add_security_group(
             "endpoint_sg", "endpoints",
             "Interface VPC endpoints (HTTPS): port 443 from compute nodes only")
+        self.default_security_group = self._lock_default_security_group()
         self._add_security_group_rules()
         # --- Private access to AWS APIs, and flow logs
         self._add_endpoints(encryption)
@@ -78,17 +93,43 @@ class Network(Construct):
         return self.private_subnets[0]
 
     def _lock_default_security_group(self) -> DefaultSecurityGroup:
-        # Taking over the default SG with no rules means nothing can use it by accident.
-        return DefaultSecurityGroup(self, "default_sg", vpc_id=self.vpc.id,
-                                    tags=tags(self._cluster, Name=name(self._cluster, "default")))
+        """The VPC's default group: empty, unless EFA interfaces leave the task interfaces on it."""
+        group = DefaultSecurityGroup(self, "default_sg", vpc_id=self.vpc.id,
+                                     tags=tags(self._cluster,
+                                               Name=name(self._cluster, "default")))
+        if self._efa:
+            # "The elastic network interfaces that are created and attached to an MNP task will
+            # use the security groups specified in your compute environment. If you don't
+            # specify a security group, the default security group for the VPC is used"
+            # (docs.aws.amazon.com/batch/latest/userguide/mnp-ce.html); an EFA environment has
+            # none, so each node's task interface is in this group and needs the compute rules.
+            # Inline, not rule resources: the provider treats this resource's inline rules as
+            # absolute and calls it incompatible with rule resources
+            # (registry.terraform.io/providers/hashicorp/aws/latest/docs/resources/
+            # default_security_group).
+            for direction in ("ingress", "egress"):
+                rules = [self._inline_rule(*rule) for rule in TASK_RULES if rule[0] == direction]
+                group.add_override(direction, f"${{{EFA_ENABLED} ? [{', '.join(rules)}] : []}}")
+        return group
+
+    def _inline_rule(self, _direction: str, _suffix: str, description: str, protocol: str,
+                     port: int | None, peer: str) -> str:
+        """HCL: one attribute-as-blocks rule object (every attribute must be given)."""
+        efs = self.efs_security_group  # a bare reference: this is inside an HCL expression
+        groups = (f"[{efs.terraform_resource_type}.{efs.friendly_unique_id}.id]" if peer == "efs"
+                  else "[]")
+        cidrs = f'["{ANYWHERE}"]' if peer == "anywhere" else "[]"
+        # protocol -1 takes ports 0-0 here (unlike the rule resources, which take none).
+        return (f'{{description = "{description}", protocol = "{protocol}", '
+                f"from_port = {port or 0}, to_port = {port or 0}, "
+                f"self = {'true' if peer == 'self' else 'false'}, security_groups = {groups}, "
+                f"cidr_blocks = {cidrs}, ipv6_cidr_blocks = [], prefix_list_ids = []}}")
 
     def _add_subnet(self, kind: str, index: int, cidr: str) -> Subnet:
-        # Zone ids, not names: the pinned zone must offer the instance types (zones.py).
-        lifecycle = (TerraformResourceLifecycle(precondition=self._zones.preconditions())
-                     if (kind, index) == ("private", 0) else None)
+        # Zone ids, not names: the pinned zone must offer the instance types (zones.py checks).
         return Subnet(self, f"{kind}_subnet_{index}", vpc_id=self.vpc.id, cidr_block=cidr,
                       availability_zone_id=self._zone_ids[index],
-                      map_public_ip_on_launch=False, lifecycle=lifecycle,
+                      map_public_ip_on_launch=False,
                       tags=tags(self._cluster, Name=name(self._cluster, kind, str(index)),
                                 Tier=kind))
 
@@ -126,32 +167,32 @@ class Network(Construct):
 
     def _add_security_group_rules(self) -> list[SecurityGroupRule]:
         compute = self.compute_security_group.id
-        efs = self.efs_security_group.id
-        return [
-            # Nodes of a job talk to each other on every port: MPI, the launcher's ssh, EFA.
-            self._add_rule(VpcSecurityGroupIngressRule, "compute_from_compute", compute,
-                           "MPI, rendezvous and ssh between nodes of the same job",
-                           ALL_TRAFFIC, peer_group=compute),
-            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_compute", compute,
-                           "MPI and rendezvous to the other nodes "
-                           "(EFA needs self-referencing egress)",
-                           ALL_TRAFFIC, peer_group=compute),
-            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_https", compute,
-                           "HTTPS to AWS APIs (endpoints, NAT)", "tcp", port=443, cidr=ANYWHERE),
-            self._add_rule(VpcSecurityGroupEgressRule, "compute_to_efs", compute,
-                           "NFS to the EFS mount targets", "tcp", port=2049, peer_group=efs),
-            self._add_rule(VpcSecurityGroupIngressRule, "efs_from_compute", efs,
-                           "NFS from compute nodes", "tcp", port=2049, peer_group=compute),
-            self._add_rule(VpcSecurityGroupIngressRule, "endpoints_from_compute",
-                           self.endpoint_security_group.id, "HTTPS from compute nodes", "tcp",
-                           port=443, peer_group=compute),
-        ]
+        peers = {"self": compute, "efs": self.efs_security_group.id}
+        admitting = {"efs": self.efs_security_group.id,
+                     "endpoints": self.endpoint_security_group.id}
+        kinds = {"ingress": VpcSecurityGroupIngressRule, "egress": VpcSecurityGroupEgressRule}
+        rules = [self._add_rule(kinds[direction], f"compute_{suffix}", compute, description,
+                                protocol, port=port, peer_group=peers.get(peer),
+                                cidr=ANYWHERE if peer == "anywhere" else None)
+                 for direction, suffix, description, protocol, port, peer in TASK_RULES]
+        for label, service, port in ADMITTING:
+            rules.append(self._add_rule(VpcSecurityGroupIngressRule, f"{label}_from_compute",
+                                        admitting[label], f"{service} from compute nodes", "tcp",
+                                        port=port, peer_group=compute))
+            if self._efa:  # the task interfaces of an EFA stack are in the default group
+                rules.append(self._add_rule(
+                    VpcSecurityGroupIngressRule, f"{label}_from_default", admitting[label],
+                    f"{service} from task interfaces (EFA: the VPC default group)", "tcp",
+                    port=port, peer_group=self.default_security_group.id,
+                    count=Token.as_number(f"${{{EFA_ENABLED} ? 1 : 0}}")))
+        return rules
 
     def _add_rule(self, kind: type[SecurityGroupRule], id_: str, group_id: str,
                   description: str, protocol: str, *, port: int | None = None,
-                  peer_group: str | None = None, cidr: str | None = None) -> SecurityGroupRule:
+                  peer_group: str | None = None, cidr: str | None = None,
+                  count: float | None = None) -> SecurityGroupRule:
         """One rule resource: a peer group or a CIDR; one port, or every port (protocol -1)."""
-        return kind(self, id_, security_group_id=group_id, description=description,
+        return kind(self, id_, security_group_id=group_id, description=description, count=count,
                     ip_protocol=protocol, from_port=port, to_port=port,
                     referenced_security_group_id=peer_group, cidr_ipv4=cidr,
                     tags=tags(self._cluster, Name=name(self._cluster, id_.replace("_", "-"))))

@@ -6,11 +6,13 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
+from stacks.compliance import Compliance
 from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
 from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
+from stacks.instance_types import InstanceTypes
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.registry import Registry
@@ -20,8 +22,8 @@ from stacks.storage import SharedStorage
 from stacks.variables import Variables, spot_count
 from stacks.zones import Zones
 
-# Not emitted, though Terraform would read them: `terraform.required_version` (the rendezvous
-# key needs Terraform >= 1.11, see README) and `moved` blocks. checkov's terraform_json parser
+# Not emitted, though Terraform would read them: `terraform.required_version` (main.py writes it
+# to a file of its own beside the stack) and `moved` blocks. checkov's terraform_json parser
 # (3.3.30) stops on both and would then check nothing.
 
 
@@ -37,6 +39,7 @@ class PlatformStack(TerraformStack):
         # --- Foundations
         encryption = Encryption(self, "encryption", config=config, cluster=cluster)
         zones = Zones(self, "zones", instance_types=variables.instance_types,
+                      pin=variables.placement_zone_id,
                       region=config.settings.region)
         network = Network(self, "network", config=config, cluster=cluster,
                           vpc_cidr=variables.vpc_cidr.string_value, zones=zones,
@@ -56,7 +59,10 @@ class PlatformStack(TerraformStack):
                       rendezvous_secret_arn=secret.secret.arn)
         storage.add_policy(roles.job_role.arn)
         # --- Batch
-        efa = (Efa(self, "efa", instance_types=variables.instance_types)
+        instance_types = InstanceTypes(self, "instance_types",
+                                       instance_types=variables.instance_types,
+                                       max_vcpus=variables.max_vcpus)
+        efa = (Efa(self, "efa", instance_types=instance_types)
                if config.settings.enable_efa else None)
         compute = Compute(
             self, "compute", config=config, cluster=cluster,
@@ -67,7 +73,7 @@ class PlatformStack(TerraformStack):
                 instance_profile_arn=roles.instance_profile.arn),
             pinned_subnet_id=network.pinned_subnet.id,
             subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count(),
-            efa=efa)
+            efa=efa, checks=instance_types.capacity_preconditions())
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
             job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,
@@ -76,6 +82,9 @@ class PlatformStack(TerraformStack):
             rendezvous_secret_arn=secret.secret.arn)
         scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
                                 compute=compute, wiring=wiring, spot_count=spot_count())
+        # --- Audit (counted by enable_compliance)
+        Compliance(self, "compliance", cluster=cluster, encryption=encryption,
+                   tcp_only=not config.settings.enable_efa)
         dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
         self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
                           dashboard_name=dashboard.dashboard_name, region=encryption.region)

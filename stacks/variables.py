@@ -6,6 +6,7 @@ from cdktf import TerraformResource, TerraformVariable, TerraformVariableValidat
 from constructs import Construct
 
 from stacks.config import (
+    CLUSTER_NAME_FORBIDDEN_PREFIX,
     CLUSTER_NAME_PATTERN,
     CLUSTER_NAME_RULE,
     EFS_THROUGHPUT_MAX,
@@ -18,8 +19,12 @@ from stacks.config import (
     VPC_PREFIX_MIN,
     StackSettings,
 )
+from stacks.zones import ZONE_ID_PATTERN
 
 SPOT_ENABLED = "var.enable_spot_queue"
+COMPLIANCE_ENABLED = "var.enable_compliance"
+RECORDER_CHOICES = ("create", "existing")
+RECORDER_CREATED = 'var.config_recorder == "create"'
 EFA_ENABLED = "var.enable_efa"
 EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
                        "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
@@ -52,8 +57,10 @@ class Variables(Construct):
         modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
         self.cluster_name = self._add(
             "cluster_name", "string", settings.cluster_name,
-            f"Prefix of every resource name: {CLUSTER_NAME_RULE} (ECR repository names).",
-            f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name))",
+            f"Prefix of every resource name: {CLUSTER_NAME_RULE} (ECR repository and "
+            "security group names).",
+            f"can(regex({_hcl(CLUSTER_NAME_PATTERN)}, var.cluster_name)) && "
+            f'!startswith(var.cluster_name, "{CLUSTER_NAME_FORBIDDEN_PREFIX}")',
             f"cluster_name must be {CLUSTER_NAME_RULE}.")
         self.vpc_cidr = self._add(
             "vpc_cidr", "string", settings.vpc_cidr,
@@ -73,6 +80,16 @@ class Variables(Construct):
             f"can(regex({_hcl(INSTANCE_TYPE_PATTERN)}, t))])",
             "instance_types must be a non-empty list of EC2 instance types such as "
             "[\"c6i.2xlarge\"].")
+        self.placement_zone_id = self._add(
+            "placement_zone_id", "string", "",
+            "Zone id (such as use1-az4) of the cluster placement group and its subnet; \"\" "
+            "lets the stack choose at the first apply (the lowest id offering every instance "
+            "type) and keep that zone. Changing it replaces the pinned subnet, its EFS mount "
+            "target and the multi-node compute environment.",
+            f'var.placement_zone_id == "" || can(regex({_hcl(ZONE_ID_PATTERN)}, '
+            "var.placement_zone_id))",
+            'placement_zone_id must be "" or an availability zone id such as use1-az4 (aws ec2 '
+            "describe-availability-zones --query 'AvailabilityZones[].ZoneId').")
         self.max_vcpus = self._add(
             "max_vcpus", "number", settings.max_vcpus,
             "Most vCPUs the compute environment runs at once (nodes x vCPUs per node).",
@@ -122,6 +139,24 @@ class Variables(Construct):
             "to turn it on.",
             None if settings.enable_efa else "!var.enable_efa",
             None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
+        self._add_compliance(settings)
+
+    def _add_compliance(self, settings: StackSettings) -> None:
+        """The audit switch and whether the account's Config recorder is ours to create."""
+        self.enable_compliance = self._add(
+            "enable_compliance", "bool", settings.enable_compliance,
+            "Audit and compliance: a CloudTrail trail (all regions, log file validation) to an "
+            "encrypted, non-public S3 bucket, and AWS Config managed rules for this stack's "
+            "resources (ENABLE_COMPLIANCE at synth sets the default).", None, None)
+        choices = ", ".join(f'"{c}"' for c in RECORDER_CHOICES)
+        self.config_recorder = self._add(
+            "config_recorder", "string", RECORDER_CHOICES[0],
+            "With enable_compliance: \"create\" the account's AWS Config recorder (one per "
+            "account and region) and its delivery channel, or use the \"existing\" one and add "
+            "only the rules.",
+            f"contains([{choices}], var.config_recorder)",
+            f"config_recorder must be one of {choices}: an account and region hold one AWS "
+            "Config recorder, so use \"existing\" where one already records.")
 
     def _add(self, var_name: str, type_: str, default: object, description: str,
              condition: str | None, message: str | None) -> TerraformVariable:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cdktf import Precondition, TerraformLocal, TerraformVariable
+from cdktf import (
+    DataResource,
+    Postcondition,
+    Precondition,
+    TerraformLocal,
+    TerraformResourceLifecycle,
+    TerraformVariable,
+)
 from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
     DataAwsAvailabilityZones,
     DataAwsAvailabilityZonesFilter,
@@ -15,6 +22,9 @@ from constructs import Construct
 
 PINNED_LOCAL = "placement_zone_id"
 OTHER_LOCAL = "second_zone_id"
+OFFERED_LOCAL = "placement_zone_candidates"
+# Regular zone ids such as use1-az4 (Local and Wavelength zones have longer ids).
+ZONE_ID_PATTERN = r"^[a-z]+[0-9]+-az[0-9]+$"
 
 
 def offering_zones(zone_ids: str, locations: str, offered_types: str, wanted: str) -> str:
@@ -43,17 +53,36 @@ def no_zone_message(wanted: str, region: str) -> str:
             '--location-type availability-zone-id --filters Name=instance-type,Values=TYPE).')
 
 
-class Zones(Construct):
-    """Chooses, at plan time, the pinned zone (all types offered) and a second zone by zone id.
+def pin_message(pin: str, wanted: str, offered: str) -> str:
+    """The plan-time error when placement_zone_id does not offer every type."""
+    return (f'placement_zone_id = "${{{pin}}}" does not offer all of instance_types '
+            f'[${{join(", ", {wanted})}}]: use one of [${{join(", ", {offered})}}], or "" to '
+            "let the stack choose.")
 
-    Zone ids name the same physical zone in every account, and AWS gives a new zone a new id,
-    so sorting by id keeps both choices where they are when the region grows.
+
+def moved_message(kept: str, wanted: str, offered: str) -> str:
+    """The error when the zone kept since the first apply no longer offers every type."""
+    return (f"The placement zone ${{{kept}}}, kept since the first apply, does not offer all of "
+            f'instance_types [${{join(", ", {wanted})}}]: set placement_zone_id to one that does '
+            f"([${{join(\", \", {offered})}}]); that replaces the pinned subnet, its EFS mount "
+            "target and the multi-node compute environment.")
+
+
+class Zones(Construct):
+    """Chooses the pinned zone (all types offered) once, and a second zone, by zone id.
+
+    Zone ids name the same physical zone in every account. The stack's choice (the lowest id
+    offering every type) is made at the first apply and kept in a terraform_data whose input's
+    later changes are ignored: a zone that AWS starts offering the types in later would
+    otherwise move the subnets, mount targets and environments. `placement_zone_id`, when set,
+    wins (changing it moves them on purpose).
     """
 
     def __init__(self, scope: Construct, id_: str, *, instance_types: TerraformVariable,
-                 region: str) -> None:
+                 pin: TerraformVariable, region: str) -> None:
         super().__init__(scope, id_)
         self._wanted = f"var.{instance_types.friendly_unique_id}"
+        self._pin = f"var.{pin.friendly_unique_id}"
         self._region = region
         # Regular zones only: Local and Wavelength zones have no EFS mount targets.
         azs = DataAwsAvailabilityZones(self, "azs", state="available", filter=[
@@ -65,10 +94,34 @@ class Zones(Construct):
             filter=[DataAwsEc2InstanceTypeOfferingsFilter(name="instance-type",
                                                           values=instance_types.list_value)])
         zone_ids = _ref(azs, "zone_ids")
-        offered = offering_zones(zone_ids, _ref(offerings, "locations"),
-                                 _ref(offerings, "instance_types"), self._wanted)
-        self._pinned = self._local(PINNED_LOCAL, first_zone(offered))
+        self._local(OFFERED_LOCAL, offering_zones(zone_ids, _ref(offerings, "locations"),
+                                                  _ref(offerings, "instance_types"),
+                                                  self._wanted))
+        offered = f"local.{OFFERED_LOCAL}"
+        kept = self._add_kept_choice(offered)
+        self._pinned = self._local(PINNED_LOCAL, f'{self._pin} != "" ? {self._pin} : {kept}')
         self._other = self._local(OTHER_LOCAL, other_zone(zone_ids, f"local.{PINNED_LOCAL}"))
+
+    def _add_kept_choice(self, offered: str) -> str:
+        """The terraform_data keeping the stack's choice; returns a reference to it (no ${})."""
+        wanted, pin = self._wanted, self._pin
+        kept = DataResource(self, "placement_zone", lifecycle=TerraformResourceLifecycle(
+            ignore_changes=["input"],
+            # Checked on the choice at every plan; the kept zone after it is known.
+            precondition=[
+                Precondition(condition=f'${{{pin} != "" || length({offered}) > 0}}',
+                             error_message=no_zone_message(wanted, self._region)),
+                Precondition(condition=f'${{{pin} == "" || contains({offered}, {pin})}}',
+                             error_message=pin_message(pin, wanted, offered))],
+            postcondition=[Postcondition(
+                condition=f'${{{pin} != "" || contains({offered}, self.input)}}',
+                error_message=moved_message("self.input", wanted, offered))]))
+        # Raw: DataResource types input as a map.
+        kept.add_override("input", f"${{{first_zone(offered)}}}")
+        # `input`, not `output`: known at the first plan too (output is known only after
+        # apply, which would show the subnets of an existing stack replaced on upgrade), and
+        # with its changes ignored it stays the first apply's value.
+        return f"{kept.terraform_resource_type}.{kept.friendly_unique_id}.input"
 
     @property
     def pinned_zone_id(self) -> str:
@@ -79,11 +132,6 @@ class Zones(Construct):
     def second_zone_id(self) -> str:
         """Zone id of the second private subnet (EFS mount target, endpoints, Spot)."""
         return self._other.as_string
-
-    def preconditions(self) -> list[Precondition]:
-        """Checked at plan, before anything is created: an error that names the types."""
-        return [Precondition(condition=f'${{local.{PINNED_LOCAL} != ""}}',
-                             error_message=no_zone_message(self._wanted, self._region))]
 
     def _local(self, local_name: str, expression: str) -> TerraformLocal:
         local = TerraformLocal(self, local_name, f"${{{expression}}}")

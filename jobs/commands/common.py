@@ -95,8 +95,8 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
     validate.check_under_mount("--output-path", args.output_path, mount)
     limit = ctx.settings.max_vcpus()
     if limit is None:
-        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}; MAX_VCPUS "
-                      "unset): not checking nodes x vCPUs")
+        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}): not "
+                      "checking nodes x vCPUs")
     for _, count in names_nodes:
         validate.check_capacity(count, args.vcpus, limit)
     tags = validate.check_tags(args.tag, {**CLI_TAGS, **(extra_tags or {})})

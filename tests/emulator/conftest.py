@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(REPO / "cdktf.json", out)
     env = {k: v for k, v in os.environ.items() if k not in (
         "AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "MAX_VCPUS", "ENABLE_EFA")}
-    env.update(PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1",
+    env.update(PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1", AWS_REGION="us-east-1",
                JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
     subprocess.run([sys.executable, str(REPO / "main.py")], cwd=out, env=env, check=True,
                    capture_output=True, timeout=300)

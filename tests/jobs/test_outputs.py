@@ -90,9 +90,9 @@ def test_precedence_flag_env_output(tmp_path, monkeypatch):
     assert settings.resolve(None, *args) == "queue-from-state"
     assert settings.max_vcpus() == 256
     monkeypatch.setenv("JOB_QUEUE_NAME", "queue-from-env")
-    monkeypatch.setenv("MAX_VCPUS", "48")
+    monkeypatch.setenv("MAX_VCPUS", "48")  # synth's setting: the deployed output still wins
     assert settings.resolve(None, *args) == "queue-from-env"
-    assert settings.max_vcpus() == 48
+    assert settings.max_vcpus() == 256
     assert settings.resolve("queue-from-flag", *args) == "queue-from-flag"
 
 

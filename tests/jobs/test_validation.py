@@ -81,8 +81,10 @@ def test_submit_rejects_bad_value(aws, run_main, flag, value, message):
     assert aws.requests() == []
 
 
-def test_max_vcpus_env_overrides_stack_output(aws, run_main, monkeypatch):
-    monkeypatch.setenv("MAX_VCPUS", "16")
+def test_max_vcpus_comes_from_the_stack_output_not_synths_env(aws, run_main, monkeypatch):
+    # issue 20: MAX_VCPUS sets synth's default; it used to override the deployed stack here.
+    monkeypatch.setenv("MAX_VCPUS", "4096")
+    aws.write_outputs(max_vcpus=16)
     result = run_main(*_replace(SUBMIT, "--vcpus", "16"))
     assert result.code == 2
     assert "= 32 vCPUs exceeds the compute environment's max_vcpus 16" in result.err

@@ -31,11 +31,16 @@ def synth_stack(environ: dict[str, str]) -> dict:
     from stacks.platform_stack import PlatformStack
 
     app = CdktfTesting.app()
-    stack = PlatformStack(app, "test", config=PlatformConfig.from_env(environ))
+    # us-east-1 unless the test names a region: never the machine's own AWS profile.
+    config = PlatformConfig.from_env({"AWS_REGION": "us-east-1", **environ})
+    stack = PlatformStack(app, "test", config=config)
     return json.loads(CdktfTesting.synth(stack))
 
 
-ENTRY_POINT_ENV = {"CLUSTER_NAME": "cfd-team", "INSTANCE_TYPES": "c5n.18xlarge"}
+ENTRY_POINT_ENV = {"CLUSTER_NAME": "cfd-team", "INSTANCE_TYPES": "c5n.18xlarge",
+                   "AWS_DEFAULT_REGION": "eu-north-1"}
+# Dropped from the entry point's environment: the region must come from ENTRY_POINT_ENV.
+ENTRY_POINT_DROPS = ("AWS_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE")
 
 
 _ENTRY: list[tuple[Path, Popen[str]]] = []
@@ -49,7 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     load's time instead of two.
     """
     out = Path(tempfile.mkdtemp(prefix="stack-entry-point-"))
-    env = {**os.environ, **ENTRY_POINT_ENV, "PYTHONPATH": str(REPO)}
+    env = {**{k: v for k, v in os.environ.items() if k not in ENTRY_POINT_DROPS},
+           **ENTRY_POINT_ENV, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py")], cwd=out, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)

@@ -29,8 +29,47 @@ def test_environment_sets_every_default() -> None:
         efs_throughput_mode="provisioned", efs_provisioned_throughput=256)
 
 
-def test_empty_environment_keeps_documented_defaults() -> None:
-    assert StackSettings.from_env({}) == StackSettings()
+def test_environment_without_settings_keeps_documented_defaults() -> None:
+    assert StackSettings.from_env({"AWS_REGION": "us-east-1"}) == StackSettings()
+
+
+@pytest.mark.parametrize(("env", "config", "region", "source"), [
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-west-2"}, "", "eu-west-1",
+     "AWS_REGION"),
+    ({"AWS_DEFAULT_REGION": "us-west-2"}, "[default]\nregion = ap-south-1\n", "us-west-2",
+     "AWS_DEFAULT_REGION"),
+    ({}, "[default]\nregion = ap-south-1\n", "ap-south-1", "profile 'default' in {path}"),
+    ({"AWS_PROFILE": "hpc"}, "[default]\nregion = ap-south-1\n[profile hpc]\n"
+     "region = eu-central-1\n", "eu-central-1", "profile 'hpc' in {path}"),
+    ({"AWS_DEFAULT_PROFILE": "hpc"}, "[profile hpc]\nregion = sa-east-1\n", "sa-east-1",
+     "profile 'hpc' in {path}"),
+])
+def test_region_is_taken_where_the_aws_sdk_looks(tmp_path: Path, env: dict[str, str],
+                                                 config: str, region: str, source: str) -> None:
+    # issue 20: synth used us-east-1 when AWS_REGION was unset, the jobs CLI the profile's region
+    path = tmp_path / "config"
+    path.write_text(config)
+    settings = StackSettings.from_env({**env, "AWS_CONFIG_FILE": str(path)})
+    assert (settings.region, settings.region_source) == (region, source.format(path=path))
+
+
+@pytest.mark.parametrize(("env", "config", "fragment"), [
+    ({}, None, "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in the "
+               "profile 'default' of {path}"),
+    ({"AWS_PROFILE": "hpc"}, "[default]\nregion = ap-south-1\n",
+     "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in the profile 'hpc'"),
+    ({}, "[default]\nregion = mars\n",
+     "region of profile 'default' in {path}='mars' is not allowed: 'mars' is not an AWS region"),
+    ({"AWS_DEFAULT_REGION": ""}, None, "AWS_DEFAULT_REGION='' is not allowed"),
+])
+def test_no_or_bad_region_is_refused(tmp_path: Path, env: dict[str, str], config: str | None,
+                                     fragment: str) -> None:
+    path = tmp_path / "config"
+    if config is not None:
+        path.write_text(config)
+    with pytest.raises(ConfigError) as err:
+        StackSettings.from_env({**env, "AWS_CONFIG_FILE": str(path)})
+    assert fragment.format(path=path) in str(err.value)
 
 
 @pytest.mark.parametrize(("env", "fragment"), [
@@ -58,6 +97,10 @@ def test_empty_environment_keeps_documented_defaults() -> None:
     ({"CLUSTER_NAME": "abc-"}, "CLUSTER_NAME='abc-' is not allowed"),
     ({"CLUSTER_NAME": "mnp\n"}, "CLUSTER_NAME='mnp\\n' is not allowed"),
     ({"CLUSTER_NAME": "Mnp"}, "CLUSTER_NAME='Mnp' is not allowed"),
+    # issue 20: security group names may not start with sg-; plan used to be the first to say so
+    ({"CLUSTER_NAME": "sg-team"}, "CLUSTER_NAME='sg-team' is not allowed: 1-32 lowercase "
+                                  "letters, digits or hyphens, starting and ending with a letter "
+                                  "or digit, not starting with 'sg-'"),
     ({"AWS_REGION": ""}, "AWS_REGION='' is not allowed: '' is not an AWS region known to"),
     ({"AWS_REGION": "xx-fake-9"}, "AWS_REGION='xx-fake-9' is not allowed: 'xx-fake-9' is not "
                                   "an AWS region known to botocore"),
@@ -84,7 +127,7 @@ def test_bad_environment_value_is_named(env: dict[str, str], fragment: str) -> N
 ])
 def test_synth_refuses_bad_env_before_writing(tmp_path: Path, bad: dict[str, str],
                                               line: str) -> None:
-    env = {**os.environ, **bad, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "AWS_REGION": "us-east-1", **bad, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
@@ -94,12 +137,20 @@ def test_synth_refuses_bad_env_before_writing(tmp_path: Path, bad: dict[str, str
 
 def test_synth_entry_point_writes_the_stack(entry_point: tuple[Path, Popen[str]]) -> None:
     cwd, proc = entry_point
-    _, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     stack = json.loads((cwd / "cdktf.out/stacks/mnp-batch/cdk.tf.json").read_text())
     assert stack["variable"]["cluster_name"]["default"] == ENTRY_POINT_ENV["CLUSTER_NAME"]
     assert stack["variable"]["instance_types"]["default"] == [ENTRY_POINT_ENV["INSTANCE_TYPES"]]
     assert "aws_batch_job_definition" in stack["resource"]
+    # One line says which region synth took, and from where (the provider gets it).
+    assert out.splitlines()[0] == "region eu-north-1 (from AWS_DEFAULT_REGION)"
+    assert stack["provider"]["aws"] == [{"region": "eu-north-1"}]
+    # issue 20: an older Terraform met parser errors; now one version line (a file of its own:
+    # checkov's parser stops on required_version in cdk.tf.json).
+    versions = json.loads((cwd / "cdktf.out/stacks/mnp-batch/versions.tf.json").read_text())
+    assert versions == {"terraform": {"required_version": ">= 1.11"}}
+    assert "required_version" not in stack["terraform"]
 
 
 def test_state_bucket_switches_on_s3_state_with_defaults() -> None:
@@ -107,12 +158,12 @@ def test_state_bucket_switches_on_s3_state_with_defaults() -> None:
                                       "AWS_REGION": "eu-west-1"})
     assert config.state == RemoteState(bucket="acme-tfstate",
                                        key="mnp-batch/cfd/terraform.tfstate", region="eu-west-1")
-    assert PlatformConfig.from_env({}).state is None
+    assert PlatformConfig.from_env({"AWS_REGION": "eu-west-1"}).state is None
 
 
 def test_state_key_and_region_are_taken_as_given() -> None:
     state = PlatformConfig.from_env({"STATE_BUCKET": "acme.tf-state", "STATE_KEY": "hpc/a.tfstate",
-                                     "STATE_REGION": "us-west-2"}).state
+                                     "STATE_REGION": "us-west-2", "AWS_REGION": "eu-west-1"}).state
     assert (state.key, state.region) == ("hpc/a.tfstate", "us-west-2")
 
 
@@ -136,13 +187,13 @@ def test_state_key_and_region_are_taken_as_given() -> None:
 ])
 def test_bad_or_half_given_state_setting_is_named(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
-        PlatformConfig.from_env(env)
+        PlatformConfig.from_env({"AWS_REGION": "us-east-1", **env})
     assert fragment in str(err.value)
 
 
 def test_synth_refuses_half_given_state_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATE_")}
-    env.update({"STATE_KEY": "a.tfstate", "PYTHONPATH": str(REPO)})
+    env.update({"STATE_KEY": "a.tfstate", "AWS_REGION": "us-east-1", "PYTHONPATH": str(REPO)})
     proc = subprocess.run([sys.executable, str(REPO / "main.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

@@ -9,52 +9,42 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from tests.stacks.conftest import TERRAFORM, only, run_terraform
+from tests.stacks.catalog import CATALOG, lookups_local
+from tests.stacks.conftest import REPO, TERRAFORM, only, run_terraform
 
 pytestmark = pytest.mark.skipif(
     TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
 
-# What DescribeInstanceTypes reports (EfaInfo, NetworkInfo); c6i has no EfaInfo at all.
-CATALOG = {
-    "c5n.18xlarge": {"efa_supported": True, "efa_maximum_interfaces": 1,
-                     "maximum_network_cards": 1},
-    "hpc7a.96xlarge": {"efa_supported": True, "efa_maximum_interfaces": 2,
-                       "maximum_network_cards": 2},
-    "p5.48xlarge": {"efa_supported": True, "efa_maximum_interfaces": 32,
-                    "maximum_network_cards": 32},
-    "c6i.2xlarge": {"efa_supported": False, "efa_maximum_interfaces": None,
-                    "maximum_network_cards": 1},
-    "m5.large": {"efa_supported": False, "efa_maximum_interfaces": 0,
-                 "maximum_network_cards": 1},
-}
 # Every reference terraform cannot resolve without the provider (not the EFA devices local).
 UNRESOLVED = re.compile(r"\$\{(?!jsonencode\(local\.efa_devices\))[^}]*\}")
+# A group reference inside an expression, and the made-up id it becomes here.
+GROUP_REF = re.compile(r"aws_security_group\.(\w+)\.id")
 
 
 def _config(stack: dict) -> dict:
     """The stack's EFA variables, locals, launch-template check and job-definition text."""
-    (lookup_id,) = stack["data"]["aws_ec2_instance_type"]
-    lookup = stack["data"]["aws_ec2_instance_type"][lookup_id]
-    keys = lookup["for_each"][2:-1]
-    locals_ = {name: value.replace(f"data.aws_ec2_instance_type.{lookup_id}", "local.lookups")
+    address, lookups = lookups_local(stack)
+    locals_ = {name: value.replace(address, "local.lookups")
                for name, value in stack["locals"].items() if name.startswith("efa_")}
     template = only(stack, "aws_launch_template")
     definition = only(stack, "aws_batch_job_definition", "scheduling_job_definition")
     return {
         "variable": {name: stack["variable"][name] for name in ("enable_efa", "instance_types")},
-        "locals": {**locals_, "catalog": CATALOG,
-                   "lookups": f"${{{{for t in {keys} : t => local.catalog[t]}}}}"},
+        "locals": {**locals_, "catalog": CATALOG, "lookups": lookups},
         # terraform_data is built in: plan needs no provider download.
         "resource": {"terraform_data": {"launch_template": {
             "input": "${local.efa_network_interfaces}", "lifecycle": template["lifecycle"]}}},
         "output": {"interfaces": {"value": "${local.efa_network_interfaces}"},
-                   "lookups": {"value": "${keys(local.lookups)}"},
+                   **{f"default_{direction}": {"value": GROUP_REF.sub(
+                       r'"sg-\1"', only(stack, "aws_default_security_group")[direction])}
+                      for direction in ("ingress", "egress")},
                    "node_properties": {
                        "value": UNRESOLVED.sub("x", definition["node_properties"])}},
     }
@@ -114,8 +104,7 @@ def test_several_cards_one_efa_each_and_the_smallest_type_decides(workdir: Path)
 
 
 def test_types_without_efa_fail_at_plan_naming_only_them(workdir: Path) -> None:
-    proc = run_terraform(workdir, "plan", "-input=false", "-no-color", "-lock=false",
-                         '-var=instance_types=["c6i.2xlarge","c5n.18xlarge","m5.large"]')
+    proc = _plan(workdir, ["c6i.2xlarge", "c5n.18xlarge", "m5.large"])
     assert proc.returncode != 0
     message = " ".join(proc.stderr.split())
     assert "Resource precondition failed" in message
@@ -123,12 +112,69 @@ def test_types_without_efa_fail_at_plan_naming_only_them(workdir: Path) -> None:
             "EFA") in message
 
 
-def test_enable_efa_false_gives_the_tcp_definition_and_no_lookups(workdir: Path) -> None:
+def _plan(work: Path, types: list[str]) -> subprocess.CompletedProcess:
+    return run_terraform(work, "plan", "-input=false", "-no-color", "-lock=false",
+                         f"-var=instance_types={json.dumps(types)}")
+
+
+def test_type_without_room_for_the_task_interface_fails_at_plan_naming_it(
+        workdir: Path) -> None:
+    # issue 20: card 0 holds the EFA and the node's awsvpc task interface.
+    proc = _plan(workdir, ["c5n.18xlarge", "efa1.crowded"])
+    assert proc.returncode != 0
+    message = " ".join(proc.stderr.split())
+    assert ("enable_efa is true but instance_types [efa1.crowded] have no room on network card "
+            "0 for the node's task interface beside the EFA") in message
+    assert _plan(workdir, ["c5n.18xlarge", "p5.48xlarge"]).returncode == 0
+
+
+def test_enable_efa_false_gives_the_tcp_definition(workdir: Path) -> None:
     outputs = _outputs(workdir, ["c6i.2xlarge"], enable=False)
-    assert outputs["interfaces"] == [] and outputs["lookups"] == []
+    assert outputs["interfaces"] == []
     container = _container(outputs)
     assert container["linuxParameters"]["devices"] == []
     env = [e for e in container["environment"] if e["name"].startswith(("MNP_NETWORK", "FI_",
                                                                        "OMPI_"))]
     assert env == [{"name": "MNP_NETWORK", "value": "tcp"}]
     assert {"name": "MNP_PRECHECK", "value": "0"} in container["environment"]
+
+
+def _compute_rules(stack: dict, direction: str) -> list[dict]:
+    """The compute group's rule resources in the inline form of the default group's rules."""
+    group = "${aws_security_group.network_compute_sg_62EBFF7D.id}"
+    out = []
+    for rule in stack["resource"][f"aws_vpc_security_group_{direction}_rule"].values():
+        if rule["security_group_id"] != group:
+            continue
+        peer = rule.get("referenced_security_group_id")
+        peer_id = GROUP_REF.search(peer).group(1) if peer else None
+        out.append({"description": rule["description"], "protocol": rule["ip_protocol"],
+                    "from_port": rule.get("from_port", 0), "to_port": rule.get("to_port", 0),
+                    "self": peer == group,
+                    "security_groups": [f"sg-{peer_id}"] if peer and peer != group else [],
+                    "cidr_blocks": [rule["cidr_ipv4"]] if "cidr_ipv4" in rule else [],
+                    "ipv6_cidr_blocks": [], "prefix_list_ids": []})
+    return sorted(out, key=json.dumps)
+
+
+def test_default_group_gets_exactly_the_compute_rules_when_on(workdir: Path,
+                                                              synthesized_efa: dict) -> None:
+    # MNP task interfaces of an EFA environment are in the VPC's default group (Batch mnp-ce).
+    outputs = _outputs(workdir, ["c5n.18xlarge"])
+    for direction in ("ingress", "egress"):
+        assert sorted(outputs[f"default_{direction}"], key=json.dumps) == _compute_rules(
+            synthesized_efa, direction)
+    off = _outputs(workdir, ["c6i.2xlarge"], enable=False)
+    assert (off["default_ingress"], off["default_egress"]) == ([], [])
+
+
+def test_the_tcp_example_on_an_efa_stack_stops_at_plan(workdir: Path) -> None:
+    # issue 20: it said enable_efa = false, so the EFA recipe quietly planned TCP on c6i.
+    proc = run_terraform(workdir, "plan", "-input=false", "-no-color", "-lock=false",
+                         f"-var-file={REPO / 'terraform.tfvars.example'}")
+    assert proc.returncode != 0
+    assert ("enable_efa is true but instance_types [c6i.2xlarge] do not support EFA"
+            in " ".join(proc.stderr.split()))
+    proc = run_terraform(workdir, "plan", "-input=false", "-no-color", "-lock=false",
+                         f"-var-file={REPO / 'terraform.tfvars.efa.example'}")
+    assert proc.returncode == 0, proc.stderr

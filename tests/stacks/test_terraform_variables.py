@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from main import VERSIONS_FILE
+from stacks.config import TERRAFORM_REQUIRED_VERSION
+from stacks.variables import EFA_NOT_SYNTHESIZED
 from tests.stacks.conftest import REPO, TERRAFORM, run_terraform
 
+EXAMPLES = (REPO / "terraform.tfvars.example", REPO / "terraform.tfvars.efa.example")
 pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.9 to run these")
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +23,9 @@ def workdir(synthesized: dict, tmp_path_factory: pytest.TempPathFactory) -> Path
     """Only the variables: terraform init and plan then need no provider download."""
     work = tmp_path_factory.mktemp("tfvars")
     (work / "variables.tf.json").write_text(json.dumps({"variable": synthesized["variable"]}))
+    # main.py's version file too: the Terraform the tests run must satisfy it.
+    (work / VERSIONS_FILE).write_text(json.dumps(
+        {"terraform": {"required_version": TERRAFORM_REQUIRED_VERSION}}))
     run_terraform(work, "init", "-input=false", "-backend=false")
     return work
 
@@ -28,13 +35,26 @@ def _plan(work: Path, *args: str) -> subprocess.CompletedProcess:
                       f"-var-file={REPO / 'terraform.tfvars.example'}", *args)
 
 
-def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesized: dict) -> None:
-    example = (REPO / "terraform.tfvars.example").read_text()
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_tfvars_lists_every_variable(example: Path, synthesized: dict) -> None:
+    text = f"\n{example.read_text()}"
     for var_name in synthesized["variable"]:
-        assert f"\n{var_name} " in f"\n{example}", f"{var_name} missing from the example"
+        # enable_efa may be left to the stack's default (a comment then shows it).
+        assert f"\n{var_name} " in text or f"\n# {var_name} " in text, (
+            f"{var_name} missing from {example.name}")
+
+
+def test_example_tfvars_passes(workdir: Path) -> None:
     proc = _plan(workdir)
     assert proc.returncode == 0, proc.stderr
     assert "No changes" in proc.stdout
+
+
+def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) -> None:
+    proc = run_terraform(workdir, "plan", "-input=false", "-lock=false", "-no-color",
+                         f"-var-file={EXAMPLES[1]}")
+    assert proc.returncode != 0
+    assert EFA_NOT_SYNTHESIZED.split(":")[0] in " ".join(proc.stderr.split())
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
@@ -43,6 +63,8 @@ def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesiz
     ('cluster_name=-', "starting and ending with a letter or digit"),
     ('cluster_name=abc-', "starting and ending with a letter or digit"),
     ('cluster_name=' + 'x' * 33, "cluster_name must be 1-32 lowercase letters"),
+    ('cluster_name=sg-team', "not starting with 'sg-'"),
+    ('placement_zone_id=us-east-1a', 'placement_zone_id must be "" or an availability zone id'),
     ('vpc_cidr=10.0.0.0/8', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=10.0.0.1/16', "vpc_cidr must be an IPv4 network address"),
     ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
@@ -55,6 +77,7 @@ def test_example_tfvars_lists_every_variable_and_passes(workdir: Path, synthesiz
     ('efs_throughput_mode=turbo', "efs_throughput_mode must be one of"),
     ('efs_provisioned_throughput=4000', "efs_provisioned_throughput must be from 1 to 3414"),
     ('image_tag=-bad', "image_tag must be 1-128 letters"),
+    ('config_recorder=mine', 'config_recorder must be one of "create", "existing"'),
     ('alarm_email=nobody', "alarm_email must be empty or an email address"),
     ('enable_efa=true', "enable_efa = true needs a stack synthesized for EFA: run ENABLE_EFA=1 "
                         "make synth"),

@@ -1,0 +1,36 @@
+"""Made-up DescribeInstanceTypes answers for the terraform runs that stand in for the provider."""
+
+from __future__ import annotations
+
+# As the provider's aws_ec2_instance_type reports them (EfaInfo, NetworkInfo, VCpuInfo);
+# c6i has no EfaInfo at all. efa1.crowded is made up: an EFA type whose card 0 takes one
+# interface only.
+CATALOG = {
+    "c5n.18xlarge": {"efa_supported": True, "efa_maximum_interfaces": 1,
+                     "maximum_network_cards": 1, "default_vcpus": 72,
+                     "network_cards": [{"index": 0, "maximum_interfaces": 15}]},
+    "hpc7a.96xlarge": {"efa_supported": True, "efa_maximum_interfaces": 2,
+                       "maximum_network_cards": 2, "default_vcpus": 192,
+                       "network_cards": [{"index": 0, "maximum_interfaces": 2},
+                                         {"index": 1, "maximum_interfaces": 2}]},
+    "p5.48xlarge": {"efa_supported": True, "efa_maximum_interfaces": 32,
+                    "maximum_network_cards": 32, "default_vcpus": 192,
+                    "network_cards": [{"index": i, "maximum_interfaces": 2} for i in range(32)]},
+    "c6i.2xlarge": {"efa_supported": False, "efa_maximum_interfaces": None,
+                    "maximum_network_cards": 1, "default_vcpus": 8,
+                    "network_cards": [{"index": 0, "maximum_interfaces": 4}]},
+    "m5.large": {"efa_supported": False, "efa_maximum_interfaces": 0,
+                 "maximum_network_cards": 1, "default_vcpus": 2,
+                 "network_cards": [{"index": 0, "maximum_interfaces": 3}]},
+    "efa1.crowded": {"efa_supported": True, "efa_maximum_interfaces": 1,
+                     "maximum_network_cards": 1, "default_vcpus": 16,
+                     "network_cards": [{"index": 0, "maximum_interfaces": 1}]},
+}
+
+
+def lookups_local(stack: dict) -> tuple[str, str]:
+    """(the stack's lookup address, a local expression giving the catalog's entries instead)."""
+    (lookup_id,) = stack["data"]["aws_ec2_instance_type"]
+    keys = stack["data"]["aws_ec2_instance_type"][lookup_id]["for_each"][2:-1]
+    return (f"data.aws_ec2_instance_type.{lookup_id}",
+            f"${{{{for t in {keys} : t => local.catalog[t]}}}}")
