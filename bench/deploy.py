@@ -7,8 +7,6 @@ What a real account adds (Batch, NAT gateway and EFS creation waits) is not in t
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 from bench.common import BenchError, Options, Row, Section
 
@@ -23,10 +21,12 @@ def measure(opts: Options) -> Section:
         return sec
     from tests.deploy import scenario
 
-    outcome = scenario.run(scenario.VARIANTS[0], Path(tempfile.mkdtemp(dir=opts.work)))
+    with open(opts.work / "deploy.log", "w") as log:
+        outcome = scenario.run(scenario.VARIANTS[0], opts.work / "deploy", log=log)
     failed = {stage: step.code for stage, step in outcome.steps.items() if step.code != 0}
     if failed or outcome.errors:
-        raise BenchError(f"round trip failed: {failed or outcome.errors}")
+        tail = (opts.work / "deploy.log").read_text()[-2000:]
+        raise BenchError(f"round trip failed: {failed or outcome.errors}: {tail}")
     for stage in STAGES:
         sec.rows.append(Row(f"round trip: {stage}", outcome.seconds[stage], "s",
                             f"{len(outcome.in_state)} resources" if stage == "apply" else ""))

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tests.deploy import emulator_process, inventory
 from tests.deploy.emulator_process import client
@@ -135,12 +136,14 @@ def _apply(trip: RoundTrip, outcome: Outcome) -> None:
         outcome.outputs = trip.outputs()
 
 
-def run(variant: Variant, root: Path) -> Outcome:
-    """The round trip of one variant in a fresh emulated account; the directory is removed."""
+def run(variant: Variant, root: Path, log: TextIO = sys.stdout) -> Outcome:
+    """The round trip of one variant in a fresh emulated account; the directory is removed.
+
+    Terraform's and the CLI's output go to `log` as they come."""
     outcome = Outcome(variant)
     root.mkdir(parents=True)
     with emulator_process.running(root / "emulator.log") as endpoint:
-        trip = RoundTrip(variant, root, endpoint)
+        trip = RoundTrip(variant, root, endpoint, log=log)
         if variant.state_bucket:
             client("s3", endpoint, REGION).create_bucket(Bucket=variant.state_bucket)
         outcome.before = inventory.read(endpoint, REGION)
