@@ -88,6 +88,10 @@ def env(opts: Options, **extra: str) -> dict[str, str]:
            and k not in ("INPUT_PATH", "OUTPUT_PATH")}
     for k, v in MAKE_EXPORTS.items():
         out.setdefault(k, v)
+    # Synth refuses to guess a region (stacks/config.py sdk_region); a benchmark's stack is
+    # never deployed, so any region times the same.
+    if "AWS_REGION" not in out and "AWS_DEFAULT_REGION" not in out:
+        out["AWS_REGION"] = "us-east-1"
     out.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                PYTHONPATH=str(REPO), NUMBA_CACHE_DIR=str(opts.numba_cache))
     out.update(extra)
