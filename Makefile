@@ -33,7 +33,7 @@ test: $(STAMP)
 # The apply round trip alone: real terraform and provider against an AWS emulator on loopback
 # (tests/deploy), Terraform's output printed as it comes. Part of `make test` too.
 e2e: $(STAMP)
-	$(BIN)/python -m pytest tests/deploy -s -p no:cacheprovider $(PYTEST_ARGS)
+	E2E_VARIANTS=$(E2E_VARIANTS) $(BIN)/python -m pytest tests/deploy -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # A real account: synth, then terraform in the synthesized directory, with terraform.tfvars
 # when there is one. State as synth configured it (local beside the project, or STATE_BUCKET).

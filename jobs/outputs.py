@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import InvalidInput
+from launcher import files
 from launcher.contract import EFS_MOUNT_PATH
 from launcher.inputs import whole_number
 
@@ -43,8 +44,16 @@ def project_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
+# cdktf nests construct outputs a few levels deep; deeper is not a file of ours.
+MAX_NESTING = 32
+# A state file of a large stack runs to megabytes; an outputs file to kilobytes.
+MAX_STATE_BYTES = 256 << 20
+
+
+def _flatten(raw: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
     """Accept `terraform output -json` ({"x": {"value": v}}) and plain {"x": v} alike."""
+    if depth > MAX_NESTING:
+        raise InvalidInput(f"stack outputs nested more than {MAX_NESTING} levels deep")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, dict) and "value" in value and set(value) <= {
@@ -53,7 +62,7 @@ def _flatten(raw: Mapping[str, Any]) -> dict[str, Any]:
             flat[key] = value["value"]
         elif isinstance(value, dict):
             # cdktf nests outputs declared inside constructs under the construct id.
-            for inner_key, inner in _flatten(value).items():
+            for inner_key, inner in _flatten(value, depth + 1).items():
                 flat.setdefault(inner_key, inner)
         else:
             flat[key] = value
@@ -84,17 +93,23 @@ def _json_object(text: str, what: str, hint: str) -> dict[str, Any]:
         raw = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"cannot read {what}: {exc}", hint=hint) from None
+    except RecursionError:
+        raise InvalidInput(f"cannot read {what}: nested too deeply to parse", hint=hint) from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{what} is not a JSON object", hint=hint)
     return raw
 
 
-def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
+def _read_json(path: Path, what: str, hint: str, limit: int = files.MAX_JSON_BYTES
+               ) -> dict[str, Any]:
+    """A JSON object from a regular file (not a FIFO or device, not nested past parsing)."""
     try:
-        text = path.read_text()
+        raw = files.load_json(path, limit)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot read {what} {path}: {exc}", hint=hint) from None
-    return _json_object(text, f"{what} {path}", hint)
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{what} {path} is not a JSON object", hint=hint)
+    return raw
 
 
 def load_outputs_file(path: Path, stack: str | None = None) -> StackOutputs:
@@ -167,7 +182,8 @@ def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
     state = _local_state(workdir)
     if state is not None and state.is_file():
         outputs = _read_json(state, "state file", "restore it from a backup, or pass "
-                             f"--outputs-file / set {OUTPUTS_FILE_ENV}").get("outputs", {})
+                             f"--outputs-file / set {OUTPUTS_FILE_ENV}",
+                             MAX_STATE_BYTES).get("outputs", {})
         if not isinstance(outputs, dict):
             raise InvalidInput(f"state file {state} has no outputs map")
         return StackOutputs(_flatten(outputs), f"state file {state}")

@@ -13,6 +13,9 @@ import math
 import re
 
 _WHOLE = re.compile(r"-?[0-9]+")
+# A decimal in ASCII: digits, one '.', an exponent; no '_', no '+', no other scripts' digits,
+# no blanks (the same spellings as whole numbers).
+DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def whole_number(text: str) -> int:
@@ -30,15 +33,22 @@ def whole_number_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def finite_number_arg(text: str) -> float:
-    """A finite float as an argparse ``type=`` (nan and inf refused)."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+def finite_number(text: str) -> float:
+    """A finite float spelt in ASCII (e.g. 0.5, 1e-3); ValueError naming the text otherwise."""
+    if not isinstance(text, str) or not DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number (ASCII digits, e.g. 0.5 or 1e-3)")
+    number = float(text)
     if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        raise ValueError(f"{text!r} is not a finite number")
     return number
+
+
+def finite_number_arg(text: str) -> float:
+    """``finite_number`` as an argparse ``type=``."""
+    try:
+        return finite_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def known_region(name: str) -> str:

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from launcher import contract
 from launcher.fabric import NETWORKS
 from launcher.flavours import FLAVOURS
-from launcher.inputs import whole_number
+from launcher.inputs import DECIMAL, whole_number
 
 PREFIX = "MNP_"
 # Set by the launcher itself for what it starts (never a knob): not refused as unknown.
 INTERNAL = ("MNP_SSH_CONFIG",)
-_NUMBER = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLANKS = " \t"
 
@@ -46,7 +45,7 @@ class Kind:
 def seconds(low: float, high: float) -> Kind:
     """A finite number of seconds from `low` to `high`."""
     def parse(text: str) -> float:
-        if not _NUMBER.fullmatch(text):
+        if not DECIMAL.fullmatch(text):
             raise ValueError("not a number")
         value = float(text)
         if not math.isfinite(value):

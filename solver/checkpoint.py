@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from solver import files, seal
+from launcher import files
+from solver import seal
 from solver.config import SolverConfig, shown
 from solver.decomp import Block
 from solver.fieldio import WriteFailed, check_npy, on_rank0, read_field, write_field

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from launcher import files
 from launcher.contract import INPUT_PATH_ENV, OUTPUT_PATH_ENV
-from launcher.inputs import whole_number_arg
-from solver import files
+from launcher.inputs import finite_number_arg, whole_number_arg
 from solver.stencil import stable_dt
 
 DEFAULT_N = 1025
@@ -22,24 +21,13 @@ PARAMS_FILE = "params.json"
 # Whole numbers index numpy int64 arrays and MPI offsets; a float field given as a whole number
 # must convert to a float (a 401-digit one overflows).
 MAX_WHOLE = 2**63 - 1
-# ASCII decimal spelling of a float: float() also takes '١', '1_0' and surrounding blanks.
-_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-                      r"|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
 
 
 class UsageError(ValueError):
     """Bad input or usage: exit code 2, nothing started."""
 
 
-def decimal_arg(text: str) -> float:
-    """A finite float spelt in ASCII (digits, '.', exponent) as an argparse ``type=``."""
-    if not _DECIMAL.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (ASCII digits, e.g. 0.5 "
-                                         "or 1e-3)")
-    number = float(text)
-    if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return number
+decimal_arg = finite_number_arg  # the one ASCII spelling of a float (launcher.inputs)
 
 
 def shown(value: object) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from mpi4py import MPI
 
+from launcher.files import open_regular
 from solver.decomp import Block
-from solver.files import open_regular
 
 
 class WriteFailed(Exception):

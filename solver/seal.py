@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from launcher.contract import CHECKPOINT_KEY_ENV
+from launcher.files import open_regular
 from solver.config import UsageError
-from solver.files import open_regular
 
 KEYED, PLAIN = "hmac-sha256", "sha256"  # the seal is "<scheme>:<hex digest>"
 _CHUNK = 8 << 20  # bytes per read while hashing (a multiple of 8: whole float64 values)

@@ -28,8 +28,9 @@ VARIANTS = (
     # max vCPUs hold two nodes of the larger.
     Variant("efa", {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,c6in.32xlarge",
                     "MAX_VCPUS": "256"}),
-    Variant("s3-state", {"STATE_BUCKET": "mnp-roundtrip-tfstate", "CLUSTER_NAME": "s3state"},
-            state_bucket="mnp-roundtrip-tfstate"),
+    # State in S3, with the audit and compliance switch on (CloudTrail, AWS Config).
+    Variant("s3-state", {"STATE_BUCKET": "mnp-roundtrip-tfstate", "CLUSTER_NAME": "s3state",
+                         "ENABLE_COMPLIANCE": "1"}, state_bucket="mnp-roundtrip-tfstate"),
 )
 
 

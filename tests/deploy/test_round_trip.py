@@ -8,12 +8,19 @@ API, not the state). `make e2e` runs only these, printing Terraform's output as 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from tests.deploy.scenario import VARIANTS, Outcome
 
 NAMES = [v.name for v in VARIANTS]
+
+
+def _variant(outcomes: dict[str, Outcome], name: str) -> Outcome:
+    if name not in outcomes:
+        pytest.skip(f"variant {name} left out by E2E_VARIANTS={os.environ['E2E_VARIANTS']}")
+    return outcomes[name]
 
 
 def _ok(outcome: Outcome, stage: str, part: str = "apply") -> None:
@@ -26,7 +33,7 @@ def _ok(outcome: Outcome, stage: str, part: str = "apply") -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_apply_creates_every_planned_resource(outcomes: dict[str, Outcome], name: str) -> None:
-    outcome = outcomes[name]
+    outcome = _variant(outcomes, name)
     _ok(outcome, "apply")
     assert outcome.planned > 0
     assert len(outcome.in_state) == outcome.planned, sorted(outcome.in_state)
@@ -36,12 +43,12 @@ def test_apply_creates_every_planned_resource(outcomes: dict[str, Outcome], name
 def test_second_plan_has_no_changes(outcomes: dict[str, Outcome], name: str) -> None:
     # -detailed-exitcode: 0 = no changes, 2 = changes present
     # (developer.hashicorp.com/terraform/cli/commands/plan#detailed-exitcode).
-    _ok(outcomes[name], "second plan")
+    _ok(_variant(outcomes, name), "second plan")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_jobs_cli_works_on_what_terraform_made(outcomes: dict[str, Outcome], name: str) -> None:
-    outcome = outcomes[name]
+    outcome = _variant(outcomes, name)
     _ok(outcome, "apply")
     assert "jobs" not in outcome.errors, outcome.errors["jobs"]
     jobs = outcome.jobs
@@ -61,13 +68,13 @@ def test_jobs_cli_works_on_what_terraform_made(outcomes: dict[str, Outcome], nam
 
 @pytest.mark.parametrize("name", NAMES)
 def test_destroy_leaves_nothing(outcomes: dict[str, Outcome], name: str) -> None:
-    outcome = outcomes[name]
+    outcome = _variant(outcomes, name)
     _ok(outcome, "destroy", part="destroy")
     assert outcome.after - outcome.before == set()
 
 
 def test_state_in_s3_is_stored_and_locked(outcomes: dict[str, Outcome]) -> None:
-    outcome = outcomes["s3-state"]
+    outcome = _variant(outcomes, "s3-state")
     _ok(outcome, "apply")
     assert "state lock" not in outcome.errors, outcome.errors["state lock"]
     assert outcome.state_object, "no state object under the backend's key"
@@ -78,8 +85,9 @@ def test_state_in_s3_is_stored_and_locked(outcomes: dict[str, Outcome]) -> None:
 
 def test_provider_mapping_is_only_what_the_pin_needs(outcomes: dict[str, Outcome]) -> None:
     """Against the 6.x the stack pins nothing is mapped; against a 5.x mirror only the renames."""
-    mapped = outcomes["default"].mapped
+    mapped = next(iter(outcomes.values())).mapped
     if not mapped:
         return
     assert mapped[-1].startswith("required_providers.aws.version 5.")
     assert all(" -> " in line for line in mapped[:-1])
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,3 +129,30 @@ def test_deploy_outputs_json_in_the_project_root(tmp_path, monkeypatch):
     (tmp_path / "outputs.json").write_text(json.dumps({"mnp-batch": {"job_queue_name": "q1"}}))
     monkeypatch.chdir(tmp_path)
     assert Settings().resolve(None, "JOB_QUEUE_NAME", "job_queue_name", "--job-queue") == "q1"
+
+
+def _fifo(path: Path) -> None:
+    import os
+
+    os.mkfifo(path)
+
+
+def _deep_dicts(path: Path) -> None:
+    nested: dict = {"job_queue_name": {"value": "q"}}
+    for _ in range(40):
+        nested = {"construct": nested}
+    path.write_text(json.dumps(nested))
+
+
+# Issue 24's hostile outputs files: each one line naming the file, no hang, no traceback.
+@pytest.mark.parametrize(("make", "says"), [
+    (_fifo, "is not a regular file (a FIFO)"),
+    (lambda p: p.write_text("[" * 200_000), "nested too deeply"),
+    (_deep_dicts, "nested more than 32 levels deep"),
+    (lambda p: p.mkdir(), "is not a regular file (a directory)"),
+])
+def test_hostile_outputs_file_is_refused_in_one_line(tmp_path, make, says):
+    path = tmp_path / "outputs.json"
+    make(path)
+    with pytest.raises(InvalidInput, match=re.escape(says)):
+        load_outputs_file(path)

@@ -49,7 +49,7 @@ def test_commcheck_reports_the_transport_of_every_rank(run_solver) -> None:
 
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--repeats", "0"], "--iterations, --repeats and --timeout must be positive"),
-    (["--timeout", "nan"], "argument --timeout: 'nan' is not a finite number"),
+    (["--timeout", "nan"], "argument --timeout: 'nan' is not a number (ASCII"),
     (["--sizes", "8,x"], "--sizes: not a list of integers"),
     (["--sizes", "1000000000000"], "--sizes: byte counts must be at most 1073741824 (1 GiB)"),
     (["--sizes", "9" * 23], f"at most 1073741824 (1 GiB), got {'9' * 23}"),
