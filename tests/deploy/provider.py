@@ -88,28 +88,31 @@ def choose(pinned: str) -> Provider:
     return Provider(pinned, None)
 
 
+def _renamed(stack: dict, rename: Rename) -> tuple[dict, int]:
+    """The stack with one 6.x name mapped back, and how many places it changed."""
+    if rename.block == "resource":  # an argument written in the resource's body
+        bodies = [b for b in stack.get("resource", {}).get(rename.type_, {}).values()
+                  if rename.v6 in b]
+        for body in bodies:
+            body[rename.v5] = body.pop(rename.v6)
+        return stack, len(bodies)
+    # an attribute of a data source, read by references anywhere in the stack
+    pattern = re.compile(rf"\bdata\.{rename.type_}\.(\w+)\.{rename.v6}\b")
+    text, count = pattern.subn(rf"data.{rename.type_}.\1.{rename.v5}", json.dumps(stack))
+    return json.loads(text), count
+
+
 def map_back(stack: dict, provider: Provider) -> tuple[dict, list[str]]:
     """The stack for this provider, and a line for each name mapped (none for 6.x)."""
-    if not provider.mapped:
+    pinned = stack["terraform"]["required_providers"]["aws"]["version"]
+    if not provider.mapped and provider.version == pinned:
         return stack, []
-    text = json.dumps(stack)
     used: list[str] = []
-    for rename in RENAMES_6_TO_5:
-        blocks = stack.get(rename.block, {}).get(rename.type_, {})
-        if rename.block == "resource":
-            hits = [name for name, body in blocks.items() if rename.v6 in body]
-            for name in hits:
-                body = stack[rename.block][rename.type_][name]
-                body[rename.v5] = body.pop(rename.v6)
-            text = json.dumps(stack)
-        else:
-            pattern = re.compile(rf"\bdata\.{rename.type_}\.(\w+)\.{rename.v6}\b")
-            hits = sorted(set(pattern.findall(text)))
-            text = pattern.sub(rf"data.{rename.type_}.\1.{rename.v5}", text)
-            stack = json.loads(text)
-        if hits:
+    for rename in RENAMES_6_TO_5 if provider.mapped else ():
+        stack, count = _renamed(stack, rename)
+        if count:
             used.append(f"{rename.block} {rename.type_}.{rename.v6} -> {rename.v5} "
-                        f"({len(hits)}x; {rename.source})")
+                        f"({count}x; {rename.source})")
     stack["terraform"]["required_providers"]["aws"]["version"] = provider.version
     used.append(f"required_providers.aws.version {provider.version} (mirror {provider.mirror})")
     return stack, used
