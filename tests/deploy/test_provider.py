@@ -43,7 +43,9 @@ def test_a_mirror_holding_the_pinned_version_wins(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("TF_PROVIDER_MIRROR", str(tmp_path))
     assert choose("6.25.0") == Provider("6.25.0", tmp_path)
     assert choose("6.30.0") == Provider("6.25.0", tmp_path)  # the newest it has
-    mapped, used = map_back(copy.deepcopy(STACK), choose("6.30.0"))
+    newer = copy.deepcopy(STACK)
+    newer["terraform"]["required_providers"]["aws"]["version"] = "6.30.0"
+    mapped, used = map_back(newer, choose("6.30.0"))
     assert mapped["resource"] == STACK["resource"]
     assert used == [f"required_providers.aws.version 6.25.0 (mirror {tmp_path})"]
     config = choose("6.25.0").cli_config()
