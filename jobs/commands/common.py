@@ -10,12 +10,13 @@ from typing import Any
 
 from rich.text import Text
 
-from jobs import validate
+from jobs import validate, wholenode
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.preflight import gate
 from jobs.render import printable
 from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
+from launcher.contract import RANKS_PER_NODE_ENV
 
 # What a registered revision's ARN can hold besides the name (partition, region, account).
 LONGEST_ARN_PREFIX = "arn:aws-us-gov:batch:ap-southeast-5:000000000000:job-definition/"
@@ -74,17 +75,26 @@ def add_wait_arguments(parser: argparse.ArgumentParser | Flags) -> None:
 
 def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str], Any],
                       nodes_help: str, ignored: Collection[str] = (),
-                      helps: Mapping[str, str] | None = None) -> None:
+                      helps: Mapping[str, str] | None = None, whole_node: bool = True) -> None:
     """The resource, path, retry and tag flags of a job (``ignored``: accepted, help hidden;
-    ``helps``: the command's own wording of a flag)."""
+    ``helps``: the command's own wording of a flag; ``whole_node``: --whole-node and
+    --instance-type, with which --vcpus and --memory are not required)."""
     flags = Flags(parser, ignored, helps)
     flags.add("--nodes", type=nodes_type, required=True, metavar="N", help=nodes_help)
-    flags.add("--vcpus", type=validate.vcpus, required=True, metavar="V",
-              help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE) "
+    either = " (or --whole-node)" if whole_node else ""
+    flags.add("--vcpus", type=validate.vcpus, required=not whole_node, metavar="V",
+              help=f"vCPUs per node{either}; also the MPI ranks per node (MNP_RANKS_PER_NODE) "
               "unless --env sets it")
-    flags.add("--memory", type=validate.memory, required=True, metavar="MIB",
-              help=f"memory per node in MiB (at least {validate.MIN_MEMORY_MIB}, "
-              "Batch's minimum)")
+    flags.add("--memory", type=validate.memory, required=not whole_node, metavar="MIB",
+              help=f"memory per node in MiB, at least {validate.MIN_MEMORY_MIB} (Batch's "
+              f"minimum){either}")
+    if whole_node:
+        flags.add("--whole-node", nargs="?", const="vcpus", choices=wholenode.RANKS,
+                  metavar="RANKS", help="size each node as a whole instance of the compute "
+                  "environment's type: its vCPUs, and its memory less what ECS keeps back; "
+                  "ranks per node: every vCPU (default) or 'cores' (one per physical core)")
+        flags.add("--instance-type", metavar="TYPE", help="the type --whole-node sizes for, "
+                  "when the compute environment allows several")
     flags.add("--input-path", type=validate.absolute_path, metavar="DIR",
               help="input directory on the EFS mount (sets INPUT_PATH)")
     flags.add("--output-path", type=validate.absolute_path, metavar="DIR",
@@ -117,20 +127,48 @@ def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str
     flags.add("--json", action="store_true", help="print results as JSON")
 
 
+def check_sizing_flags(args: argparse.Namespace) -> None:
+    """--vcpus and --memory, or --whole-node (with --instance-type at most), not a mix."""
+    whole = getattr(args, "whole_node", None)
+    given = [f for f, v in (("--vcpus", args.vcpus), ("--memory", args.memory)) if v is not None]
+    if whole and given:
+        raise InvalidInput(f"--whole-node sizes the node itself: drop {' and '.join(given)}")
+    if getattr(args, "instance_type", None) and not whole:
+        raise InvalidInput("--instance-type only says which type --whole-node sizes for; "
+                           "add --whole-node or drop it")
+    if not whole and len(given) < 2:
+        missing = [f for f in ("--vcpus", "--memory") if f not in given]
+        raise InvalidInput(f"the following arguments are required: {', '.join(missing)} "
+                           "(or --whole-node)")
+
+
+def whole_node(args: argparse.Namespace, ctx: Context, queue: str,
+               pairs: list[tuple[str, str]]) -> tuple[int, int, list[tuple[str, str]]]:
+    """vCPUs, memory and the --env pairs for --whole-node (the arguments' own without it)."""
+    if not getattr(args, "whole_node", None):
+        return args.vcpus, args.memory, pairs
+    size = wholenode.read_size(ctx.api, queue, args.instance_type)
+    ranks = size.ranks(args.whole_node)
+    ctx.err.print(f"--whole-node: {size.instance_type}: {size.vcpus} vCPUs, {size.memory_mib} "
+                  f"MiB (ECS registers that of its {size.installed_mib} MiB), {ranks} ranks "
+                  f"per node ({args.whole_node})")
+    if ranks != size.vcpus:
+        if any(name == RANKS_PER_NODE_ENV for name, _ in pairs):
+            raise InvalidInput(f"--whole-node={args.whole_node} sets {RANKS_PER_NODE_ENV} "
+                               f"itself: drop --env {RANKS_PER_NODE_ENV}")
+        pairs = [*pairs, (RANKS_PER_NODE_ENV, str(ranks))]
+    return validate.vcpus(str(size.vcpus)), size.memory_mib, pairs
+
+
 def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[str, int]],
               extra_tags: dict[str, str] | None = None) -> list[JobSpec]:
     """Check the cross-field limits, resolve names, and build one spec per (name, nodes)."""
+    check_sizing_flags(args)
     mount = ctx.settings.efs_mount()
     validate.check_under_mount("--input-path", args.input_path, mount)
     validate.check_under_mount("--output-path", args.output_path, mount)
-    limit = ctx.settings.max_vcpus()
-    if limit is None:
-        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}; MAX_VCPUS "
-                      "unset): not checking nodes x vCPUs")
-    for _, count in names_nodes:
-        validate.check_capacity(count, args.vcpus, limit)
     tags = validate.check_tags(args.tag, {**CLI_TAGS, **(extra_tags or {})})
-    env = validate.check_env(args.env)
+    validate.check_env(args.env)  # before any AWS read; again below with --whole-node's ranks
     spot = getattr(args, "spot", False)
     if spot:
         queue, definition = spot_names(args, ctx, [count for _, count in names_nodes])
@@ -140,9 +178,17 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
         definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
                                           "job_definition_name", "--job-definition",
                                           validate.job_definition)
+    vcpus, memory, pairs = whole_node(args, ctx, queue, args.env)
+    env = validate.check_env(pairs)
+    limit = ctx.settings.max_vcpus()
+    if limit is None:
+        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}; MAX_VCPUS "
+                      "unset): not checking nodes x vCPUs")
+    for _, count in names_nodes:
+        validate.check_capacity(count, vcpus, limit)
     specs = [
-        JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
-                memory=args.memory, input_path=args.input_path, output_path=args.output_path,
+        JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=vcpus,
+                memory=memory, input_path=args.input_path, output_path=args.output_path,
                 command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
                 tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes

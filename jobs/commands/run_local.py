@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-name", type=validate.job_name, default="local-run",
                         metavar="NAME", help="job name (default local-run)")
     add_job_arguments(parser, validate.nodes, f"number of nodes, 1..{validate.MAX_NODES}",
-                      ignored=IGNORED, helps=HELPS)
+                      ignored=IGNORED, helps=HELPS, whole_node=False)
     parser.add_argument("--image", default=engine.IMAGE, metavar="NAME",
                         help=f"local image (default {engine.IMAGE}); --image-tag swaps its tag")
     parser.add_argument("--build", action="store_true",
