@@ -135,3 +135,12 @@ def test_shell_completion(tmp_path, line: str, offered: list[str]) -> None:
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert sorted(w for w in out.read_text().split("\v") if w) == offered
+
+
+def test_a_python_without_the_dependencies_gets_one_line_naming_the_way_out() -> None:
+    # -S: no site-packages, so neither boto3 nor rich, as with a system python3
+    run = subprocess.run([sys.executable, "-S", "-m", "jobs", "--help"], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (run.returncode, run.stdout) == (2, "")
+    (line,) = run.stderr.splitlines()
+    assert "has no 'boto3'" in line and ".venv/bin/mnp" in line
