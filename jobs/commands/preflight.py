@@ -38,11 +38,10 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Print the report (table or --json); exit 2 when a check failed."""
     specs = job_specs(args, ctx, [(args.job_name, args.nodes)])
     reports = gate.run(ctx.api, specs, args.image_tag)
-    if args.json:
+    if args.json:  # the whole report even when nothing was decided
         print(json.dumps(reports[0].as_dict(), indent=2))
-    else:
-        gate.refuse_undecided(reports)  # its error line names the reasons: no table needed
+    gate.refuse_undecided(reports)  # its error line names the reasons: no table of them
+    if not args.json:
         gate.show(ctx.out, reports, full=True)
-    gate.refuse_undecided(reports)
     gate.refuse(reports)
     return 0

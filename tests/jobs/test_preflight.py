@@ -325,3 +325,14 @@ def test_cost_line_says_why_no_type_is_known(aws, deny):
     result = aws.cli("preflight", *JOB)
     assert ("max cost: unknown (ec2:DescribeInstanceTypes was denied to the caller)"
             in result.stdout)
+
+
+def test_without_credentials_preflight_json_still_prints_the_report(aws):
+    env = {k: v for k, v in aws.env().items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = aws.cli("preflight", *JOB, "--json", env=env)
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert {c["status"] for c in out["checks"]} == {"UNKNOWN"}
+    assert "no AWS credentials found" in out["estimate"]["note"]
+    assert result.stderr.startswith("error: preflight could not decide any check: ")
