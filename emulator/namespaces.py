@@ -25,7 +25,7 @@ from emulator.batchorder import BatchNodeGroup
 from emulator.interrupts import exit_code, stop_signals_interrupt
 from emulator.netns import cleanup_stale, unavailable_reason
 from launcher.contract import OUTPUT_PATH_ENV, RANKS_PER_NODE_ENV, RENDEZVOUS_SECRET_ENV
-from launcher.inputs import finite_number_arg, whole_number_arg
+from launcher.inputs import finite_number_arg, mpi_starter_refusal, whole_number_arg
 
 __all__ = ["SUBNETS", "Emulation", "Node", "cleanup_stale", "main", "unavailable_reason"]
 
@@ -281,7 +281,9 @@ def _ranged(low: float, high: float | None, kind: type, what: str) -> Callable[[
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m emulator --nodes N [options] -- CMD...`: run CMD as a Batch MNP job."""
-    p = argparse.ArgumentParser(prog="python -m emulator", description=main.__doc__)
+    # allow_abbrev=False: a misspelt option is an error, never another option's prefix.
+    p = argparse.ArgumentParser(prog="python -m emulator", description=main.__doc__,
+                                allow_abbrev=False)
     p.add_argument("--nodes", type=_ranged(1, MAX_NODES, int, "node count"), default=3,
                    help=f"number of emulated nodes, 1..{MAX_NODES} (default 3; Batch allows "
                    "up to 1000, the emulator gives every node an address of one /24)")
@@ -301,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cmd:
         p.print_usage(sys.stderr)
         print("error: give the job's command after --", file=sys.stderr)
+        return 2
+    refusal = mpi_starter_refusal(cmd)  # every node's launcher would refuse it alike
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
         return 2
     reason = unavailable_reason()
     if reason:

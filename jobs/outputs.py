@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -21,6 +22,18 @@ OUTPUTS_FILE_ENV = "JOBS_OUTPUTS_FILE"
 STACK_ENV = "JOBS_STACK"
 # The contract fixes the mount point; used when no outputs are available.
 DEFAULT_EFS_MOUNT = EFS_MOUNT_PATH
+# ANSI escape sequences (colours, cursor moves) that Terraform may print despite -no-color.
+_ANSI_RE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+# The frame Terraform draws around each diagnostic (╷ above, │ before each line, ╵ below).
+_FRAME = "╷│╵"
+
+
+def terraform_message(stderr: str) -> str:
+    """Terraform's diagnostics as one line: colour codes and frame gone, every line kept (its
+    paragraphs are wrapped at the terminal width, so the lines join with spaces)."""
+    lines = (_ANSI_RE.sub("", line).strip().lstrip(_FRAME).strip()
+             for line in stderr.splitlines())
+    return " ".join(line for line in lines if line)
 
 
 @dataclass
@@ -168,14 +181,15 @@ def terraform_outputs(root: Path, stack: str | None = None) -> StackOutputs:
     reason = "terraform is not on PATH"
     if terraform is not None and (workdir / ".terraform").is_dir():
         proc = subprocess.run(
-            [terraform, "output", "-json"], cwd=workdir, capture_output=True, text=True,
-            timeout=120, env={**os.environ, "TF_IN_AUTOMATION": "1"},
+            [terraform, "output", "-json", "-no-color"], cwd=workdir, capture_output=True,
+            text=True, timeout=120, env={**os.environ, "TF_IN_AUTOMATION": "1"},
         )
         if proc.returncode == 0:
             found = _json_object(proc.stdout or "{}", f"`terraform output -json` in {workdir}",
                                  "check the terraform version and state")
             return StackOutputs(_flatten(found), f"terraform output in {workdir}")
-        reason = (proc.stderr.strip().splitlines() or ["terraform output failed"])[-1]
+        reason = (f"`terraform output` failed (exit {proc.returncode}): "
+                  f"{terraform_message(proc.stderr) or 'no message'}")
     elif terraform is not None:
         reason = f"{workdir} is not initialized (not deployed from here?)"
     # Without an initialized working directory, a local backend's state still has the outputs.

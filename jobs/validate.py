@@ -18,7 +18,7 @@ from launcher.contract import (
     OUTPUT_PATH_ENV,
     RENDEZVOUS_SECRET_ENV,
 )
-from launcher.inputs import whole_number
+from launcher.inputs import mpi_starter_refusal, whole_number
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
@@ -155,6 +155,9 @@ def job_command(command: list[str]) -> list[str]:
             "name a program")
     if any("\0" in word for word in command):
         raise argparse.ArgumentTypeError("the job's command contains a NUL character")
+    refusal = mpi_starter_refusal(command)
+    if refusal:  # the launcher would refuse it too, but only once nodes are paid for
+        raise argparse.ArgumentTypeError(refusal)
     return command
 
 

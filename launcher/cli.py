@@ -8,8 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from launcher import contract, procs, settings
+from launcher import __version__, contract, procs, settings
 from launcher.flavours import FlavourError, resolve
+from launcher.inputs import mpi_starter_refusal
 from launcher.node import BatchNode, Settings
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV, log
 from launcher.roles import TermSignal, mpiexec, run_child, run_local, run_main
@@ -35,15 +36,21 @@ def _logging(prefix: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`mnp-launch [--rendezvous-timeout S] CMD...` on every node of the job."""
+    # allow_abbrev=False: a misspelt option is an error, never another option's prefix.
     p = argparse.ArgumentParser(
-        prog="mnp-launch", epilog=settings.epilog(),
+        prog="mnp-launch", epilog=settings.epilog(), allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run CMD under MPI across the nodes of an AWS Batch multi-node job.")
     p.add_argument("--rendezvous-timeout", type=_timeout, metavar="S",
                    help="seconds to wait for all nodes (default: MNP_RENDEZVOUS_TIMEOUT or 600)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command every rank runs")
     args = p.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    refusal = mpi_starter_refusal(cmd)
+    if refusal:
+        print(f"mnp: error: {refusal}", file=sys.stderr)
+        return contract.USAGE
     try:
         node = BatchNode.from_env(os.environ)
         knobs = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)

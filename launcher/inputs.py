@@ -68,3 +68,27 @@ def known_region(name: str) -> str:
             f"(e.g. {', '.join(near or ['us-east-1', 'eu-west-1'])}; a region newer than "
             "botocore needs a botocore upgrade)")
     return name
+
+
+# Programs that start an MPI world themselves. The launcher already runs the job's command under
+# mpiexec on every node, so one of these first would start MPI inside MPI (CONTRACTS.md: the
+# job's command). Versioned names (`mpirun.openmpi`, `mpiexec.hydra`) are Debian's alternatives.
+MPI_STARTERS = ("mpirun", "mpiexec", "orterun", "prterun", "srun", "aprun", "hydra")
+
+
+def mpi_starter(command: list[str] | tuple[str, ...]) -> str | None:
+    """The MPI starter that `command` begins with (its first word's file name), else None."""
+    if not command:
+        return None
+    name = command[0].rstrip("/").rpartition("/")[2]
+    return name if name.partition(".")[0] in MPI_STARTERS else None
+
+
+def mpi_starter_refusal(command: list[str] | tuple[str, ...]) -> str | None:
+    """One line refusing a job command that starts its own MPI world, else None."""
+    starter = mpi_starter(command)
+    if starter is None:
+        return None
+    return (f"the job's command starts with {starter!r}, but mnp-launch already runs it under "
+            f"mpiexec on every node: drop {starter!r} and its options and give the program "
+            "itself (ranks per node come from MNP_RANKS_PER_NODE)")

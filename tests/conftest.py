@@ -29,6 +29,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["NUMBA_CACHE_DIR"] = _CACHE[0]
 
 
+# Fixtures that build or run the real image: a test using one is a container test, marked or not.
+CONTAINER_FIXTURES = frozenset({"image"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `containers` every test that needs the built image (`make test-fast` skips them)."""
+    for item in items:
+        if CONTAINER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.containers)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's numba cache."""
     for path in _CACHE:

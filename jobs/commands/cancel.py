@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 
 from jobs import render, validate
 from jobs.commands.common import add_queue_arguments
@@ -23,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--any-queue", action="store_true",
                         help="also cancel a job of another queue than the stack's (or "
                         "--job-queue's); without it such a job is refused")
+    parser.add_argument("--json", action="store_true",
+                        help="print jobId, previousStatus, terminated and reason as JSON")
 
 
 def our_queues(args: argparse.Namespace, ctx: Context) -> list[str]:
@@ -61,11 +64,16 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidInput(
             f"{args.job_id} is a job of queue {found or '?'}, not of {' or '.join(queues)}: "
             "not cancelled", hint="add --any-queue to cancel it anyway")
-    if job.get("status") in validate.TERMINAL:
+    done = job.get("status") in validate.TERMINAL
+    if not done:
+        ctx.api.terminate(args.job_id, reason)
+    if args.json:
+        print(json.dumps({"jobId": args.job_id, "previousStatus": job.get("status"),
+                          "terminated": not done, "reason": None if done else reason}))
+    elif done:
         ctx.err.print(render.printable(f"{args.job_id} already {job['status']}; nothing to "
                                        "cancel"))
-        return 0
-    ctx.api.terminate(args.job_id, reason)
-    ctx.out.print(render.printable(f"{args.job_id} terminating (was {job.get('status')}): "
-                                   f"{reason}"))
+    else:
+        ctx.out.print(render.printable(f"{args.job_id} terminating (was {job.get('status')}): "
+                                       f"{reason}"))
     return 0

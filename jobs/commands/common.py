@@ -4,103 +4,171 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from rich.text import Text
 
-from jobs import validate
+from jobs import validate, wholenode
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.preflight import gate
 from jobs.render import printable
 from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
+from launcher.contract import RANKS_PER_NODE_ENV
 
 # What a registered revision's ARN can hold besides the name (partition, region, account).
 LONGEST_ARN_PREFIX = "arn:aws-us-gov:batch:ap-southeast-5:000000000000:job-definition/"
 
 
-def add_queue_arguments(parser: argparse.ArgumentParser, definition: bool = True) -> None:
+# The flags of submit that a command accepts only so that a submit line runs unchanged: their
+# help is hidden there and the command's epilog names them (see `ignored_note`).
+SENDING_FLAGS = ("--dry-run", "--no-preflight", "--wait", "--interval", "--max-wait")
+
+
+class Flags:
+    """Adds flags to a parser, hiding the help of `ignored` ones and rewording others."""
+
+    def __init__(self, parser: argparse.ArgumentParser, ignored: Collection[str] = (),
+                 helps: Mapping[str, str] | None = None) -> None:
+        self.parser = parser
+        self.ignored = frozenset(ignored)
+        self.helps = dict(helps or {})
+
+    def add(self, flag: str, **kwargs: Any) -> None:
+        """One flag; its help is the override, or hidden when the command ignores it."""
+        kwargs["help"] = (argparse.SUPPRESS if flag in self.ignored
+                          else self.helps.get(flag, kwargs.get("help")))
+        self.parser.add_argument(flag, **kwargs)
+
+
+def ignored_note(ignored: Collection[str], why: str) -> str:
+    """The epilog line naming the flags a command accepts and ignores."""
+    return textwrap.fill(f"{', '.join(ignored)}: accepted and ignored ({why}).", width=90)
+
+
+def add_queue_arguments(parser: argparse.ArgumentParser | Flags, definition: bool = True) -> None:
     """--job-queue (and --job-definition): flag, else env, else stack output."""
-    parser.add_argument(
+    flags = parser if isinstance(parser, Flags) else Flags(parser)
+    flags.add(
         "--job-queue", metavar="NAME",
         help="Batch job queue (default: $JOB_QUEUE_NAME, else the stack's job_queue_name)",
     )
     if definition:
-        parser.add_argument(
+        flags.add(
             "--job-definition", metavar="NAME",
             help="job definition name, name:revision or ARN (default: $JOB_DEFINITION_NAME, "
             "else the stack's job_definition_name)",
         )
 
 
-def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
+def add_wait_arguments(parser: argparse.ArgumentParser | Flags) -> None:
     """--interval and --max-wait for anything that polls."""
-    parser.add_argument("--interval", type=validate.positive_seconds, default=10.0,
-                        metavar="S", help="seconds between polls (default 10)")
-    parser.add_argument("--max-wait", type=validate.positive_seconds, default=86400.0,
-                        metavar="S", help="stop watching after S seconds, exit 1 "
-                        "(default 86400; the job keeps running)")
+    flags = parser if isinstance(parser, Flags) else Flags(parser)
+    flags.add("--interval", type=validate.positive_seconds, default=10.0,
+              metavar="S", help="seconds between polls (default 10)")
+    flags.add("--max-wait", type=validate.positive_seconds, default=86400.0,
+              metavar="S", help="stop watching after S seconds, exit 1 "
+              "(default 86400; the job keeps running)")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, nodes_type: Callable[[str], Any],
-                      nodes_help: str) -> None:
-    """The resource, path, retry and tag flags of a job."""
-    parser.add_argument("--nodes", type=nodes_type, required=True, metavar="N", help=nodes_help)
-    parser.add_argument("--vcpus", type=validate.vcpus, required=True, metavar="V",
-                        help="vCPUs per node; also the MPI ranks per node (MNP_RANKS_PER_NODE) "
-                        "unless --env sets it")
-    parser.add_argument("--memory", type=validate.memory, required=True, metavar="MIB",
-                        help=f"memory per node in MiB (at least {validate.MIN_MEMORY_MIB}, "
-                        "Batch's minimum)")
-    parser.add_argument("--input-path", type=validate.absolute_path, metavar="DIR",
-                        help="input directory on the EFS mount (sets INPUT_PATH)")
-    parser.add_argument("--output-path", type=validate.absolute_path, metavar="DIR",
-                        help="output parent directory on the EFS mount; a run writes "
-                        "DIR/<job id>/ (sets OUTPUT_PATH)")
-    parser.add_argument("--image-tag", type=validate.image_tag, metavar="TAG",
-                        help="register a job definition revision using this image tag of the "
-                        "same repository, then submit against it")
-    parser.add_argument("--timeout", type=validate.timeout, metavar="S",
-                        help=f"per-attempt time limit in seconds (at least "
-                        f"{validate.MIN_TIMEOUT_S})")
-    parser.add_argument("--attempts", type=validate.attempts, metavar="N",
-                        help=f"attempts 1..{validate.MAX_ATTEMPTS}, with the retry rules of "
-                        "the exit-code contract (retry 3, 4, 143 and host failures)")
-    parser.add_argument("--tag", type=validate.tag, action="append", default=[],
-                        metavar="KEY=VALUE", help="job tag, repeatable (propagated to tasks)")
-    parser.add_argument("--env", type=validate.env_var, action="append", default=[],
-                        metavar="NAME=VALUE", help="environment variable for every node, "
-                        "repeatable, over the job definition's (e.g. MNP_PRECHECK=0, "
-                        "MNP_NETWORK=ofi-tcp, MNP_RANKS_PER_NODE=16); the launcher's MNP_* "
-                        "values are checked before submitting")
-    add_queue_arguments(parser)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="run the preflight checks, print them with the maximum cost, "
-                        "and print the SubmitJob request as JSON; send nothing")
-    parser.add_argument("--no-preflight", action="store_true",
-                        help="skip the preflight checks (see `preflight --help`) and their "
-                        "AWS reads")
-    parser.add_argument("--wait", action="store_true",
-                        help="watch until the job ends; exit 0 only if it SUCCEEDED")
-    add_wait_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
+                      nodes_help: str, ignored: Collection[str] = (),
+                      helps: Mapping[str, str] | None = None, whole_node: bool = True) -> None:
+    """The resource, path, retry and tag flags of a job (``ignored``: accepted, help hidden;
+    ``helps``: the command's own wording of a flag; ``whole_node``: --whole-node and
+    --instance-type, with which --vcpus and --memory are not required)."""
+    flags = Flags(parser, ignored, helps)
+    flags.add("--nodes", type=nodes_type, required=True, metavar="N", help=nodes_help)
+    either = " (or --whole-node)" if whole_node else ""
+    flags.add("--vcpus", type=validate.vcpus, required=not whole_node, metavar="V",
+              help=f"vCPUs per node{either}; also the MPI ranks per node (MNP_RANKS_PER_NODE) "
+              "unless --env sets it")
+    flags.add("--memory", type=validate.memory, required=not whole_node, metavar="MIB",
+              help=f"memory per node in MiB, at least {validate.MIN_MEMORY_MIB} (Batch's "
+              f"minimum){either}")
+    if whole_node:
+        flags.add("--whole-node", nargs="?", const="vcpus", choices=wholenode.RANKS,
+                  metavar="RANKS", help="size each node as a whole instance of the compute "
+                  "environment's type: its vCPUs, and its memory less what ECS keeps back; "
+                  "ranks per node: every vCPU (default) or 'cores' (one per physical core)")
+        flags.add("--instance-type", metavar="TYPE", help="the type --whole-node sizes for, "
+                  "when the compute environment allows several")
+    flags.add("--input-path", type=validate.absolute_path, metavar="DIR",
+              help="input directory on the EFS mount (sets INPUT_PATH)")
+    flags.add("--output-path", type=validate.absolute_path, metavar="DIR",
+              help="output parent directory on the EFS mount; a run writes "
+              "DIR/<job id>/ (sets OUTPUT_PATH)")
+    flags.add("--image-tag", type=validate.image_tag, metavar="TAG",
+              help="register a job definition revision using this image tag of the "
+              "same repository, then submit against it")
+    flags.add("--timeout", type=validate.timeout, metavar="S",
+              help=f"per-attempt time limit in seconds (at least {validate.MIN_TIMEOUT_S})")
+    flags.add("--attempts", type=validate.attempts, metavar="N",
+              help=f"attempts 1..{validate.MAX_ATTEMPTS}, with the retry rules of "
+              "the exit-code contract (retry 3, 4, 143 and host failures)")
+    flags.add("--tag", type=validate.tag, action="append", default=[],
+              metavar="KEY=VALUE", help="job tag, repeatable (propagated to tasks)")
+    flags.add("--env", type=validate.env_var, action="append", default=[],
+              metavar="NAME=VALUE", help="environment variable for every node, "
+              "repeatable, over the job definition's (e.g. MNP_PRECHECK=0, "
+              "MNP_NETWORK=ofi-tcp, MNP_RANKS_PER_NODE=16); the launcher's MNP_* "
+              "values are checked before anything starts")
+    add_queue_arguments(flags)
+    flags.add("--dry-run", action="store_true",
+              help="run the preflight checks, print them with the maximum cost, "
+              "and print the SubmitJob request as JSON; send nothing")
+    flags.add("--no-preflight", action="store_true",
+              help="skip the preflight checks (see `preflight --help`) and their AWS reads")
+    flags.add("--wait", action="store_true",
+              help="watch until the job ends; exit 0 only if it SUCCEEDED")
+    add_wait_arguments(flags)
+    flags.add("--json", action="store_true", help="print results as JSON")
+
+
+def check_sizing_flags(args: argparse.Namespace) -> None:
+    """--vcpus and --memory, or --whole-node (with --instance-type at most), not a mix."""
+    whole = getattr(args, "whole_node", None)
+    given = [f for f, v in (("--vcpus", args.vcpus), ("--memory", args.memory)) if v is not None]
+    if whole and given:
+        raise InvalidInput(f"--whole-node sizes the node itself: drop {' and '.join(given)}")
+    if getattr(args, "instance_type", None) and not whole:
+        raise InvalidInput("--instance-type only says which type --whole-node sizes for; "
+                           "add --whole-node or drop it")
+    if not whole and len(given) < 2:
+        missing = [f for f in ("--vcpus", "--memory") if f not in given]
+        raise InvalidInput(f"the following arguments are required: {', '.join(missing)} "
+                           "(or --whole-node)")
+
+
+def whole_node(args: argparse.Namespace, ctx: Context, queue: str,
+               pairs: list[tuple[str, str]]) -> tuple[int, int, list[tuple[str, str]]]:
+    """vCPUs, memory and the --env pairs for --whole-node (the arguments' own without it)."""
+    if not getattr(args, "whole_node", None):
+        return args.vcpus, args.memory, pairs
+    size = wholenode.read_size(ctx.api, queue, args.instance_type)
+    ranks = size.ranks(args.whole_node)
+    ctx.err.print(f"--whole-node: {size.instance_type}: {size.vcpus} vCPUs, {size.memory_mib} "
+                  f"MiB (ECS registers that of its {size.installed_mib} MiB), {ranks} ranks "
+                  f"per node ({args.whole_node})")
+    if ranks != size.vcpus:
+        if any(name == RANKS_PER_NODE_ENV for name, _ in pairs):
+            raise InvalidInput(f"--whole-node={args.whole_node} sets {RANKS_PER_NODE_ENV} "
+                               f"itself: drop --env {RANKS_PER_NODE_ENV}")
+        pairs = [*pairs, (RANKS_PER_NODE_ENV, str(ranks))]
+    return validate.vcpus(str(size.vcpus)), size.memory_mib, pairs
 
 
 def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[str, int]],
               extra_tags: dict[str, str] | None = None) -> list[JobSpec]:
     """Check the cross-field limits, resolve names, and build one spec per (name, nodes)."""
+    check_sizing_flags(args)
     mount = ctx.settings.efs_mount()
     validate.check_under_mount("--input-path", args.input_path, mount)
     validate.check_under_mount("--output-path", args.output_path, mount)
-    limit = ctx.settings.max_vcpus()
-    if limit is None:
-        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}): not "
-                      "checking nodes x vCPUs")
-    for _, count in names_nodes:
-        validate.check_capacity(count, args.vcpus, limit)
     tags = validate.check_tags(args.tag, {**CLI_TAGS, **(extra_tags or {})})
-    env = validate.check_env(args.env)
+    validate.check_env(args.env)  # before any AWS read; again below with --whole-node's ranks
     spot = getattr(args, "spot", False)
     if spot:
         queue, definition = spot_names(args, ctx, [count for _, count in names_nodes])
@@ -110,9 +178,17 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
         definition = ctx.settings.resolve(args.job_definition, "JOB_DEFINITION_NAME",
                                           "job_definition_name", "--job-definition",
                                           validate.job_definition)
+    vcpus, memory, pairs = whole_node(args, ctx, queue, args.env)
+    env = validate.check_env(pairs)
+    limit = ctx.settings.max_vcpus()
+    if limit is None:
+        ctx.err.print(f"warning: max_vcpus unknown ({ctx.settings.outputs.source}): not "
+                      "checking nodes x vCPUs")
+    for _, count in names_nodes:
+        validate.check_capacity(count, vcpus, limit)
     specs = [
-        JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=args.vcpus,
-                memory=args.memory, input_path=args.input_path, output_path=args.output_path,
+        JobSpec(name=name, queue=queue, definition=definition, nodes=count, vcpus=vcpus,
+                memory=memory, input_path=args.input_path, output_path=args.output_path,
                 command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
                 tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the job definition's awslogs-group, else /aws/batch/job")
     parser.add_argument("--interval", type=validate.positive_seconds, default=5.0, metavar="S",
                         help="seconds between polls with --follow (default 5)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: jobId (of the node), timestamp (ms), "
+                        "message")
 
 
 def targets(ctx: Context, job: dict[str, Any], node: int | None) -> list[tuple[str, dict]]:
@@ -49,15 +53,21 @@ def targets(ctx: Context, job: dict[str, Any], node: int | None) -> list[tuple[s
     ]
 
 
-def _drain(ctx: Context, group: str, label: str, stream: str, token: str | None) -> str | None:
-    """Print every event after `token`; return the token to continue from."""
+def _drain(ctx: Context, group: str, label: str, stream: str, token: str | None,
+           job_id: str | None = None) -> str | None:
+    """Print every event after `token` (as JSON lines naming ``job_id`` when given); return
+    the token to continue from."""
     try:
         for events, next_token in ctx.api.log_events(group, stream, token):
             token = next_token
             for event in events:
+                message = event["message"].rstrip("\n")
+                if job_id is not None:  # JSON escapes control characters itself
+                    print(json.dumps({"jobId": job_id, "timestamp": event.get("timestamp"),
+                                      "message": message}), flush=True)
+                    continue
                 # The job's own output: its tabs stay, its escape sequences are shown.
-                text = render.printable(event["message"].rstrip("\n"), keep="\t")
-                print(f"{label}{text}", flush=True)
+                print(f"{label}{render.printable(message, keep=chr(9))}", flush=True)
     except NotFound as exc:
         raise NotFound(f"log stream {stream} not found in log group {group}",
                        hint="check --log-group / LOG_GROUP_NAME / the stack's log_group_name",
@@ -83,7 +93,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
                     reported.add(target["jobId"])
                 continue
             try:
-                tokens[stream] = _drain(ctx, group, label, stream, tokens.get(stream))
+                tokens[stream] = _drain(ctx, group, label, stream, tokens.get(stream),
+                                        target["jobId"] if args.json else None)
             except NotFound:
                 # A starting container's stream can lag its description by a few seconds.
                 if not args.follow or job.get("status") in validate.TERMINAL:

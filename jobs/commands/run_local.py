@@ -19,7 +19,7 @@ from emulator.jobdef import (
     multinode_definition,
 )
 from jobs import validate
-from jobs.commands.common import add_job_arguments, dry_run
+from jobs.commands.common import add_job_arguments, dry_run, ignored_note
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.outputs import project_root, synthesized_config
@@ -36,11 +36,28 @@ class EngineFailed(JobsError):
     """The local container engine is missing or failed."""
 
 
+# submit's flags that mean nothing without AWS: accepted so a submit line runs unchanged.
+IGNORED = ("--job-queue", "--job-definition", "--tag", "--no-preflight", "--wait", "--interval",
+           "--max-wait")
+# How run-local uses the submit flags whose submit wording would be wrong here.
+HELPS = {
+    "--image-tag": "run this tag of --image (the local image) instead of its own",
+    "--timeout": "per-attempt time limit in seconds; at the limit every node is stopped, as "
+    f"Batch does (at least {validate.MIN_TIMEOUT_S})",
+    "--attempts": f"attempts 1..{validate.MAX_ATTEMPTS}: an attempt whose exit code the retry "
+    "rules retry (3, 4, 143) is followed by the next, here, as Batch would",
+    "--dry-run": "print the SubmitJob request applied to the synthesized job definition, as "
+    "JSON; start nothing",
+    "--json": "print the job id, the last attempt and its exit code as JSON",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """submit's flags plus the image and the local stand-ins for EFS and CloudWatch."""
     parser.add_argument("--job-name", type=validate.job_name, default="local-run",
                         metavar="NAME", help="job name (default local-run)")
-    add_job_arguments(parser, validate.nodes, f"number of nodes, 1..{validate.MAX_NODES}")
+    add_job_arguments(parser, validate.nodes, f"number of nodes, 1..{validate.MAX_NODES}",
+                      ignored=IGNORED, helps=HELPS, whole_node=False)
     parser.add_argument("--image", default=engine.IMAGE, metavar="NAME",
                         help=f"local image (default {engine.IMAGE}); --image-tag swaps its tag")
     parser.add_argument("--build", action="store_true",
@@ -52,16 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", type=Path, default=Path("local-logs"), metavar="DIR",
                         help="per-node logs, named as the CloudWatch streams (default "
                         "./local-logs)")
-    parser.add_argument("--attempt", type=validate.attempts, default=1, metavar="N",
-                        help="start at attempt N (AWS_BATCH_JOB_ATTEMPT), e.g. to resume")
+    # Not `--attempt`: one letter from --attempts, which means the number of attempts.
+    parser.add_argument("--first-attempt", type=validate.attempts, default=1, metavar="N",
+                        help="number the first attempt N (AWS_BATCH_JOB_ATTEMPT), e.g. to "
+                        "resume a job; attempts N up to --attempts run")
     parser.add_argument("--job-id", type=validate.job_id, metavar="ID",
                         help="job id (default: a new uuid; reuse one to share checkpoints)")
     parser.add_argument("--max-delay", type=validate.positive_seconds, default=1.0,
                         metavar="S", help="children start in random order up to S s after "
                         "the main node (default 1)")
     parser.epilog = (
-        "--job-queue, --tag, --wait, --interval and --no-preflight have no local meaning and "
-        "are accepted so that a submit command line runs unchanged.\nexample:\n  python -m jobs "
+        f"{ignored_note(IGNORED, 'no local meaning; a submit line runs unchanged')}"
+        "\nexample:\n  python -m jobs "
         "run-local --nodes 4 --vcpus 1 --memory 2048 --output-path /mnt/efs/out \\\n"
         "      -- python -m solver heat --nx 257 --ny 257")
 
@@ -167,7 +186,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     # A request's retryStrategy replaces the definition's; without one Batch uses the latter.
     strategy = request.get("retryStrategy") or definition.get("retryStrategy") or {}
     last = int(strategy.get("attempts", 1))
-    job_id, attempt = (args.job_id or "").split("#")[0] or None, args.attempt
+    job_id, attempt = (args.job_id or "").split("#")[0] or None, args.first_attempt
     while True:
         code, job_id = _attempt(ctx, args, local, attempt, job_id)
         if attempt >= last or not _retried(code):

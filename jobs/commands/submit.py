@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection, Mapping
 
 from jobs import validate
 from jobs.commands.common import (
@@ -22,12 +23,14 @@ HELP = "submit a multi-node job; '-- CMD...' replaces the job definition's comma
 TAKES_COMMAND = True
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register submit's flags."""
+def add_arguments(parser: argparse.ArgumentParser, ignored: Collection[str] = (),
+                  helps: Mapping[str, str] | None = None) -> None:
+    """Register submit's flags (preflight's too: ``ignored`` and ``helps`` as in
+    add_job_arguments)."""
     parser.add_argument("--job-name", type=validate.job_name, required=True, metavar="NAME",
                         help="up to 128 letters, digits, '-', '_'; starts alphanumeric")
     add_job_arguments(parser, validate.nodes,
-                      f"number of nodes, 1..{validate.MAX_NODES}")
+                      f"number of nodes, 1..{validate.MAX_NODES}", ignored, helps)
     parser.add_argument("--spot", action="store_true",
                         help="a single-node job (--nodes 1) on the stack's optional Spot queue "
                         "(spot_job_queue_name / spot_job_definition_name outputs)")
@@ -51,4 +54,4 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     if not args.wait:
         ctx.err.print(f"follow it with: python -m jobs watch {result['jobId']}")
         return 0
-    return watch_jobs(ctx, [result["jobId"]], args.interval, args.max_wait)
+    return watch_jobs(ctx, [result["jobId"]], args.interval, args.max_wait, args.json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import UTC, datetime
 
@@ -18,10 +19,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register watch's flags."""
     parser.add_argument("job_id", type=validate.job_id, metavar="JOB_ID")
     add_wait_arguments(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print the outcome as one JSON line (jobId, status, exitCode, "
+                        "seconds, statusReason); progress still goes to stderr")
 
 
-def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: float) -> int:
-    """Poll until every job is SUCCEEDED or FAILED, printing each change; 0 if all SUCCEEDED."""
+def outcome(job: dict) -> dict:
+    """A finished job's outcome as --json prints it."""
+    return {"jobId": job.get("jobId"), "status": job.get("status"),
+            "exitCode": render.exit_code(job), "seconds": render.seconds(job),
+            "statusReason": job.get("statusReason")}
+
+
+def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: float,
+               as_json: bool = False) -> int:
+    """Poll until every job is SUCCEEDED or FAILED, printing each change; 0 if all SUCCEEDED
+    (``as_json``: each outcome as a JSON line on stdout)."""
     deadline = time.monotonic() + max_wait
     last: dict[str, str] = {}
     final: dict[str, str] = {}
@@ -35,6 +48,9 @@ def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: floa
                 last[job_id] = line
             if job.get("status") in validate.TERMINAL:
                 final[job_id] = job["status"]
+                if as_json:
+                    print(json.dumps(outcome(job)), flush=True)
+                    continue
                 code = render.exit_code(job)
                 took = render.seconds(job)
                 ctx.out.print(render.printable(
@@ -58,4 +74,4 @@ def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: floa
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Watch one job."""
-    return watch_jobs(ctx, [args.job_id], args.interval, args.max_wait)
+    return watch_jobs(ctx, [args.job_id], args.interval, args.max_wait, args.json)

@@ -107,7 +107,9 @@ def check_max_vcpus(facts: Facts, spec: JobSpec, chosen: str | None) -> Check:
     env = _managed(name, facts)
     if isinstance(env, Check):
         return env
-    if chosen is None or env.max_vcpus is None or not isinstance(facts.types, dict):
+    if isinstance(facts.types, Unknown):
+        return _unknown(name, facts.types)
+    if chosen is None or env.max_vcpus is None:
         return Check(name, UNKNOWN, "no instance type fits the request (see above)")
     per = sizing.vcpus_of(facts.types[chosen])
     need = spec.nodes * per

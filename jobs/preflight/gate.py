@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobs.client import BatchJobs
-from jobs.errors import InvalidInput
+from jobs.errors import AwsError, InvalidInput
 from jobs.preflight import checks, sizing
 from jobs.preflight.facts import Facts, Reader, Unknown, gather, quota_value, running_vcpus
 from jobs.preflight.pricing import Estimate, on_demand_price
@@ -22,6 +22,10 @@ _STYLES = {checks.PASS: "green", checks.FAIL: "bold red", checks.UNKNOWN: "yello
 
 class PreflightFailed(InvalidInput):
     """A check failed: the job could not start, so nothing is sent (exit 2)."""
+
+
+class PreflightUndecided(AwsError):
+    """No check could be decided (no credentials, reads denied): preflight says so (exit 1)."""
 
 
 @dataclass
@@ -99,10 +103,13 @@ def evaluate(facts: Facts, spec: JobSpec, per_type: _PerType) -> Report:
     ]
     timeout, attempts = _limits(facts, spec)
     price = per_type.price(chosen) if chosen else None
+    # Without a type, the fit check says why: none fits (FAIL), or the types are not known.
+    note = (price.reason if isinstance(price, Unknown)
+            else found[0].message if chosen is None and found[0].status == checks.UNKNOWN
+            else "")
     estimate = Estimate(nodes=spec.nodes, instance_type=chosen,
                         hourly_usd=price if isinstance(price, float) else None,
-                        timeout_s=timeout, attempts=attempts,
-                        price_note=price.reason if isinstance(price, Unknown) else "")
+                        timeout_s=timeout, attempts=attempts, price_note=note)
     return Report(spec, found, estimate)
 
 
@@ -141,8 +148,32 @@ def _print(console: Console, renderable: RenderableType) -> None:
         console.width = width
 
 
+def undecided(reports: list[Report]) -> list[checks.Check]:
+    """When no check of any report was decided (all UNKNOWN), one check per distinct reason."""
+    found = [c for r in reports for c in r.checks]
+    if not found or any(c.status != checks.UNKNOWN for c in found):
+        return []
+    return list({c.message: c for c in found}.values())
+
+
+def refuse_undecided(reports: list[Report]) -> None:
+    """Raise PreflightUndecided naming why, when no check could be decided."""
+    reasons = undecided(reports)
+    if reasons:
+        raise PreflightUndecided(
+            "preflight could not decide any check: " + "; ".join(c.message for c in reasons),
+            hint=next((c.hint for c in reasons if c.hint), ""))
+
+
 def show(console: Console, reports: list[Report], full: bool) -> None:
-    """The tables and cost lines (full), or one line per job when every check passed."""
+    """The tables and cost lines (full), or one line per job when every check passed, or one
+    line in all when no check could be decided (the same reason in every row says nothing)."""
+    reasons = undecided(reports)
+    if reasons:
+        console.print(Text("preflight: no check could be decided: "
+                           + "; ".join(f"{c.message}" + (f" (hint: {c.hint})" if c.hint else "")
+                                       for c in reasons)))
+        return
     for report in reports:
         counts = checks.summary(report.checks)
         if full or counts[checks.PASS] != len(report.checks):

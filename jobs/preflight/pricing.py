@@ -34,8 +34,8 @@ class Estimate:
 
     def line(self) -> str:
         """One line saying the bound and how it was reached."""
-        if self.instance_type is None:
-            return "max cost: unknown (no instance type fits the request)"
+        if self.instance_type is None:  # the note says why the types are unknown, if they are
+            return f"max cost: unknown ({self.price_note or 'no instance type fits the request'})"
         if self.hourly_usd is None:
             return f"max cost: price unknown for {self.instance_type} ({self.price_note})"
         factors = (f"{self.nodes} nodes x ${self.hourly_usd:.4f}/h ({self.instance_type} "

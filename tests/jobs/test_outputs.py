@@ -156,3 +156,33 @@ def test_hostile_outputs_file_is_refused_in_one_line(tmp_path, make, says):
     make(path)
     with pytest.raises(InvalidInput, match=re.escape(says)):
         load_outputs_file(path)
+
+
+# What terraform 1.11 prints when `output` runs in a directory whose backend changed (colours on).
+TF_ERROR = ("\x1b[31m╷\x1b[0m\x1b[0m\n\x1b[31m│\x1b[0m \x1b[0m\x1b[1m\x1b[31mError: \x1b[0m\x1b[0m"
+            "\x1b[1mBackend initialization required, please run \"terraform init\"\x1b[0m\n"
+            "\x1b[31m│\x1b[0m \x1b[0m\n\x1b[31m│\x1b[0m \x1b[0mReason: Initial configuration of "
+            "the requested backend \"s3\"\n\x1b[31m│\x1b[0m \x1b[0mwhich was not there before.\n"
+            "\x1b[31m╵\x1b[0m\x1b[0m\n")
+
+
+def test_a_failing_terraform_output_is_reported_whole_without_colour_codes(tmp_path,
+                                                                           monkeypatch):
+    stack_dir = synthesized_project(tmp_path)
+    (tmp_path / "terraform.mnp-batch.tfstate").unlink()  # nothing to fall back on
+    (stack_dir / ".terraform").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "tf-error").write_text(TF_ERROR)
+    fake = bin_dir / "terraform"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/tf-args\ncat {tmp_path}/tf-error >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    outputs = terraform_outputs(tmp_path)
+    assert outputs.values == {}
+    assert outputs.source == (
+        "no outputs for stack mnp-batch: `terraform output` failed (exit 1): Error: Backend "
+        "initialization required, please run \"terraform init\" Reason: Initial configuration "
+        "of the requested backend \"s3\" which was not there before.")
+    assert (tmp_path / "tf-args").read_text().split() == ["output", "-json", "-no-color"]

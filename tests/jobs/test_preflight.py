@@ -292,3 +292,47 @@ def test_estimate_arithmetic(nodes, hourly, timeout, attempts, usd):
 def test_registered_memory_follows_the_batch_doc_example():
     # m4.large: 8192 MiB installed, 7985 MiB seen by the agent, 32 MiB kept by the Batch AMI.
     assert registered_memory(8192) == 7985 - 32
+
+
+def test_without_credentials_preflight_exits_one_naming_them_once(aws):
+    env = {k: v for k, v in aws.env().items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = aws.cli("preflight", *JOB, env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""  # not seven identical UNKNOWN rows
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: preflight could not decide any check: ")
+    assert "no AWS credentials found" in line
+    assert "hint: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in line
+
+
+def test_without_credentials_submit_shows_one_preflight_line_not_a_table(aws):
+    env = {k: v for k, v in aws.env().items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = aws.cli("submit", *JOB, env=env)
+    assert result.returncode == 1  # SubmitJob itself fails: preflight only advises
+    first, last = result.stderr.splitlines()
+    assert first.startswith("preflight: no check could be decided: ")
+    assert "no AWS credentials found" in first and "│" not in result.stderr
+    assert last.startswith("error: no AWS credentials found")
+
+
+def test_cost_line_says_why_no_type_is_known(aws, deny):
+    deny("ec2:DescribeInstanceTypes")
+    code, found, out = report(aws)
+    assert code == 0
+    assert found["max vCPUs"]["message"] == "ec2:DescribeInstanceTypes was denied to the caller"
+    result = aws.cli("preflight", *JOB)
+    assert ("max cost: unknown (ec2:DescribeInstanceTypes was denied to the caller)"
+            in result.stdout)
+
+
+def test_without_credentials_preflight_json_still_prints_the_report(aws):
+    env = {k: v for k, v in aws.env().items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = aws.cli("preflight", *JOB, "--json", env=env)
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert {c["status"] for c in out["checks"]} == {"UNKNOWN"}
+    assert "no AWS credentials found" in out["estimate"]["note"]
+    assert result.stderr.startswith("error: preflight could not decide any check: ")
