@@ -131,6 +131,10 @@ def exported(names: str | None, blacklist: str | None,
         wanted = [n for n in sorted(environ) if n not in skip]
         wanted = [n for n in wanted if not n.upper().startswith(ENV_EXCLUDED_PREFIXES)
                   and "()" not in n]
+    reserved = [n for n in wanted if n.upper().startswith(ENV_EXCLUDED_PREFIXES)]
+    if reserved:
+        raise InvalidInput(f"--env {reserved[0]}: names starting with "
+                           f"{', '.join(ENV_EXCLUDED_PREFIXES)} are never exported")
     missing = [n for n in wanted if n not in environ]
     if missing:
         raise InvalidInput(f"--env {missing[0]}: no such variable in this shell")

@@ -119,6 +119,7 @@ BIG = "x" * (31 * 1024)
     (["-d", "jobId=a1,type=ALL", "true"], None, "--depends-on type 'ALL' is not one of"),
     (["-cf", "missing.sh"], None, "script missing.sh: FileNotFoundError"),
     (["-e", "NO_SUCH_VARIABLE", "true"], None, "--env NO_SUCH_VARIABLE: no such variable"),
+    (["-e", "AWS_REGION", "true"], None, "--env AWS_REGION: names starting with PCLUSTER_"),
     (["-e", "A", "-eb", "B", "true"], None, "--env-blacklist can be used only with --env all"),
     (["-w", "/mnt/efs/a", "-pw", "/mnt/efs", "true"], None, "cannot be used together"),
     ([], None, "no command: give COMMAND"),
@@ -147,3 +148,24 @@ def test_bad_flag_values_are_refused_by_the_parser(awsb, aws, argv, message):
     assert result.code == 2
     assert message in result.err.splitlines()[-1]
     assert aws.requests() == []
+
+
+def test_console_scripts_run_as_processes(aws):
+    """The pyproject entry points exist and exit with their main()'s code."""
+    import sys
+    import tomllib
+
+    from tests.jobs.moto_env import REPO
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    awsb = {k: v for k, v in scripts.items() if k.startswith("awsb")}
+    assert sorted(awsb) == ["awsbhosts", "awsbkill", "awsbout", "awsbqueues", "awsbstat",
+                            "awsbsub"]
+    module, _, function = awsb["awsbqueues"].partition(":")
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    ok = subprocess.run([sys.executable, "-c", code], env=aws.env(), capture_output=True,
+                        text=True, timeout=60, cwd=aws.tmp_path)
+    assert ok.returncode == 0 and QUEUE in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "no_such"], env=aws.env(),
+                         capture_output=True, text=True, timeout=60, cwd=aws.tmp_path)
+    assert bad.returncode == 1 and bad.stderr.startswith("awsbqueues: error: no job queue")
