@@ -1,0 +1,1 @@
+"""ParallelCluster's awsbatch commands (awsbsub, awsbstat, ...) over the jobs CLI."""
