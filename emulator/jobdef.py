@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+# What an EFA stack's node properties hold that Terraform renders at plan (stacks/scheduling.py):
+# an environment chosen by a bool variable, and the uverbs devices from a local.
+_CHOICE = re.compile(r"%\{ if var\.(\w+) \}(.*?)%\{ else \}(.*?)%\{ endif \}", re.S)
+_DEVICES = re.compile(r"\$\{jsonencode\(local\.\w*efa\w*\)\}")
+# This machine has no EFA device to pass in: the rendered definition lists none, and the
+# launcher then finds none (an Open MPI image exits 4 naming it; an MPICH one runs TCP).
+NO_DEVICES = "[]"
 
 
 class JobDefinitionError(ValueError):
@@ -39,18 +48,26 @@ def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
     resource = found[0]
     timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
     try:
-        props = json.loads(resource["node_properties"])
+        props = json.loads(render_plan_time(resource["node_properties"], config))
     except ValueError:
-        # An EFA stack's node properties are a Terraform template rendered at plan (its
-        # device list depends on the instance type); no EFA device exists here anyway.
-        raise JobDefinitionError("the job definition is rendered by Terraform at plan (an "
-                                 "ENABLE_EFA=1 stack): run-local runs the TCP stack; "
-                                 "synthesize without ENABLE_EFA") from None
+        raise JobDefinitionError("the job definition holds a Terraform template run-local "
+                                 "cannot render (run `make synth` again)") from None
     attempts = resource.get("retry_strategy", {}).get("attempts")
     return {"jobDefinitionName": resource.get("name", ""), "type": "multinode",
             "nodeProperties": props,
             "retryStrategy": {"attempts": int(attempts)} if attempts else {},
             "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
+
+
+def render_plan_time(text: str, config: dict[str, Any]) -> str:
+    """An ENABLE_EFA=1 stack's node properties as plan renders them with the variables'
+    defaults, except the EFA devices, which this machine does not have (NO_DEVICES)."""
+    variables = config.get("variable", {})
+
+    def choose(m: re.Match[str]) -> str:
+        return m.group(2) if variables.get(m.group(1), {}).get("default") else m.group(3)
+
+    return _DEVICES.sub(NO_DEVICES, _CHOICE.sub(choose, text))
 
 
 def access_point_owner(config: dict[str, Any]) -> tuple[int, int]:

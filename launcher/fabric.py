@@ -6,9 +6,12 @@ MPI_Init fails instead of quietly using TCP. Every node also checks itself befor
 starts, so a node without EFA ends the attempt within seconds with the retryable node-lost
 code, naming the node and what it lacks.
 
-MPICH is refused for `efa`/`ofi-tcp`: Debian's MPICH is built `ch4:ucx` (`mpichversion`),
-which never reads FI_PROVIDER, so setting it would be exactly the silent fallback this
-module exists to prevent.
+MPICH cannot be held to a libfabric provider: Debian's MPICH is built `ch4:ucx`
+(`mpichversion`), which never reads FI_PROVIDER and has no EFA transport. `ofi-tcp` (only ever
+chosen by hand) is refused with it. `efa` is what an EFA stack's job definition sets for every
+image, so with MPICH the launcher runs MPI's own TCP instead and says so (a warning on every
+start, naming the MPI and what to use for EFA): not a fallback after a failure, but what the
+image can do, decided before anything starts and the same on every node.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launcher import flavours
 from launcher.contract import NETWORK_ENV
 
 # MNP_NETWORK value -> the libfabric provider it forces (None: nothing forced).
@@ -98,7 +102,7 @@ def mpi_forcing(fabric: Fabric, flavour: str, user_args: Sequence[str] | None,
     carries the same values to ranks, so a definition's OMPI_MCA_pml=ob1 cannot undo them.
     """
     forced = fabric.forced_mca()
-    if not forced:
+    if not forced or tcp_only(fabric, flavour):
         return [], {}
     if flavour not in OPENMPI:
         raise FabricError(
@@ -115,6 +119,19 @@ def mpi_forcing(fabric: Fabric, flavour: str, user_args: Sequence[str] | None,
     new_env = {f"OMPI_MCA_{k}": v for k, v in forced.items()}
     new_env["FI_PROVIDER"] = str(fabric.provider)
     return args, new_env
+
+
+def tcp_only(fabric: Fabric, flavour: str) -> bool:
+    """An MPI without a libfabric path on an EFA job definition: it runs its own TCP."""
+    return fabric.name == "efa" and flavour not in OPENMPI
+
+
+def tcp_note(fabric: Fabric, flavour: str) -> str:
+    """The warning a tcp_only run logs on every node."""
+    return (f"{NETWORK_ENV}={fabric.name}, but {flavour} has no libfabric path (Debian's MPICH is "
+            "ch4:ucx, and UCX has no EFA transport): running over TCP on the node's own "
+            f"interface; for EFA use an Open MPI built with libfabric ({', '.join(OPENMPI)}), "
+            f"or set {NETWORK_ENV}=tcp to say TCP is meant")
 
 
 def overridden(forced_env: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
@@ -138,10 +155,21 @@ def libfabric(mpiexec: str | None) -> str | None:
     return ctypes.util.find_library("fabric")
 
 
-def check(fabric: Fabric, mpiexec: str | None) -> str | None:
-    """What this node lacks for `fabric` (one line), or None when it can run it."""
+def check(fabric: Fabric, mpiexec: str | None, flavour: str | None = None) -> str | None:
+    """What this node lacks for `fabric` (one line), or None when it can run it.
+
+    Without `flavour` (a child node), an EFA check first asks which MPI this is.
+    """
     provider = fabric.provider
     if provider is None:
+        return None
+    if provider == "efa" and flavour is None and mpiexec:
+        try:
+            flavour = flavours.resolve(os.environ.get(flavours.MPI_ENV) or None, mpiexec).name
+        except (flavours.FlavourError, KeyError):
+            flavour = None  # the main node reports an unknown MPI; check the fabric as asked
+    if flavour is not None and tcp_only(fabric, flavour):
+        log.warning("%s", tcp_note(fabric, flavour))
         return None
     missing = []
     if provider == "efa" and not glob.glob(EFA_DEVICES):
@@ -223,7 +251,7 @@ def prepare(index: int, network: Fabric, flavour: str, user_args: Sequence[str] 
     FabricError: the combination cannot be forced (usage); Unusable: this node lacks it.
     """
     args, env = mpi_forcing(network, flavour, user_args, os.environ)
-    missing = check(network, mpiexec)
+    missing = check(network, mpiexec, flavour)
     if missing:
         raise Unusable(unusable(index, own_address(), socket.gethostname(), network.name,
                                 missing))

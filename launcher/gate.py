@@ -1,10 +1,13 @@
 """The network self-check gate (MNP_PRECHECK=1): prove every node pair before the user's run.
 
-On the main node, after the rendezvous, the launcher runs a check (default `python -m solver
-netcheck`) across the same nodes, one rank each, with the same mpiexec and settings as the
-user's command. This module decides from the check's JSON line whether the attempt goes on,
-writes `network.json` beside the run's other output and logs a summary; an unreachable or
-far-too-slow node fails the attempt with the node-lost code, which Batch retries elsewhere.
+On the main node, after the rendezvous, the launcher runs a check across the same nodes, one
+rank each, with the same mpiexec and settings as the user's command: MNP_PRECHECK_COMMAND when
+set, else `python -m solver netcheck` (an MPI ping-pong) when the image has this project's
+solver, else the launcher's own TCP pair check (`launcher.pairs`, standard library only, so any
+image with an MPI can run it); the log and `network.json` say which ran. This module decides
+from the check's JSON line whether the attempt goes on, writes `network.json` beside the run's
+other output and logs a summary; an unreachable or far-too-slow node fails the attempt with
+the node-lost code, which Batch retries elsewhere.
 """
 
 from __future__ import annotations
@@ -12,21 +15,26 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher import contract, procs, settings
+from launcher import contract, pairs, procs, settings
 from launcher.rendezvous import log
 
 PRECHECK_ENV = contract.PRECHECK_ENV
 COMMAND_ENV = "MNP_PRECHECK_COMMAND"
 TIMEOUT_ENV = "MNP_PRECHECK_TIMEOUT"
 DEFAULT_COMMAND = ("python", "-m", "solver", "netcheck")
+# The launcher's own Python runs its pair check: the same path on every node of one image.
+PAIR_COMMAND = (sys.executable, "-m", "launcher.pairs")
+SOLVER_CHECK = "solver netcheck (MPI ping-pong)"
 REPORT_NAME = "network.json"
 # A node is slow when every one of its pairs takes longer, at one message size, than
 # max(FACTOR x reference, reference + FLOOR_S), the reference being the median of the pairs
@@ -43,7 +51,7 @@ TRANSPORT_KEYS = ("pml", "mtl", "btl", "mtl_ofi_provider_include", "btl_tcp_if_i
 
 
 class GateError(ValueError):
-    """MNP_PRECHECK or its companions are wrong, or the default check cannot run here."""
+    """MNP_PRECHECK or its companions are wrong."""
 
 
 @dataclass(frozen=True)
@@ -148,14 +156,15 @@ def requested(env: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class Check:
-    """The check to run and its deadline, from MNP_PRECHECK_* (None from `configured` = off)."""
+    """The check to run, its deadline and which it is (None from `configured` = off)."""
 
     command: tuple[str, ...]
     timeout: float
+    which: str = COMMAND_ENV
 
     @classmethod
     def configured(cls, env: Mapping[str, str]) -> Check | None:
-        """Read MNP_PRECHECK (0/unset off, 1 on) and its command; GateError names bad values."""
+        """MNP_PRECHECK (0/unset off, 1 on) and the check chosen; GateError names bad values."""
         if not requested(env):
             return None
         try:
@@ -163,9 +172,21 @@ class Check:
             timeout = settings.value(env, TIMEOUT_ENV)
         except settings.SettingError as e:
             raise GateError(str(e)) from None
-        if custom is None:
-            _importable(env)
-        return cls(custom or DEFAULT_COMMAND, timeout)
+        if custom is not None:
+            return cls(custom, timeout)
+        missing = _solver_missing(env)
+        if missing is None:
+            return cls(DEFAULT_COMMAND, timeout, SOLVER_CHECK)
+        return cls(PAIR_COMMAND, timeout, f"{pairs.LABEL} (no solver in this image: {missing})")
+
+    def command_for(self, nodes: Sequence[NodeRef]) -> list[str]:
+        """The command each rank runs; the pair check learns rank 0's address and port."""
+        if self.command != PAIR_COMMAND:
+            return list(self.command)
+        # A quarter of the gate's deadline per wait, so that the check names a silent node
+        # itself before the gate gives up on it.
+        return [*self.command, "--main", f"{nodes[0].ip}:{free_port(nodes[0].ip)}",
+                "--nodes", str(len(nodes)), "--timeout", f"{self.timeout / 4:g}"]
 
     def run(self, argv: Sequence[str], env: Mapping[str, str],
             supervise: Callable[[subprocess.Popen[bytes]], tuple[int, str | None]],
@@ -176,8 +197,8 @@ class Check:
         run names the same nodes: a retry costs a whole new allocation, a hiccup on a busy
         host passes, and a slow link stays slow.
         """
-        log.info("network check: %s across %d nodes, one rank each", shlex.join(self.command),
-                 len(nodes))
+        log.info("network check: %s: %s across %d nodes, one rank each", self.which,
+                 shlex.join(self.command), len(nodes))
         first: Verdict | None = None
         for _ in range(2):
             outcome = self._once(argv, env, supervise, nodes)
@@ -197,7 +218,7 @@ class Check:
                         verdict.line)
         if first is not None and verdict.code == contract.OK:
             verdict.line += f" (on the second run; the first found: {first.line})"
-        write_report(env, job, reports, nodes, verdict)
+        write_report(env, job, reports, nodes, verdict, self.which)
         (log.info if verdict.code == contract.OK else log.error)("%s", verdict.line)
         return verdict.code
 
@@ -235,20 +256,25 @@ _FIND_CHECK = ("import importlib.util as u\n"
                "        raise SystemExit(f'No module named {name!r}')\n")
 
 
-def _importable(env: Mapping[str, str]) -> None:
-    """The default check needs this project's solver (and mpi4py) in the ranks' Python."""
+def _solver_missing(env: Mapping[str, str]) -> str | None:
+    """Why the ranks' Python cannot run `solver netcheck` (None: it can)."""
     try:
         proc = subprocess.run([DEFAULT_COMMAND[0], "-c", _FIND_CHECK],
                               capture_output=True, text=True, timeout=120, env=dict(env),
                               stdin=subprocess.DEVNULL)
         why = (proc.stderr.strip().splitlines() or ["no output"])[-1] if proc.returncode else ""
+    except FileNotFoundError:
+        why = f"no {DEFAULT_COMMAND[0]!r} on PATH"
     except (OSError, subprocess.TimeoutExpired) as e:
         why = str(e)
-    if why:
-        raise GateError(f"{PRECHECK_ENV}=1 but the default check ({shlex.join(DEFAULT_COMMAND)}) "
-                        f"cannot run here: {why}. Install this project's solver package in the "
-                        f"image, set {COMMAND_ENV} to a check that prints the netcheck JSON "
-                        f"line, or set {PRECHECK_ENV}=0")
+    return why or None
+
+
+def free_port(ip: str) -> int:
+    """A port nothing listens on at `ip` now (rank 0 of the pair check runs on this node)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((ip, 0))
+        return int(sock.getsockname()[1])
 
 
 def _reports(out: Sequence[bytes]) -> list[dict]:
@@ -281,7 +307,7 @@ def _log_pairs(reports: Sequence[Mapping], nodes: Sequence[NodeRef]) -> None:
 
 
 def write_report(env: Mapping[str, str], job: str, reports: Sequence[Mapping],
-                 nodes: Sequence[NodeRef], verdict: Verdict) -> Path | None:
+                 nodes: Sequence[NodeRef], verdict: Verdict, which: str = "") -> Path | None:
     """`$OUTPUT_PATH/<job id>/network.json` (the solver's layout), written atomically."""
     root = env.get(contract.OUTPUT_PATH_ENV, "").strip()
     if not root:
@@ -291,7 +317,7 @@ def write_report(env: Mapping[str, str], job: str, reports: Sequence[Mapping],
     path = Path(root) / job / REPORT_NAME
     summary = next((r for r in reports if "pairs" in r), {})
     report = {"ok": verdict.code == contract.OK, "exit_code": verdict.code,
-              "verdict": verdict.line, "attempt": env.get("AWS_BATCH_JOB_ATTEMPT"),
+              "verdict": verdict.line, "which": which, "attempt": env.get("AWS_BATCH_JOB_ATTEMPT"),
               "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "nodes": [{"rank": r, "index": n.index, "ip": n.ip} for r, n in enumerate(nodes)],
               "slow": {str(r): why for r, why in verdict.slow.items()},

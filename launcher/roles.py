@@ -344,7 +344,7 @@ def _precheck(check: gate.Check, node: BatchNode, world: _World, term: TermSigna
               server: Server) -> int:
     """The MNP_PRECHECK gate: the check across the same nodes, one rank each (0 goes on)."""
     nodes = [gate.NodeRef(world.order[k], ip) for k, (ip, _) in enumerate(world.hosts)]
-    argv = world.argv(list(check.command), one_rank_each=True)
+    argv = world.argv(check.command_for(nodes), one_rank_each=True)
     log.info("transport settings (network check): %s", gate.transport_settings(argv, world.env))
     code = check.run(argv, world.env, lambda proc: _supervise(proc, term, server), nodes,
                      node.job)

@@ -156,7 +156,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("MNP_PRECHECK_TIMEOUT", "precheck_timeout", seconds(1, DAY), 120.0, "120",
          "seconds the network check may take before the attempt fails (exit 4)"),
     Knob("MNP_PRECHECK_COMMAND", "precheck_command", WORDS, None,
-         "python -m solver netcheck", "the network check to run, one rank per node"),
+         "solver netcheck, else launcher.pairs", "the network check to run, one rank per node"),
     Knob(contract.RENDEZVOUS_SECRET_ENV, "secret",
          Kind(_secret, f"at least {MIN_SECRET} random characters "
                                                   "(the stack's secret has 64)"), None, "none",

@@ -87,9 +87,27 @@ def test_requests_that_do_not_fit_are_refused(synthesized_config: dict) -> None:
     with pytest.raises(JobDefinitionError, match="0 multi-node job definitions"):
         multinode_definition({"resource": {}})
     template = {"resource": {"aws_batch_job_definition": {"d": {
-        "type": "multinode", "node_properties": '{"devices": ${jsonencode(local.efa)}}'}}}}
-    with pytest.raises(JobDefinitionError, match="synthesize without ENABLE_EFA"):
+        "type": "multinode", "node_properties": '{"devices": ${jsonencode(local.other)}}'}}}}
+    with pytest.raises(JobDefinitionError, match="a Terraform template run-local cannot render"):
         multinode_definition(template)
+
+
+@pytest.mark.parametrize(("enabled", "network"), [(True, "efa"), (False, "tcp")])
+def test_an_efa_stacks_definition_renders_as_plan_would_without_devices(
+        enabled: bool, network: str) -> None:
+    props = ('{"numNodes": 2, "nodeRangeProperties": [{"targetNodes": "0:", "container": {'
+             '"environment": [%{ if var.enable_efa }{"name": "MNP_NETWORK", "value": "efa"}, '
+             '{"name": "MNP_PRECHECK", "value": "1"}%{ else }{"name": "MNP_NETWORK", '
+             '"value": "tcp"}%{ endif }], "linuxParameters": {"devices": '
+             '${jsonencode(local.efa_devices)}}}}]}')
+    config = {"variable": {"enable_efa": {"default": enabled}},
+              "resource": {"aws_batch_job_definition": {"d": {
+                  "type": "multinode", "node_properties": props}}}}
+    container = multinode_definition(config)["nodeProperties"]["nodeRangeProperties"][0][
+        "container"]
+    assert container["environment"][0] == {"name": "MNP_NETWORK", "value": network}
+    assert len(container["environment"]) == (2 if enabled else 1)
+    assert container["linuxParameters"]["devices"] == []
 
 
 def test_run_local_without_a_synthesized_stack_says_to_synth(tmp_path: Path) -> None:

@@ -3,6 +3,11 @@ fixtures (imported so pytest sees them here too)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,3 +38,21 @@ def example_image() -> Callable[[str], str]:
                                   base_arg="BASE_IMAGE")
 
     return _build
+
+
+# The stack an EFA user synthesizes (README: ENABLE_EFA=1 with EFA-capable instance types).
+EFA_SETTINGS = {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def efa_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The ENABLE_EFA=1 stack's Terraform JSON (its job definition: MNP_NETWORK=efa, the OFI
+    settings and MNP_PRECHECK=1)."""
+    out = tmp_path_factory.mktemp("efa-project")
+    shutil.copy(REPO / "cdktf.json", out)
+    env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_NAME", "MAX_VCPUS")}
+    env.update(EFA_SETTINGS, PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1",
+               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    subprocess.run([sys.executable, str(REPO / "main.py")], cwd=out, env=env, check=True,
+                   capture_output=True, timeout=300)
+    return json.loads((out / "cdktf.out" / "stacks" / "mnp-batch" / "cdk.tf.json").read_text())

@@ -3,6 +3,7 @@ READMEs say: run on 3 containers with awsvpc's `ecs-eth0`, as Batch runs them.""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -234,3 +235,37 @@ def test_a_node_that_never_starts_ends_the_job_with_exit_3(
     assert "rendezvous timeout after 5s: node(s) 2 never reported" in err
     assert f", {FLAVOUR[name]} (" in err  # the flavour was detected: this MPI's path
     assert set(codes) == {0, 1} and None not in codes.values()
+
+
+# This machine has no EFA device (run-local's rendering passes none in). Open MPI images are
+# told ofi-tcp, as a user without EFA would: the same OFI path (pml cm, mtl ofi) over libfabric's
+# tcp provider. MPICH's image runs as the EFA definition says (MNP_NETWORK=efa: its own TCP).
+WITHOUT_EFA_DEVICES = {"lammps": {"MNP_NETWORK": "ofi-tcp"}, "bagel": {}}
+EXAMPLE_RUN = {"lammps": MELT, "bagel": HF}
+
+
+@pytest.mark.containers
+@needs_engine
+@pytest.mark.parametrize("name", ["lammps", "bagel"])
+def test_each_example_passes_the_efa_definitions_network_check_and_runs(
+        name: str, example_image, efa_config: dict, scratch: Path) -> None:
+    with _job(efa_config, example_image(name), scratch, 3, EXAMPLE_RUN[name],
+              env=WITHOUT_EFA_DEVICES[name]) as job:
+        job.start()
+        code = job.wait(240)
+        out, err = job.output(0)
+        child = job.output(1)[1]
+    assert code == 0, err[-3000:]
+    # No solver in these images: the launcher's own check ran, and said so.
+    assert "network check: launcher TCP pair check (no solver in this image: " in err
+    assert "network check passed: 3 pairs of 3 nodes" in err
+    report = json.loads(next((scratch / "efs").rglob("network.json")).read_text())
+    assert report["ok"] is True and report["which"].startswith("launcher TCP pair check")
+    assert sorted(p["ranks"] for p in report["check"]["pairs"]) == [[0, 1], [0, 2], [1, 2]]
+    if name == "bagel":
+        assert "MNP_NETWORK=efa, but mpich has no libfabric path" in err
+        assert "MNP_NETWORK=efa, but mpich has no libfabric path" in child
+        assert _scf(out)[0] == pytest.approx(-76.0267, abs=1e-4)
+    else:
+        assert "MNP_NETWORK=ofi-tcp: forcing --mca pml cm --mca mtl ofi" in err
+        assert _thermo(out)[0] == 3

@@ -63,11 +63,30 @@ def test_open_mpi_is_forced_onto_the_ofi_mtl(flavour: str, network: str, provide
                    "OMPI_MCA_mtl_ofi_provider_include": provider, "FI_PROVIDER": provider}
 
 
-@pytest.mark.parametrize("network", ["efa", "ofi-tcp"])
-def test_mpich_is_refused_rather_than_left_to_fall_back(network: str) -> None:
-    with pytest.raises(FabricError, match=f"MNP_NETWORK={network} needs Open MPI.*mpich.*"
+def test_mpich_is_refused_ofi_tcp_which_only_a_user_chooses() -> None:
+    with pytest.raises(FabricError, match="MNP_NETWORK=ofi-tcp needs Open MPI.*mpich.*"
                                           "ch4:ucx.*MNP_NETWORK=tcp"):
-        fabric.mpi_forcing(Fabric(network), "mpich", None, {})
+        fabric.mpi_forcing(Fabric("ofi-tcp"), "mpich", None, {})
+
+
+def test_mpich_on_an_efa_definition_runs_tcp_and_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # An EFA stack's job definition sets MNP_NETWORK=efa for every image, MPICH ones too.
+    assert fabric.mpi_forcing(Fabric("efa"), "mpich", None, {}) == ([], {})
+    assert fabric.check(Fabric("efa"), None, "mpich") is None  # no EFA device needed
+    assert "MNP_NETWORK=efa, but mpich has no libfabric path" in caplog.text
+    assert "running over TCP on the node's own interface" in caplog.text
+
+
+def test_a_child_node_asks_its_mpi_before_checking_for_efa(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hydra = tmp_path / "mpiexec"
+    hydra.write_text("#!/bin/sh\necho 'HYDRA build details:'\n")
+    hydra.chmod(0o755)
+    monkeypatch.delenv("MNP_MPI", raising=False)
+    assert fabric.check(Fabric("efa"), str(hydra)) is None
+    monkeypatch.setenv("MNP_MPI", "openmpi4")  # told Open MPI: the EFA device is required
+    assert "no /dev/infiniband/uverbs* device" in (fabric.check(Fabric("efa"), str(hydra)) or "")
 
 
 def test_mpiexec_args_that_contradict_the_forcing_are_refused() -> None:
