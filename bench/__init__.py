@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` (see BENCHMARKS.md and the README)."""
+"""Benchmarks: `make bench` (see BENCHMARKS.md and bench/README.md)."""

@@ -212,7 +212,7 @@ def find_outputs(outputs_file: str | None, stack: str | None) -> StackOutputs:
         return load_outputs_file(Path(path), stack)
     root = project_root()
     found = terraform_outputs(root, stack)
-    # The README's `npx cdktf deploy --outputs-file outputs.json` leaves this in the root.
+    # stacks/README.md's `npx cdktf deploy --outputs-file outputs.json` leaves this in the root.
     if not found.values and (root / "outputs.json").is_file():
         return load_outputs_file(root / "outputs.json", stack)
     return found

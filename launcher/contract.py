@@ -1,4 +1,4 @@
-"""The facts of ../shared/CONTRACTS.md that several parts share: exit codes and the Batch
+"""The facts of docs/CONTRACTS.md that several parts share: exit codes and the Batch
 retry rules that follow from them, the environment names, the EFS mount path, the image-tag rule.
 
 One source for the solver, the launcher, the jobs CLI (a submit-time retryStrategy replaces

@@ -188,7 +188,7 @@ def step(u: np.ndarray, out: np.ndarray, coeffs: tuple[float, ...],
         _step_3d(u, out, coeffs[0], coeffs[1], coeffs[2], *g)
 
 
-MAX_DEPTH = {2: 8, 3: 2}  # steps fused per sweep: 2-D reaches copy speed at ~6 (see README)
+MAX_DEPTH = {2: 8, 3: 2}  # steps fused per sweep: 2-D reaches copy speed at ~6 (solver/README.md)
 
 
 def sweep_buffer(shape: tuple[int, ...], depth: int) -> np.ndarray:

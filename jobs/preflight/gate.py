@@ -87,7 +87,7 @@ def _limits(facts: Facts, spec: JobSpec) -> tuple[int | None, int]:
 
 
 def evaluate(facts: Facts, spec: JobSpec, per_type: _PerType) -> Report:
-    """Every check for one spec, in the README's order, and the cost bound."""
+    """Every check for one spec, in jobs/README.md's order, and the cost bound."""
     chosen = checks.choose(facts, spec)
     env = facts.environment
     spot = getattr(env, "resource_type", "") == "SPOT"
