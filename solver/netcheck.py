@@ -22,6 +22,7 @@ from mpi4py import MPI
 
 from launcher import contract
 from launcher.inputs import whole_number_arg
+from launcher.pairs import rounds
 from solver.commcheck import (
     VERIFY_ROUNDS,
     Parser,
@@ -57,19 +58,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.iterations < 1 or args.repeats < 1 or not args.timeout > 0:
         raise UsageError("--iterations, --repeats and --timeout must be positive")
     return args
-
-
-def rounds(n: int) -> list[list[tuple[int, int]]]:
-    """The circle method: every pair of ``range(n)`` once, each rank in <= 1 pair per round."""
-    ring: list[int | None] = [*range(n), *([None] if n % 2 else [])]
-    m = len(ring)
-    schedule = []
-    for _ in range(m - 1):
-        pairs = [(ring[i], ring[m - 1 - i]) for i in range(m // 2)]
-        schedule.append([(min(a, b), max(a, b)) for a, b in pairs
-                         if a is not None and b is not None])
-        ring = [ring[0], ring[-1], *ring[1:-1]]
-    return schedule
 
 
 def _schedule(args: argparse.Namespace) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8])
 def test_rounds_meet_every_pair_once_with_disjoint_pairs_per_round(n: int) -> None:
-    from solver.netcheck import rounds
+    from launcher.pairs import rounds
 
     schedule = rounds(n)
     met = [pair for pairs in schedule for pair in pairs]
