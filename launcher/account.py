@@ -20,7 +20,8 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
-RUN_AS_ENV = "MNP_RUN_AS"
+from launcher.contract import RUN_AS_ENV
+
 # prctl(2) option numbers (linux/prctl.h)
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
 
