@@ -89,6 +89,11 @@ def _names(text: str) -> tuple[str, ...]:
 def _directory(text: str) -> str:
     if not text.startswith("/"):
         raise ValueError("not an absolute path")
+    if os.path.normpath(text).startswith(contract.EFS_MOUNT_PATH.rstrip("/") + "/") \
+            or os.path.normpath(text) == contract.EFS_MOUNT_PATH:
+        # Every job of the stack writes EFS as one user: they could read this job's keys.
+        raise ValueError("on the shared file system, where every job of the stack could read "
+                         "this job's ssh keys")
     return text
 
 
@@ -172,7 +177,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("MNP_SSH_PORT", "ssh_port", PORT, None, "a free port",
          "TCP port of a child's sshd", multi_node=True),
     Knob("MNP_STATE_DIR", "state_dir", Kind(_directory, "an absolute path of an existing, "
-                                            "writable directory"), None, "$TMPDIR",
+                                            "writable directory off the EFS mount"), None,
+         "$TMPDIR",
          "where each node keeps its keys and configs for the attempt (removed at the end)"),
     Knob("MNP_FORWARD_ENV", "forward_env", Kind(_names, "variable names separated by commas"),
          (), "none", "more variables every rank gets from the main node"),
