@@ -79,7 +79,12 @@ def become(account: Account) -> None:
         raise AccountError(f"{RUN_AS_ENV}={account}: uid {account.uid} has no account in "
                            "this image's /etc/passwd (sshd admits users by name)") from None
     for cap in range(_last_cap() + 1):
-        _prctl(PR_CAPBSET_DROP, cap)
+        try:
+            _prctl(PR_CAPBSET_DROP, cap)
+        except AccountError:
+            # Without CAP_SETPCAP (a definition that drops it): the uid change and
+            # no_new_privs below already leave nothing to gain, the bounding set is extra.
+            break
     os.setgroups([])
     os.setresgid(account.gid, account.gid, account.gid)
     os.setresuid(account.uid, account.uid, account.uid)
