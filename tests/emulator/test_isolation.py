@@ -67,24 +67,29 @@ print(json.dumps({'uid': os.getuid(), 'found': len(found), 'pid1': dict(unreadab
                   'cap_bnd': status['CapBnd'].strip()}), flush=True)
 """
 
-# Rewrites every checkpoint of the job directory argv 1: a changed field, sealed again under
-# the attacker's own key (the best it can do without the victim's).
+# Forges the victim's checkpoints in the job directory argv 1, the two ways a job without the
+# victim's key has: its newest checkpoint rewritten (a changed field) under a plain SHA-256,
+# and a newer one made from it under the attacker's own key (when it has one).
 REWRITE = r"""
-import json, os, sys
+import json, os, shutil, sys
 from pathlib import Path
 import numpy as np
 from solver import seal
-key = os.environ['MNP_CHECKPOINT_KEY'].split(',')[0].encode()
+own = os.environ.get('MNP_CHECKPOINT_KEY')
+newest = sorted(Path(sys.argv[1]).glob('checkpoints/step-*/meta.json'))[-1].parent
+meta = json.loads((newest / 'meta.json').read_text())
+later = newest.with_name(f"step-{meta['step'] + 8:010d}")
+shutil.copytree(newest, later)
 done = []
-for meta_path in sorted(Path(sys.argv[1]).glob('checkpoints/*/meta.json')):
-    field = meta_path.with_name('field.npy')
-    u = np.load(field)
-    np.save(field, u + 1.0)
-    meta = json.loads(meta_path.read_text())
-    meta['seal'], _ = seal.seal(meta, str(field), key)
-    meta_path.write_text(json.dumps(meta))
-    done.append(meta_path.parent.name)
-print(json.dumps({'rewritten': done}), flush=True)
+for folder, key, step in ((newest, None, meta['step']),
+                          (later, own and own.split(',')[0].encode(), meta['step'] + 8)):
+    field = folder / 'field.npy'
+    np.save(field, np.load(field) + 1.0)
+    forged = {**meta, 'step': step, 't': step * meta['dt']}
+    forged['seal'], _ = seal.seal(forged, str(field), key)
+    (folder / 'meta.json').write_text(json.dumps(forged))
+    done.append([folder.name, forged['seal'].split(':')[0]])
+print(json.dumps({'forged': done}), flush=True)
 """
 
 
@@ -147,7 +152,8 @@ def test_a_job_cannot_join_reach_a_shell_on_or_rewrite_the_checkpoints_of_anothe
     job_dir = scratch / "efs" / "out" / "victim"
     got = _attacker(synthesized_config, image, scratch, stack,
                     ["python", "-c", REWRITE, "/mnt/efs/out/victim"], "rewriter")
-    assert got["rewritten"], got  # it could write there: EFS is shared, one user
+    # It could write there (EFS is shared, one user), as plain and as its own key's seal.
+    assert [kind for _, kind in got["forged"]] == ["sha256", "hmac-sha256"], got
     again = _job(synthesized_config, scratch, 3, command, "victim", stack, attempt=2)
     again.image = image
     with again:
@@ -155,8 +161,9 @@ def test_a_job_cannot_join_reach_a_shell_on_or_rewrite_the_checkpoints_of_anothe
         assert again.wait(300) == 0, again.output(0)[1]
         summary = json.loads(again.output(0)[0].strip().splitlines()[-1])
         err = again.output(0)[1]
-    assert "skipped checkpoint /mnt/efs/out/victim/checkpoints/" in err
-    assert "seal mismatch" in err
+    for name, kind in got["forged"]:
+        why = "seal mismatch" if kind == "hmac-sha256" else "sealed without a key"
+        assert f"skipped checkpoint /mnt/efs/out/victim/checkpoints/{name}: {why}" in err, err
     for key in COMPARED:
         assert summary[key] == pytest.approx(ref[key], rel=1e-12, abs=0), key
     np.testing.assert_array_equal(np.load(job_dir / "field.npy"), ref_field)
