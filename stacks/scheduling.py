@@ -101,8 +101,8 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         ],
         "jobRoleArn": wiring.job_role_arn,
         "executionRoleArn": wiring.execution_role_arn,
-        # Maps to `docker run --user` (Batch API ContainerProperties, user): the image's
-        # USER is the job's account; root here is for the launcher only (see RUN_AS_ENV).
+        # `docker run --user` (docs.aws.amazon.com/batch/latest/APIReference/
+        # API_ContainerProperties.html, user): root for the launcher only (see RUN_AS_ENV).
         "user": "0:0",
         "privileged": False,
         "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
