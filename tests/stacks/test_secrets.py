@@ -1,4 +1,4 @@
-"""The per-stack rendezvous secret: created, injected into multi-node jobs, readable by one role."""
+"""The per-stack rendezvous secret: created, injected into every job, readable by one role."""
 
 from __future__ import annotations
 
