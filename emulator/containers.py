@@ -66,6 +66,20 @@ def _refused(image: str, limit: str) -> str | None:
     return _refused_ulimits[key]
 
 
+def stack_secret_values(path: Path) -> dict[str, str]:
+    """The local stand-in for the stack's Secrets Manager secret, kept at `path` (0600, made
+    once): the same for every job and attempt of the local stack, as on Batch, so that a
+    retry or `--restart-from` accepts the checkpoints sealed under a key derived from it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return {RENDEZVOUS_SECRET_ENV: path.read_text().strip()}
+
+
 def cleanup_stale() -> None:
     """Remove containers and networks of runs whose owning process is gone."""
     res = docker("ps", "-a", "--filter", f"label={LABEL_OWNER}", "--format",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from jobs.errors import InvalidInput
 from launcher import settings
 from launcher.contract import (
+    CHECKPOINT_KEY_ENV,
     IMAGE_TAG_PATTERN,
     INPUT_PATH_ENV,
     MAX_VCPUS_PER_NODE,
@@ -206,6 +207,9 @@ def check_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
         if name == RENDEZVOUS_SECRET_ENV:
             raise InvalidInput(f"--env {name}: every node reads it from the stack's Secrets "
                                "Manager secret (the job definition's secrets), never a submit")
+        if name == CHECKPOINT_KEY_ENV:
+            raise InvalidInput(f"--env {name}: the launcher derives each job's own from the "
+                               "stack's secret, never a submit")
         if merged.get(name, value) != value:
             raise InvalidInput(f"--env {name} is given twice with different values "
                                f"({merged[name]!r} and {value!r})")

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from launcher import __version__, contract, procs, settings
+from launcher import __version__, account, contract, jobkeys, procs, settings
 from launcher.flavours import FlavourError, resolve
 from launcher.inputs import mpi_starter_refusal
 from launcher.node import BatchNode, Settings
@@ -32,6 +32,32 @@ def _logging(prefix: str) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+def _isolate(knobs: Settings) -> int | None:
+    """Become MNP_RUN_AS before anything starts; the exit code if that cannot be done."""
+    run_as, root = knobs.run_as, account.is_root()
+    if run_as is not None and root:
+        try:
+            account.become(run_as)
+        except (account.AccountError, OSError) as e:
+            log.error("cannot become %s=%s: %s", account.RUN_AS_ENV, run_as, e)
+            return contract.USAGE
+        log.info("running as uid %d gid %d from here on, without capabilities; the stack's "
+                 "secret stays in this non-dumpable process", run_as.uid, run_as.gid)
+        return None
+    if run_as is not None and (os.getuid(), os.getgid()) != (run_as.uid, run_as.gid):
+        log.error("%s=%s: the launcher runs as uid %d gid %d, not root, so it cannot become "
+                  "that account (start the container as root: the job definition's user "
+                  "0:0)", account.RUN_AS_ENV, run_as, os.getuid(), os.getgid())
+        return contract.USAGE
+    if knobs.secret is not None:
+        log.warning("the job's programs run as the launcher's own user (uid %d): they can "
+                    "read %s (/proc/1/environ, this process) and with it join, or reach a "
+                    "shell on, any job of the stack and forge its checkpoints; start the "
+                    "container as root with %s=UID:GID to keep it from them",
+                    os.getuid(), SECRET_ENV, account.RUN_AS_ENV)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return contract.USAGE
     # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
     os.environ.pop(SECRET_ENV, None)
+    if knobs.secret is not None:
+        # This job's own key only: the ranks seal with it, no other job's ranks can.
+        os.environ[contract.CHECKPOINT_KEY_ENV] = jobkeys.checkpoint_env(node.job, knobs.secret,
+                                                                         cmd)
     _logging(f"node {node.index} job {node.job_id} attempt {node.attempt}")
+    failed = _isolate(knobs)
+    if failed is not None:
+        return failed
     if node.num_nodes > 1 and knobs.secret is None:
         log.warning("%s=1: the rendezvous has no secret: anyone who can reach port %d can "
                     "join this job and run commands on its nodes", INSECURE_ENV, knobs.port)

@@ -38,6 +38,7 @@ RANKS_PER_NODE_ENV = "MNP_RANKS_PER_NODE"  # job definition (its VCPU), CLI over
 RENDEZVOUS_TIMEOUT_ENV = "MNP_RENDEZVOUS_TIMEOUT"  # job definition -> launcher
 RENDEZVOUS_SECRET_ENV = "MNP_RENDEZVOUS_SECRET"  # job definition's secrets -> launcher only
 CHECKPOINT_KEY_ENV = "MNP_CHECKPOINT_KEY"  # launcher (one key per job) -> solver's checkpoints
+RUN_AS_ENV = "MNP_RUN_AS"  # job definition (its user is root) -> launcher: the ranks' UID:GID
 NETWORK_ENV = "MNP_NETWORK"  # job definition (tcp, or efa on an EFA stack) -> launcher
 PRECHECK_ENV = "MNP_PRECHECK"  # job definition (1 on an EFA stack, else 0) -> launcher's gate
 INPUT_PATH_ENV = "INPUT_PATH"  # CLI -> solver (default of --input-path)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from launcher import fabric, settings
+from launcher import account, fabric, settings
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
 
@@ -84,6 +84,7 @@ class Settings:
     mpi: str | None = None  # MNP_MPI; None: detected from mpiexec --version
     ssh_port: int | None = None  # MNP_SSH_PORT; None: a free port
     state_dir: str | None = None  # MNP_STATE_DIR; None: $TMPDIR
+    run_as: account.Account | None = None  # MNP_RUN_AS; None: the launcher's own user
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
@@ -105,6 +106,7 @@ class Settings:
             mpi=knobs.mpi,
             ssh_port=knobs.ssh_port,
             state_dir=knobs.state_dir,
+            run_as=knobs.run_as,
         )
 
 

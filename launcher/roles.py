@@ -41,7 +41,7 @@ LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show u
 # Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
 FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_NODES",
                "INPUT_PATH", "OUTPUT_PATH", "NUMBA_CACHE_DIR", "PATH", "PYTHONPATH",
-               "VIRTUAL_ENV")
+               "VIRTUAL_ENV", contract.CHECKPOINT_KEY_ENV)
 
 
 class TermSignal:

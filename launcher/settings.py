@@ -18,14 +18,14 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from launcher import contract
+from launcher import account, contract
 from launcher.fabric import NETWORKS
 from launcher.flavours import FLAVOURS
 from launcher.inputs import DECIMAL, whole_number
 
 PREFIX = "MNP_"
 # Set by the launcher itself for what it starts (never a knob): not refused as unknown.
-INTERNAL = ("MNP_SSH_CONFIG",)
+INTERNAL = ("MNP_SSH_CONFIG", contract.CHECKPOINT_KEY_ENV)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLANKS = " \t"
 
@@ -88,6 +88,11 @@ def _names(text: str) -> tuple[str, ...]:
 def _directory(text: str) -> str:
     if not text.startswith("/"):
         raise ValueError("not an absolute path")
+    if os.path.normpath(text).startswith(contract.EFS_MOUNT_PATH.rstrip("/") + "/") \
+            or os.path.normpath(text) == contract.EFS_MOUNT_PATH:
+        # Every job of the stack writes EFS as one user: they could read this job's keys.
+        raise ValueError("on the shared file system, where every job of the stack could read "
+                         "this job's ssh keys")
     return text
 
 
@@ -160,14 +165,19 @@ KNOBS: tuple[Knob, ...] = (
     Knob(contract.RENDEZVOUS_SECRET_ENV, "secret",
          Kind(_secret, f"at least {MIN_SECRET} random characters "
                                                   "(the stack's secret has 64)"), None, "none",
-         "key material of the rendezvous HMAC (the job definition's secrets); "
-         "required with more than one node", multi_node=True),
+         "key material of the rendezvous HMAC and the checkpoint key (the job definition's "
+         "secrets); required with more than one node"),
+    Knob(account.RUN_AS_ENV, "run_as", Kind(account.parse, "UID:GID of an account other than "
+                                             "root, e.g. 1000:1000"), None,
+         "the launcher's own user", "the account everything the launcher starts runs as; the "
+         "launcher starts as root, keeps the secret, then becomes it (job isolation)"),
     Knob("MNP_INSECURE_RENDEZVOUS", "insecure_rendezvous", FLAG, False, "0",
          "1: a multi-node job without a secret (anyone reaching the port can join)"),
     Knob("MNP_SSH_PORT", "ssh_port", PORT, None, "a free port",
          "TCP port of a child's sshd", multi_node=True),
     Knob("MNP_STATE_DIR", "state_dir", Kind(_directory, "an absolute path of an existing, "
-                                            "writable directory"), None, "$TMPDIR",
+                                            "writable directory off the EFS mount"), None,
+         "$TMPDIR",
          "where each node keeps its keys and configs for the attempt (removed at the end)"),
     Knob("MNP_FORWARD_ENV", "forward_env", Kind(_names, "variable names separated by commas"),
          (), "none", "more variables every rank gets from the main node"),
@@ -198,6 +208,7 @@ class Values:
     precheck_timeout: float
     precheck_command: tuple[str, ...] | None
     secret: str | None
+    run_as: account.Account | None
     insecure_rendezvous: bool
     ssh_port: int | None
     state_dir: str | None

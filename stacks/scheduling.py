@@ -26,6 +26,7 @@ from launcher.contract import (
     RANKS_PER_NODE_ENV,
     RENDEZVOUS_SECRET_ENV,
     RENDEZVOUS_TIMEOUT_ENV,
+    RUN_AS_ENV,
 )
 from stacks import efa
 from stacks.compute import Compute
@@ -94,10 +95,15 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
             {"name": OUTPUT_PATH_ENV, "value": f"{node.efs_mount_path}/output"},
             # The fabric MPI must use (CONTRACTS.md: MNP_NETWORK); single-node jobs: TCP.
             *fabric_environment(multinode=multinode, fabric=fabric),
+            # The launcher starts as root (`user`), keeps the secret, then becomes this account
+            # for everything it starts (README: Isolation between jobs of one stack).
+            {"name": RUN_AS_ENV, "value": node.user},
         ],
         "jobRoleArn": wiring.job_role_arn,
         "executionRoleArn": wiring.execution_role_arn,
-        "user": node.user,
+        # `docker run --user` (docs.aws.amazon.com/batch/latest/APIReference/
+        # API_ContainerProperties.html, user): root for the launcher only (see RUN_AS_ENV).
+        "user": "0:0",
         "privileged": False,
         "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
             "fileSystemId": wiring.file_system_id,
@@ -120,11 +126,11 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         # As many uverbs devices as the launch template has EFA interfaces ([] when off).
         container["linuxParameters"]["devices"] = Template(
             f"${{jsonencode(local.{efa.DEVICES_LOCAL})}}")
-    if multinode:
-        # Only nodes that rendezvous need the key; the execution role fetches it at start
-        # (docs.aws.amazon.com/batch/latest/userguide/specifying-sensitive-data-secrets.html).
-        container["secrets"] = [{"name": RENDEZVOUS_SECRET_ENV,
-                                 "valueFrom": wiring.rendezvous_secret_arn}]
+    # Every node derives its job's keys from it (the rendezvous; the checkpoint key, single
+    # nodes too); the execution role fetches it at start
+    # (docs.aws.amazon.com/batch/latest/userguide/specifying-sensitive-data-secrets.html).
+    container["secrets"] = [{"name": RENDEZVOUS_SECRET_ENV,
+                             "valueFrom": wiring.rendezvous_secret_arn}]
     return container
 
 

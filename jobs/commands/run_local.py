@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator import engine
-from emulator.containers import ContainerJob
+from emulator.containers import ContainerJob, stack_secret_values
 from emulator.interrupts import exit_code, stop_signals_interrupt
 from emulator.jobdef import (
     JobDefinitionError,
@@ -22,7 +22,7 @@ from jobs import validate
 from jobs.commands.common import add_job_arguments, dry_run, ignored_note
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
-from jobs.outputs import project_root, synthesized_config
+from jobs.outputs import project_root, stack_workdir, synthesized_config
 from jobs.request import JobSpec, submit_request, with_tag
 from launcher.contract import EFS_MOUNT_PATH, EVALUATE_ON_EXIT
 
@@ -106,10 +106,10 @@ def _follow(job: ContainerJob) -> subprocess.Popen[bytes]:
 
 
 def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
-             job_id: str | None) -> tuple[int, str]:
+             job_id: str | None, stack: dict[str, str]) -> tuple[int, str]:
     with ContainerJob(local, args.image, efs_dir=args.efs_dir.resolve(),
                       log_dir=args.log_dir.resolve(), job_id=job_id, attempt=attempt,
-                      max_delay=args.max_delay) as job:
+                      max_delay=args.max_delay, secret_values=stack) as job:
         ctx.err.print(f"run-local: job {job.job_id} attempt {attempt}: {local.num_nodes} "
                       f"containers of {args.image} on network {job.network}")
         job.start()
@@ -187,8 +187,10 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     strategy = request.get("retryStrategy") or definition.get("retryStrategy") or {}
     last = int(strategy.get("attempts", 1))
     job_id, attempt = (args.job_id or "").split("#")[0] or None, args.first_attempt
+    _, workdir = stack_workdir(project_root(), ctx.settings.stack)
+    stack = stack_secret_values(workdir / "run-local-secret")
     while True:
-        code, job_id = _attempt(ctx, args, local, attempt, job_id)
+        code, job_id = _attempt(ctx, args, local, attempt, job_id, stack)
         if attempt >= last or not _retried(code):
             break
         ctx.err.print(f"run-local: attempt {attempt} exited {code}, which the retry rules "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.containers import LABEL_RUN, ContainerJob, ContainerNode
+from emulator.containers import LABEL_RUN, ContainerJob, ContainerNode, stack_secret_values
 from emulator.engine import docker
 from emulator.jobdef import LocalJob
 from tests.emulator.conftest import batch_job, container_skip_reason
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.containers,
               pytest.mark.skipif(_WHY is not None, reason=f"no container engine: {_WHY}")]
 
 COMPARED = ("grid", "steps", "t", "l2_error", "max_error")
+STACK = {"MNP_RENDEZVOUS_SECRET": secrets.token_hex(32)}
 # Fast loss detection for the tests; the job definition keeps the launcher's defaults.
 FAST_HEARTBEAT = {"MNP_HEARTBEAT_INTERVAL": "0.5", "MNP_HEARTBEAT_TIMEOUT": "5"}
 SHOW_RANK = ("import json, os, socket; print(json.dumps({'uid': os.getuid(), 'gid': "
@@ -45,6 +47,8 @@ def _job(config: dict, nodes: int, command: list[str]) -> LocalJob:
 
 def _run(config: dict, image: str, scratch: Path, nodes: int, command: list[str],
          **kw: object) -> ContainerJob:
+    # One stack: every run and attempt has its secret (checkpoint keys come from it).
+    kw.setdefault("secret_values", STACK)
     return ContainerJob(_job(config, nodes, command), image, efs_dir=scratch / "efs",
                         log_dir=scratch / "logs", env=FAST_HEARTBEAT, **kw)
 
@@ -224,6 +228,14 @@ def test_every_node_gets_the_rendezvous_secret_once_per_run(jobdef_secret: bool,
         values.append(run.node_env(0)["MNP_RENDEZVOUS_SECRET"])
         assert any("MNP_RENDEZVOUS_SECRET" in note for note in run.notes) != jobdef_secret
     assert values[0] != values[1]
+
+
+def test_the_local_stacks_secret_is_made_once_and_kept_from_others(tmp_path: Path) -> None:
+    first = stack_secret_values(tmp_path / "secret")
+    assert stack_secret_values(tmp_path / "secret") == first  # every run and attempt
+    assert len(first["MNP_RENDEZVOUS_SECRET"]) == 64
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+    assert stack_secret_values(tmp_path / "other") != first  # another stack
 
 
 def test_run_local_retries_by_the_job_definitions_strategy(image: str, project: Path,

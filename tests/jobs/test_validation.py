@@ -48,6 +48,10 @@ BAD_SUBMIT = [
     ("--env", "OUTPUT_PATH=/tmp", "--env OUTPUT_PATH: set it with --output-path"),
     ("--env", "MNP_RENDEZVOUS_SECRET=" + "s" * 20, "--env MNP_RENDEZVOUS_SECRET: every node "
      "reads it from the stack's Secrets Manager secret"),
+    ("--env", "MNP_CHECKPOINT_KEY=" + "k" * 20, "--env MNP_CHECKPOINT_KEY: the launcher derives "
+     "each job's own from the stack's secret"),
+    ("--env", "MNP_RUN_AS=0:0", "--env: MNP_RUN_AS='0:0': root: the job's programs would hold "
+     "the stack's secret"),
     # the launcher's own parser: refused here, not on the nodes after the allocation
     ("--env", "MNP_NETWORK=infiniband", "--env: MNP_NETWORK='infiniband': unknown value; "
      "allowed: one of tcp, ofi-tcp, efa"),

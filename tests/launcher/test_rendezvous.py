@@ -251,6 +251,20 @@ def test_foreign_nodes_are_refused(kwargs: dict, message: str) -> None:
         server.close()
 
 
+def test_a_node_of_another_job_of_the_stack_is_refused_even_claiming_this_job() -> None:
+    """Same stack secret, its own job's key, this job's id and attempt from the challenge."""
+    server = _server({1})
+    try:
+        own = Client(key=derive_key("another-job", 1, SECRET), job=JOB, attempt=1, index=1,
+                     slots=1, main_ip="127.0.0.1", port=server.port, hb_interval=0.2,
+                     hb_timeout=2.0)
+        with pytest.raises(RendezvousError, match="rejected this node: bad credentials"):
+            own.connect(timeout=5)
+        assert server.peers == {}
+    finally:
+        server.close()
+
+
 def test_unknown_and_duplicate_indices_are_refused() -> None:
     server = _server({1})
     first = _client(server, 1)

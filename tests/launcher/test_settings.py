@@ -37,6 +37,10 @@ FOUND_IN_ISSUE_24 = [
     ("MNP_SSH_PORT", "abc", "not a whole number"),
     ("MNP_SSH_PORT", "70000", "out of range"),
     ("MNP_STATE_DIR", "state", "not an absolute path"),
+    ("MNP_STATE_DIR", "/mnt/efs/state", "on the shared file system, where every job of the "
+     "stack could read this job's ssh keys"),
+    ("MNP_STATE_DIR", "/mnt/efs/", "on the shared file system, where every job of the stack "
+     "could read this job's ssh keys"),
     ("MNP_MPI", "foo", "unknown value"),
     ("MNP_RANKS_PER_NODE", "2000000", "out of range"),
     ("MNP_RANKS_PER_NODE", "\u0661", "not a whole number"),  # ARABIC-INDIC DIGIT ONE
@@ -84,7 +88,7 @@ def test_a_state_dir_that_does_not_exist_is_one_line_not_a_traceback(tmp_path: P
     assert run.returncode == contract.USAGE
     assert run.stderr == (f"mnp: error: MNP_STATE_DIR='{tmp_path}/nonexistent': no such "
                           "directory this user can write here; allowed: an absolute path of "
-                          "an existing, writable directory\n")
+                          "an existing, writable directory off the EFS mount\n")
 
 
 def test_the_secret_is_refused_without_showing_it() -> None:

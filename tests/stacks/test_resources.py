@@ -99,8 +99,9 @@ def test_spot_queue_is_off_by_default_and_single_node(synthesized: dict) -> None
     definition = only(synthesized, "aws_batch_job_definition", "spot")
     assert definition["type"] == "container"
     assert definition["count"] == spot_ce["count"]
-    # Single-node runs have no rendezvous, so they work without the key.
-    assert "secrets" not in json.loads(definition["container_properties"])
+    # Single-node runs have no rendezvous, but seal their checkpoints under a key from it.
+    assert [s["name"] for s in json.loads(definition["container_properties"])["secrets"]] == [
+        "MNP_RENDEZVOUS_SECRET"]
 
 
 def test_both_environments_share_one_launch_template(synthesized: dict) -> None:

@@ -1,4 +1,4 @@
-"""The per-stack rendezvous secret: created, injected into multi-node jobs, readable by one role."""
+"""The per-stack rendezvous secret: created, injected into every job, readable by one role."""
 
 from __future__ import annotations
 
@@ -42,3 +42,19 @@ def test_only_the_execution_role_may_read_the_secret(synthesized: dict) -> None:
     assert readers == [("iam_execution_role_policy_doc_79F9B098",
                         ["secretsmanager:GetSecretValue"], [_secret_arn(synthesized)])]
     assert len(resources(synthesized, "aws_secretsmanager_secret_policy")) == 0
+
+
+def test_the_launcher_starts_as_root_and_runs_everything_as_the_access_points_user(
+        synthesized: dict) -> None:
+    multi = only(synthesized, "aws_batch_job_definition", "scheduling_job_definition")
+    containers = [r["container"] for r in
+                  json.loads(multi["node_properties"])["nodeRangeProperties"]]
+    containers += [json.loads(d["container_properties"])
+                   for d in resources(synthesized, "aws_batch_job_definition")
+                   if "container_properties" in d]
+    ap = only(synthesized, "aws_efs_access_point")["posix_user"]
+    assert len(containers) == 2
+    for container in containers:
+        assert container["user"] == "0:0"
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert env["MNP_RUN_AS"] == f"{ap['uid']}:{ap['gid']}"
