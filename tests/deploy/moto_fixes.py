@@ -65,8 +65,11 @@ def batch_compute_environment_defaults() -> None:
     BatchBackend._validate_compute_resources = validate_with_template
 
 
-def job_definition_node_properties() -> None:
-    """DescribeJobDefinitions returns nodeProperties (API_JobDefinition.html); moto drops it."""
+def job_definition_node_properties(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """DescribeJobDefinitions returns nodeProperties (API_JobDefinition.html); moto drops it.
+
+    `patch` sets the attribute: pytest's monkeypatch.setattr undoes it after a test session.
+    """
     from moto.batch.models import JobDefinition
 
     original = JobDefinition.describe
@@ -77,7 +80,7 @@ def job_definition_node_properties() -> None:
             result["nodeProperties"] = self.node_properties
         return result
 
-    JobDefinition.describe = describe
+    patch(JobDefinition, "describe", describe)
 
 
 def job_queue_time_limit_actions() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy import moto_fixes
 from tests.jobs import moto_env
 from tests.jobs.moto_env import REGION, Aws
 
@@ -41,24 +42,14 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     patch = pytest.MonkeyPatch()
     patch.setenv("MOTO_ENABLE_RECORDING", "True")
     patch.setenv("MOTO_RECORDER_FILEPATH", str(recording))
-    from moto.batch.models import JobDefinition
     from moto.moto_api import recorder
     from moto.server import ThreadedMotoServer
 
     # The recorder reads its path at import; another test may have imported moto first.
     patch.setattr(recorder, "_location", str(recording))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # moto 5.2.5 leaves nodeProperties out of DescribeJobDefinitions; Batch returns it, and
-    # --image-tag copies it.
-    original = JobDefinition.describe
-
-    def describe(self: Any) -> dict[str, Any]:
-        result = original(self)
-        if self.node_properties is not None:
-            result["nodeProperties"] = self.node_properties
-        return result
-
-    patch.setattr(JobDefinition, "describe", describe)
+    # --image-tag copies nodeProperties, which moto 5.2.5 leaves out of DescribeJobDefinitions.
+    moto_fixes.job_definition_node_properties(patch.setattr)
     _seed_what_moto_does_not_model(patch)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
