@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from launcher import account, fabric, settings
+from launcher.inputs import whole_number
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
 
@@ -42,7 +43,7 @@ class BatchNode:
                     raise ValueError(f"{name} is not set")
                 return default
             try:
-                value = int(raw)
+                value = whole_number(raw)  # ASCII digits: int() also takes '٣' and '1_0'
             except ValueError:
                 raise ValueError(f"{name}={raw!r} is not an integer") from None
             if value < low:

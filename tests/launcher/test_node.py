@@ -46,6 +46,9 @@ def test_outside_batch_is_one_node_with_a_local_job_id() -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"AWS_BATCH_JOB_NODE_INDEX": "x"}, "AWS_BATCH_JOB_NODE_INDEX='x' is not an integer"),
+    # int() takes other scripts' digits and underscores; the launcher reads ASCII only.
+    ({"AWS_BATCH_JOB_NODE_INDEX": "\u0661"}, "AWS_BATCH_JOB_NODE_INDEX='\u0661' is not an integer"),
+    ({"AWS_BATCH_JOB_NUM_NODES": "1_0"}, "AWS_BATCH_JOB_NUM_NODES='1_0' is not an integer"),
     ({"AWS_BATCH_JOB_NODE_INDEX": None}, "AWS_BATCH_JOB_NODE_INDEX is not set"),
     ({"AWS_BATCH_JOB_NODE_INDEX": "3"}, "AWS_BATCH_JOB_NODE_INDEX=3 is not below"),
     ({"AWS_BATCH_JOB_MAIN_NODE_INDEX": None}, "AWS_BATCH_JOB_MAIN_NODE_INDEX is not set"),
