@@ -112,10 +112,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
             raise NotFound(f"instance {missing[0]} is not a host of the stack's compute "
                                f"environments ({len(rows)} hosts now)")
         rows = [r for r in rows if r["ec2InstanceId"] in args.instance_ids]
-    if args.details or args.instance_ids:
-        print(table.details([[(k, r[k]) for k in DETAIL_KEYS] for r in rows]))
-    else:
-        print(table.columns(TABLE_KEYS, [[r[k] for k in TABLE_KEYS] for r in rows]))
+    print(table.records(rows, TABLE_KEYS, DETAIL_KEYS, args.details or args.instance_ids))
     return 0
 
 

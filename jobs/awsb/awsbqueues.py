@@ -49,12 +49,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Named queues in detail; else the stack's as a table (or in detail with -d)."""
     names = list(args.job_queues) or stack_queues(ctx)
     queues = describe(ctx, names)
-    if args.details or args.job_queues:
-        print(table.details([[(k, q.get(k, table.MISSING)) for k in DETAIL_KEYS]
-                             for q in queues]))
-    else:
-        print(table.columns(TABLE_KEYS, [[q.get(k, table.MISSING) for k in TABLE_KEYS]
-                                         for q in queues]))
+    print(table.records(queues, TABLE_KEYS, DETAIL_KEYS, bool(args.details or args.job_queues)))
     return 0
 
 

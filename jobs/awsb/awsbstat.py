@@ -132,10 +132,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         show_details = args.details
     region = ctx.api.region()
     rows = [row(job, region, render.log_group(job) or group) for job in jobs]
-    if show_details:
-        print(table.details([[(k, r[k]) for k in DETAIL_KEYS] for r in rows]))
-    else:
-        print(table.columns(TABLE_KEYS, [[r[k] for k in TABLE_KEYS] for r in rows]))
+    print(table.records(rows, TABLE_KEYS, DETAIL_KEYS, show_details))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from jobs.render import printable
@@ -46,3 +46,14 @@ def details(items: Sequence[Sequence[tuple[str, object]]]) -> str:
         lines.extend(f"{key:{KEY_WIDTH}}: {printable(value)}" for key, value in item)
         lines.append("-" * KEY_WIDTH)
     return "\n".join(lines)
+
+
+def records(rows: Sequence[Mapping[str, object]], keys: Sequence[str],
+            detail_keys: Sequence[str], in_detail: bool) -> str:
+    """Rows as ParallelCluster prints them: `details` of detail_keys, else `columns` of keys.
+
+    A key a row lacks shows as MISSING.
+    """
+    if in_detail:
+        return details([[(k, r.get(k, MISSING)) for k in detail_keys] for r in rows])
+    return columns(keys, [[r.get(k, MISSING) for k in keys] for r in rows])
