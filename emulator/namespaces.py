@@ -76,6 +76,7 @@ class Emulation(BatchNodeGroup):
         max_delay: float = 1.0,
         seed: int | None = None,
         capture: bool = True,
+        secret: str | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
@@ -86,8 +87,9 @@ class Emulation(BatchNodeGroup):
         self.tag = secrets.token_hex(3)
         self.job_id = job_id or str(uuid.uuid4())
         self.attempt = attempt
-        # One per run, the same on every node: what the stack's Secrets Manager secret is.
-        self.secret = secrets.token_hex(32)
+        # The same on every node: what the stack's Secrets Manager secret is. Attempts of one
+        # job must share it (their checkpoints are sealed with a key derived from it): pass it.
+        self.secret = secret or secrets.token_hex(32)
         self.extra_env = dict(env or {})
         self.max_delay = max_delay
         self.capture = capture

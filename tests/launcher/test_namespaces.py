@@ -210,14 +210,17 @@ def test_a_retry_resumes_from_the_checkpoint_and_ends_bit_identical(tmp_path: Pa
     ref = run_solver(_heat(tmp_path / "ref", steps)[3:], env={"AWS_BATCH_JOB_ID": "ref#0"})
     assert ref.returncode == 0, ref.stderr
     ckpts = tmp_path / "efs" / job / "checkpoints"
-    with _emulation(tmp_path, solver_env, job_id=job, attempt=1) as emu:
+    # One stack secret for both attempts, as Batch gives every attempt the stack's secret: the
+    # checkpoint key derives from it.
+    secret = "s" * 64
+    with _emulation(tmp_path, solver_env, job_id=job, attempt=1, secret=secret) as emu:
         emu.start(_heat(emu.shared_dir, steps, "--checkpoint-every", "20"), cwd=REPO)
         _wait_for(lambda: any(ckpts.glob("step-*/meta.json")), 90, "a checkpoint")
         emu.kill_node(1)
         assert emu.wait(60) == 4
         _finished_cleanly(emu, tmp_path, killed=1)
     assert not (tmp_path / "efs" / job / "field.npy").exists()
-    with _emulation(tmp_path, solver_env, job_id=job, attempt=2) as emu:
+    with _emulation(tmp_path, solver_env, job_id=job, attempt=2, secret=secret) as emu:
         emu.start(_heat(emu.shared_dir, steps, "--checkpoint-every", "20"), cwd=REPO)
         assert emu.wait(120) == 0, emu.output(0)[1]
         _finished_cleanly(emu, tmp_path)
