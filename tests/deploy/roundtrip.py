@@ -22,6 +22,7 @@ from tests.deploy import provider as providers
 REPO = Path(__file__).resolve().parents[2]
 STACK = "mnp-batch"
 REGION = "us-east-1"
+TERRAFORM = shutil.which("terraform") or "terraform"
 # Terraform retries a failing call for minutes (shared FACTS); a hung step is a failed one.
 STEP_TIMEOUT = 600
 
@@ -101,7 +102,7 @@ class RoundTrip:
 
     def terraform(self, *args: str, timeout: float = STEP_TIMEOUT) -> Step:
         """The real terraform CLI in the synthesized stack's directory."""
-        return self.run(shutil.which("terraform") or "terraform", *args, "-no-color",
+        return self.run(TERRAFORM, *args, "-no-color",
                         timeout=timeout)
 
     def synth(self) -> Step:
@@ -141,7 +142,7 @@ class RoundTrip:
         """How many resources the configuration declares, as `terraform plan` counts them."""
         step = self.terraform("plan", "-input=false", "-out=round-trip.plan")
         assert step.code == 0, step.out
-        shown = subprocess.run([shutil.which("terraform") or "terraform", "show", "-json",
+        shown = subprocess.run([TERRAFORM, "show", "-json",
                                 "round-trip.plan"], cwd=self.workdir, env=self.aws_env(),
                                capture_output=True, text=True, timeout=120, check=True)
         changes = json.loads(shown.stdout).get("resource_changes", [])
@@ -150,7 +151,7 @@ class RoundTrip:
 
     def state_resources(self) -> list[str]:
         """The managed resources terraform holds in state."""
-        step = subprocess.run([shutil.which("terraform") or "terraform", "state", "list"],
+        step = subprocess.run([TERRAFORM, "state", "list"],
                               cwd=self.workdir, env=self.aws_env(), capture_output=True,
                               text=True, timeout=120)
         return [line for line in step.stdout.splitlines() if not line.startswith("data.")]

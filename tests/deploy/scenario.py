@@ -49,9 +49,13 @@ class Outcome:
     before: set[str] = field(default_factory=set)
     after: set[str] = field(default_factory=set)
     mapped: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     emulator_log: str = ""
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Each stage's duration."""
+        return {stage: step.seconds for stage, step in self.steps.items()}
 
     def attempt(self, stage: str, action: Callable[[], object]) -> bool:
         """Run one stage; an exception is recorded as that stage's failure, not raised."""
@@ -115,24 +119,24 @@ def _state_lock(trip: RoundTrip, outcome: Outcome) -> None:
     s3.delete_object(Bucket=trip.variant.state_bucket, Key=key + LOCK_SUFFIX)
 
 
-def _timed(outcome: Outcome, stage: str, step: Step) -> Step:
+def _record(outcome: Outcome, stage: str, step: Step) -> Step:
+    """Keep a stage's step (its exit code, output and duration) under its name."""
     outcome.steps[stage] = step
-    outcome.seconds[stage] = step.seconds
     return step
 
 
 def _apply(trip: RoundTrip, outcome: Outcome) -> None:
     """synth, init, plan, apply, the second plan and the outputs; stops at the first failure."""
-    if _timed(outcome, "synth", trip.synth()).code != 0:
+    if _record(outcome, "synth", trip.synth()).code != 0:
         return
     outcome.mapped = trip.mapped
-    if _timed(outcome, "init", trip.init()).code != 0:
+    if _record(outcome, "init", trip.init()).code != 0:
         return
     outcome.planned = trip.planned_resources()
-    applied = _timed(outcome, "apply", trip.terraform("apply", "-auto-approve", "-input=false"))
+    applied = _record(outcome, "apply", trip.terraform("apply", "-auto-approve", "-input=false"))
     outcome.in_state = trip.state_resources()
     if applied.code == 0:
-        _timed(outcome, "second plan",
+        _record(outcome, "second plan",
                trip.terraform("plan", "-detailed-exitcode", "-input=false"))
         outcome.outputs = trip.outputs()
 
@@ -154,7 +158,7 @@ def run(variant: Variant, root: Path, log: TextIO = sys.stdout) -> Outcome:
             if variant.state_bucket:
                 outcome.attempt("state lock", lambda: _state_lock(trip, outcome))
         if "init" in outcome.steps and outcome.steps["init"].code == 0:
-            outcome.attempt("destroy", lambda: _timed(outcome, "destroy", trip.terraform(
+            outcome.attempt("destroy", lambda: _record(outcome, "destroy", trip.terraform(
                 "destroy", "-auto-approve", "-input=false")))
         outcome.after = inventory.read(endpoint, REGION)
     outcome.emulator_log = (root / "emulator.log").read_text(errors="replace")
