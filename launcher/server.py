@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hmac
+import math
 import queue
 import secrets
 import socket
@@ -28,12 +29,21 @@ from launcher.rendezvous import (
 )
 
 # Connections that have not yet proved they hold the key, each with its own thread. A real
-# child needs one round trip (milliseconds) before it is authenticated, so even 1,000 nodes
-# (Batch's maximum) starting together seldom hold more than a few; 64 keeps threads and
-# descriptors far below the usual 1,024 open-file limit. When full, the oldest connection of
-# the address holding the most is dropped: a stranger's idle connections never outlive a
-# child's fresh one, and a child whose connection was dropped reconnects.
+# child needs one round trip (milliseconds) before it is authenticated; 64 keeps threads and
+# descriptors far below the usual 1,024 open-file limit. When full, accepting waits until one
+# is done or has had PENDING_GRACE seconds, then drops the oldest connection of the address
+# holding the most among those: a stranger's idle connections never outlive a child's fresh
+# one, and a child whose connection was dropped reconnects. Without the grace, 999 children
+# connecting at once (Batch's 1,000 nodes starting together) dropped each other mid-handshake
+# (116 reconnects of 0.5 s each in `python -m bench --only rendezvous`).
 MAX_PENDING = 64
+PENDING_GRACE = 1.0  # seconds: many round trips even on a busy main node; HELLO_TIMEOUT is 5
+# Connections the kernel completes and queues before accept() takes them. Python's default
+# (128) is far below 999 children starting at once: past it Linux drops handshakes and leaves
+# them to TCP's retransmission timers, and a child that believes it is connected waits out
+# its handshake timeout (30 s); 999 children took 31-33 s to be admitted that way, 2-3 s with
+# this backlog. listen(2) silently caps it at net.core.somaxconn (4096 since Linux 5.4).
+BACKLOG = 4096
 # accept() errors that pass (descriptors, memory, a peer gone before accept): back off, go on.
 TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED,
              errno.EPROTO, errno.EPERM, errno.ETIMEDOUT, errno.EINTR, errno.EAGAIN}
@@ -84,13 +94,15 @@ class Server:
         self._chans: dict[int, Channel] = {}
         self._synced: set[int] = set()
         self._peered: set[int] = set()
-        self._pending: dict[socket.socket, str] = {}  # unauthenticated, oldest first
+        # unauthenticated and not yet dropped: address and when accepted, oldest first
+        self._pending: dict[socket.socket, tuple[str, float]] = {}
+        self._unproven: set[socket.socket] = set()  # _pending, and dropped ones still served
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._finishing = False
         # Under attack these come by the hundred: one line a second says enough.
         self._accept_errors, self._shed, self._gone = _Throttled(), _Throttled(), _Throttled()
-        self._sock = socket.create_server((host, port), reuse_port=False)
+        self._sock = socket.create_server((host, port), reuse_port=False, backlog=BACKLOG)
         self.port = self._sock.getsockname()[1]
 
     def start(self) -> None:
@@ -123,17 +135,35 @@ class Server:
                 continue
             backoff = 0.01
             with self._cond:
-                if len(self._pending) >= MAX_PENDING:
-                    self._shed_one()
-                self._pending[conn] = addr[0]
+                self._make_room()
+                if self._stop.is_set():
+                    conn.close()
+                    return
+                self._pending[conn] = (addr[0], time.monotonic())
+                self._unproven.add(conn)
             _start(self._serve, conn, addr[0])
 
-    def _shed_one(self) -> None:
-        """Drop the oldest unauthenticated connection of the busiest address (lock held)."""
-        if not self._pending:
+    def _make_room(self) -> None:
+        """Wait until fewer than MAX_PENDING unauthenticated connections are served, shedding
+        one older than the grace when none is on its way out (lock held)."""
+        while len(self._unproven) >= MAX_PENDING and not self._stop.is_set():
+            left = PENDING_GRACE
+            if self._pending and len(self._pending) == len(self._unproven):
+                oldest = next(iter(self._pending.values()))[1]  # the dict keeps accept order
+                left = oldest + PENDING_GRACE - time.monotonic()
+                if left <= 0:
+                    self._shed_one(time.monotonic() - PENDING_GRACE)
+                    continue  # its thread leaves at once and notifies
+            self._cond.wait(left)  # a handshake that ends notifies
+
+    def _shed_one(self, before: float = math.inf) -> None:
+        """Drop the oldest unauthenticated connection of the busiest address among those
+        accepted before `before` (lock held)."""
+        old = {c: ip for c, (ip, since) in self._pending.items() if since <= before}
+        if not old:
             return
-        busiest, _ = Counter(self._pending.values()).most_common(1)[0]
-        victim = next(c for c, ip in self._pending.items() if ip == busiest)
+        busiest, _ = Counter(old.values()).most_common(1)[0]
+        victim = next(c for c, ip in old.items() if ip == busiest)
         del self._pending[victim]
         self._shed.warn("rendezvous: %d connections not yet authenticated: dropped the "
                         "oldest from %s", len(self._pending) + 1, busiest)
@@ -146,6 +176,8 @@ class Server:
         with self._cond:
             if self._pending.pop(conn, None) is None:
                 raise ChannelClosed("dropped while the rendezvous was full")
+            self._unproven.discard(conn)
+            self._cond.notify_all()
 
     def _serve(self, conn: socket.socket, ip: str) -> None:
         ch = Channel(conn)
@@ -165,6 +197,8 @@ class Server:
             finally:
                 with self._cond:
                     self._pending.pop(conn, None)
+                    self._unproven.discard(conn)
+                    self._cond.notify_all()
             if index is not None:
                 self._follow(ch, index)
         finally:
