@@ -30,6 +30,7 @@ from bench.common import (
 PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)",
          "scaling": "Scaling on one 2-core host", "comm": "MPI communication",
          "start": "Job start in the real image", "launch": "Launch at scale (emulated nodes)",
+         "rendezvous": "Rendezvous at Batch's scale (simulated children)",
          "deploy": "Apply round trip (AWS emulator)"}
 # Minutes of real terraform: too long for the QUICK smoke run.
 FULL_ONLY = ("deploy",)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("synth", "kernel", "scaling", "comm", "start", "launch")
+PARTS = ("synth", "kernel", "scaling", "comm", "start", "launch", "rendezvous")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.mpi
