@@ -5,7 +5,7 @@ its own, so its CPU time and peak memory are its own, and the children in a few 
 processes, each child a thread running the launcher's own client (`launcher.rendezvous.
 Client`): the same key derivation, HMAC, messages and retries as a child node, minus what a
 real child does besides (its fabric check and sshd start; it reports `ready` at once with a
-fixed port and keys). All children are made first and connect together once the server
+fixed port and keys, and answers the peer list without writing the keys to files). All children are made first and connect together once the server
 listens: the worst case of Batch starting every node at the same moment. No MPI, no ssh.
 
     python -m bench.rendezvous_sim server N      # one side; `simulate` runs both
@@ -53,8 +53,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB too
 
 
-def serve(children: int, timeout: float) -> dict:
-    """Main node: admit children 1..N, dismiss them; what it took (monotonic clock)."""
+def serve(children: int, timeout: float, peer_list: bool) -> dict:
+    """Main node: admit children 1..N, hand each the peer list (Open MPI's spawn tree),
+    dismiss them; what it took (monotonic clock)."""
     secret = os.environ[SECRET_ENV]
     rss_before = peak_rss_mib()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -68,13 +69,21 @@ def serve(children: int, timeout: float) -> dict:
     peers = server.wait_ready(timeout)
     admitted = time.monotonic()
     after = resource.getrusage(resource.RUSAGE_SELF)
-    threads = threading.active_count()
+    threads, rss_admitted = threading.active_count(), peak_rss_mib()
+    # What Open MPI's spawn tree needs next: every child gets every child's keys and address.
+    missing = server.share_peers(timeout) if peer_list else []
+    shared = time.monotonic()
+    end = resource.getrusage(resource.RUSAGE_SELF)
     server.finish(0, grace=30.0)
     return {"listening": began, "admitted": admitted,
             "peers": {i: [p.ip, p.slots, p.ssh_port] for i, p in sorted(peers.items())},
             "cpu_user_s": after.ru_utime - before.ru_utime,
             "cpu_sys_s": after.ru_stime - before.ru_stime,
-            "rss_before_mib": rss_before, "rss_peak_mib": peak_rss_mib(), "threads": threads}
+            "rss_before_mib": rss_before, "rss_peak_mib": rss_admitted, "threads": threads,
+            "peer_list": peer_list, "peer_list_s": shared - admitted,
+            "peer_list_missing": missing,
+            "peer_list_cpu_s": end.ru_utime + end.ru_stime - after.ru_utime - after.ru_stime,
+            "peer_list_rss_peak_mib": peak_rss_mib()}
 
 
 class _Retries(logging.Handler):
@@ -102,6 +111,8 @@ def _child(index: int, key: bytes, port: list[int], go: threading.Event, out: di
         out["end"] = f"{kind} {value}"
     except RendezvousError as e:
         out["end"] = f"refused: {e}"
+    except Exception as e:  # noqa: BLE001 - every child's end is reported, whatever it is
+        out["end"] = f"failed: {type(e).__name__}: {e}"
     finally:
         client.close()
 
@@ -176,11 +187,13 @@ class _Side:
 
 
 def simulate(n: int, *, processes: int = PROCESSES, wrong_key: tuple[int, ...] = (),
-             timeout: float = TIMEOUT) -> dict:
+             timeout: float = TIMEOUT, peer_list: bool = True) -> dict:
     """Admit children 1..n (plus the `wrong_key` impostors) on loopback; what it took.
 
     Seconds are from the server listening and from the first child's connect to the moment
     the server had every child; CPU and peak memory are the server process's alone.
+    `peer_list`: then every child gets the list of all and answers (n^2 lines in all, every
+    child decoding its n here on this machine's cores: minutes at 999 on 2 cores).
     """
     env = {**os.environ, SECRET_ENV: secrets.token_hex(32), "PYTHONPATH": str(REPO)}
     sides: list[_Side] = []
@@ -191,7 +204,8 @@ def simulate(n: int, *, processes: int = PROCESSES, wrong_key: tuple[int, ...] =
         kids = list(sides)
         for kid in kids:
             kid.line("a child process")  # its children are made
-        server = _Side(["server", str(n), "--timeout", str(timeout)], env)
+        server = _Side(["server", str(n), "--timeout", str(timeout),
+                        *(["--peer-list"] if peer_list else [])], env)
         sides.append(server)
         port = json.loads(server.line("the server"))["port"]
         for kid in kids:
@@ -208,7 +222,9 @@ def simulate(n: int, *, processes: int = PROCESSES, wrong_key: tuple[int, ...] =
             "first_connect_to_all_s": main["admitted"] - min(c["connect"] for c in outs),
             "cpu_s": main["cpu_user_s"] + main["cpu_sys_s"],
             **{k: main[k] for k in ("cpu_user_s", "cpu_sys_s", "rss_before_mib",
-                                    "rss_peak_mib", "threads")},
+                                    "rss_peak_mib", "threads", "peer_list", "peer_list_s",
+                                    "peer_list_cpu_s", "peer_list_missing",
+                                    "peer_list_rss_peak_mib")},
             "peers": {int(i): p for i, p in main["peers"].items()},
             "reconnects": sum(r["retries"] for r in results),
             "ends": {("wrong-key " if c["wrong_key"] else "") + str(c["node"]): c["end"]
@@ -234,6 +250,7 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("server")
     s.add_argument("n", type=int)
     s.add_argument("--timeout", type=float, default=TIMEOUT)
+    s.add_argument("--peer-list", action="store_true", help="then hand every child the list")
     c = sub.add_parser("children")
     c.add_argument("first", type=int)
     c.add_argument("count", type=int)
@@ -241,7 +258,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     _log_to_stderr()
     if args.side == "server":
-        result = serve(args.n, args.timeout)
+        result = serve(args.n, args.timeout, args.peer_list)
     else:
         result = children(args.first, args.count, args.wrong_key)
     print(json.dumps(result), flush=True)

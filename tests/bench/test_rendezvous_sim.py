@@ -15,13 +15,14 @@ N = 50
 
 @pytest.fixture(scope="module")
 def run() -> dict:
-    return simulate(N, processes=2, wrong_key=(7,), timeout=120)
+    return simulate(N, processes=2, wrong_key=(7,), timeout=120, peer_list=True)
 
 
 def test_every_child_is_admitted_under_its_own_index(run: dict) -> None:
     # index -> [address, slots, sshd port] as the server recorded each child's `ready`
     assert run["peers"] == {i: ["127.0.0.1", 1, 2222] for i in range(1, N + 1)}
     assert run["threads"] >= N  # the server follows each admitted child
+    assert run["peer_list_missing"] == []  # and each answered the list of all
 
 
 def test_every_admitted_child_is_told_the_jobs_exit_code(run: dict) -> None:
