@@ -5,9 +5,10 @@ real client as each child) at several child counts, each run with one impostor h
 another secret's key. Per count, the median over rounds of: seconds from the first child's
 connect and from the server listening to every child admitted, the server process's CPU
 time and peak memory growth, and then the seconds and server CPU to hand every child the
-list of all (what Open MPI's spawn tree needs before `mpiexec`). A least-squares line through the medians gives what one
-more node costs. Timings are printed, never asserted; a run that does not admit every child
-with its own index, or admits the impostor, is a failure.
+list of all (what Open MPI's spawn tree needs before `mpiexec`). A least-squares line
+through the medians gives what one more node costs. Timings are printed, never asserted; a
+run that does not admit every child with its own index, or admits the impostor, is a
+failure.
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ its own, so its CPU time and peak memory are its own, and the children in a few 
 processes, each child a thread running the launcher's own client (`launcher.rendezvous.
 Client`): the same key derivation, HMAC, messages and retries as a child node, minus what a
 real child does besides (its fabric check and sshd start; it reports `ready` at once with a
-fixed port and keys, and answers the peer list without writing the keys to files). All children are made first and connect together once the server
-listens: the worst case of Batch starting every node at the same moment. No MPI, no ssh.
+fixed port and keys, and answers the peer list without writing the keys to files). All
+children are made first and connect together once the server listens: the worst case of
+Batch starting every node at the same moment. No MPI, no ssh.
 
-    python -m bench.rendezvous_sim server N      # one side; `simulate` runs both
+    python -m bench.rendezvous_sim server N [--peer-list]   # one side; `simulate` runs both
     python -m bench.rendezvous_sim children FIRST COUNT [--wrong-key INDEX ...]
 """
 
