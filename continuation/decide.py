@@ -35,9 +35,10 @@ SHRINKABLE = (CAPACITY_REASON, MAX_RESOURCE_REASON)  # fewer nodes may fit; anot
 # user guide, "Jobs stuck in RUNNABLE due to capacity").
 QUEUE_CANCEL_PREFIX = "Canceled by JobStateTimeLimit action due to reason: "
 # Batch's statusReason when attemptDurationSeconds ran out (not in AWS's pages; as recorded
-# by Batch users, e.g. GenePattern's AWSBatchJobRunner: "awsStatusReason: Job attempt duration
-# exceeded timeout, containerExitCode: 137"). The container got SIGTERM, then SIGKILL 30 s later (user guide, "Job
-# timeouts"): a checkpoint was written (143) or the last periodic one stands (137).
+# by Batch users, e.g. GenePattern's AWSBatchJobRunner: "awsStatusReason: Job attempt
+# duration exceeded timeout, containerExitCode: 137"). The container got SIGTERM, then
+# SIGKILL 30 s later (user guide, "Job timeouts"): a checkpoint was written (143) or the
+# last periodic one stands (137).
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 # The reason the controller gives CancelJob when it replaces a stuck job; the original reason
 # follows it, so a replacement lost between cancel and submit can be redone from it.
