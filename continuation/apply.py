@@ -31,7 +31,8 @@ def continuation_command(family: Family, command: Sequence[str], restart: bool) 
     """`command` writing its checkpoints to the family's directory and, when some member
     ran, resuming from the newest valid one there.
 
-    Every earlier member is named with --restart-from, so the launcher admits checkpoints
+    Every member after the first is named with --restart-from (those described and those
+    the recorded command already names), so the launcher admits checkpoints
     sealed with any of their keys (launcher/jobkeys.py: one key per job id named); the last
     flag names the family's directory itself, which is the one the solver reads (argparse
     keeps the last value of a repeated option).
@@ -39,8 +40,11 @@ def continuation_command(family: Family, command: Sequence[str], restart: bool) 
     base = _without(list(command), (CHECKPOINT_FLAG, RESTART_FLAG))
     extra = [CHECKPOINT_FLAG, family.checkpoint_dir]
     if restart:
-        for member in family.members[1:]:
-            extra += [RESTART_FLAG, family.job_dir(member)]
+        # Members named by the recorded command too: Batch may no longer describe old ones.
+        earlier = [*_values(command, RESTART_FLAG),
+                   *(family.job_dir(m) for m in family.members if m.generation > 1)]
+        for path in dict.fromkeys(p for p in earlier if p != family.checkpoint_dir):
+            extra += [RESTART_FLAG, path]
         extra += [RESTART_FLAG, family.checkpoint_dir]
     return base + extra
 
@@ -119,6 +123,12 @@ def find_member(batch: Any, family_id: str, name: str, queues: Sequence[str]) ->
             if (job.get("tags") or {}).get(TAG_FAMILY) == family_id:
                 return job["jobId"]
     return None
+
+
+def _values(command: Sequence[str], flag: str) -> list[str]:
+    """The values `command` gives `flag` (`FLAG VALUE` or `FLAG=VALUE`), in order."""
+    found = [command[i + 1] for i in range(len(command) - 1) if command[i] == flag]
+    return found + [w.split("=", 1)[1] for w in command if w.startswith(f"{flag}=")]
 
 
 def _without(command: list[str], flags: Sequence[str]) -> list[str]:

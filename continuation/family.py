@@ -184,10 +184,16 @@ class Family:
         return posixpath.join(self.output_path, member.job_id)
 
     def continuation_name(self, generation: int) -> str:
-        """The job name of generation `generation`: deterministic, so a second delivery of
-        the same event finds the job the first one submitted."""
+        """The job name of generation `generation`: the run's name plus `-g<generation>`,
+        deterministic, so a second delivery of the same event finds the job the first one
+        submitted. Read from the newest member, as Batch may no longer hold the first."""
+        newest = self.newest
+        base = newest.description["jobName"]
+        own = f"-g{newest.generation}"
+        if newest.generation > 1 and base.endswith(own):
+            base = base[: -len(own)]
         suffix = f"-g{generation}"
-        return self.first.description["jobName"][: MAX_JOB_NAME - len(suffix)] + suffix
+        return base[: MAX_JOB_NAME - len(suffix)] + suffix
 
     def tags_for(self, generation: int, previous: Member) -> dict[str, str]:
         """The tags of a new member: the first job's run settings plus the links."""

@@ -80,3 +80,16 @@ def test_three_generations_on_fewer_ranks_end_bit_identical(tmp_path: Path, heat
     np.testing.assert_array_equal(np.load(last), np.load(tmp_path / "s" / "straight" /
                                                          "field.npy"))
     assert family.checkpoint_dir == str(tmp_path / jobs[0]["jobId"] / "checkpoints")
+
+
+def test_members_batch_no_longer_describes_are_still_named() -> None:
+    """Only the newest member described (older ones gone from Batch): its recorded command
+    still names generation 2, so generation 4 accepts its checkpoints; the name still
+    derives from the run's."""
+    jobs = recorded("three_generations")
+    alone = family_of(jobs[-1:])
+    command = continuation_command(alone, alone.newest.container["command"], restart=True)
+    assert jobkeys.restart_sources(command) == [jobs[1]["jobId"], jobs[2]["jobId"],
+                                                jobs[0]["jobId"]]
+    assert alone.continuation_name(4) == "heat-big-g4"
+    assert alone.checkpoint_dir == family_of(jobs).checkpoint_dir
