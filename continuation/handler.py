@@ -1,0 +1,61 @@
+"""The controller's entry point: one EventBridge "Batch Job State Change" event (or one job of
+the periodic sweep) in, one decision carried out, one JSON line logged.
+
+The event is only a pointer: the job is described afresh, since a delayed or repeated event
+may be stale, and decisions depend on Batch's state alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import boto3
+
+from continuation.apply import apply
+from continuation.decide import QueueSpec, decide
+from continuation.family import family_of, is_managed
+from continuation.lookup import describe, family_descriptions
+
+QUEUES_ENV = "MNP_CONTINUATION_QUEUES"  # JSON list of QueueSpec fields, failover order
+QUEUE_FIELDS = ("name", "slots", "vcpus", "memory_mib")
+
+
+def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
+           now_ms: int) -> dict[str, Any]:
+    """Decide for the run of `job_id` and carry it out; what was done, as a record."""
+    found = describe(batch, [job_id.partition("#")[0]])
+    if not found or not is_managed(found[0]):
+        return {"jobId": job_id, "action": "ignored",
+                "reason": "not a job of a run the controller continues"}
+    family = family_of(family_descriptions(batch, found[0]))
+    decision = decide(family, queues, now_ms)
+    submitted = apply(decision, family, queues, batch)
+    record = {"jobId": job_id, "family": family.id, **asdict(decision), "submitted": submitted}
+    record["action"] = str(decision.action)
+    return record
+
+
+def queues_from_env(environ: dict[str, str] | os._Environ[str]) -> list[QueueSpec]:
+    """The stack's queues in failover order, from MNP_CONTINUATION_QUEUES."""
+    raw = environ.get(QUEUES_ENV)
+    if not raw:
+        raise ValueError(f"{QUEUES_ENV} is not set (a JSON list of {{{', '.join(QUEUE_FIELDS)}}})")
+    try:
+        items = json.loads(raw)
+        return [QueueSpec(str(q["name"]), *(int(q[k]) for k in QUEUE_FIELDS[1:])) for q in items]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{QUEUES_ENV} is not a JSON list of objects with "
+                         f"{', '.join(QUEUE_FIELDS)}: {exc}") from None
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """AWS Lambda entry point for the EventBridge rule on Batch job state changes."""
+    record = handle(event["detail"]["jobId"], boto3.client("batch"),
+                    queues_from_env(os.environ), int(time.time() * 1000))
+    print(json.dumps(record, default=str))  # one line per event in the function's log
+    return record

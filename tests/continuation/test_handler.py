@@ -1,0 +1,69 @@
+"""handle() on the moto server: an event's job id in, the run described afresh (members
+through mnp:previous), one continuation out however often the event comes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from continuation.handler import QUEUES_ENV, handle, queues_from_env
+from continuation.lookup import family_descriptions
+from launcher.contract import NODE_LOST
+from tests.continuation.test_apply import QUEUES, add_fallback_queue, in_account, submits
+from tests.continuation.test_decide import LATER, recorded
+from tests.jobs.moto_env import QUEUE, Aws
+
+
+def failed_first_job(aws: Aws) -> str:
+    """The recorded run's first job in moto, ended by node loss (exit 4)."""
+    template = in_account(aws, recorded("node_lost_attempt3"))[0]
+    job_id = aws.batch.submit_job(jobName="heat-big", jobQueue=QUEUE,
+                                  jobDefinition=template["jobDefinition"],
+                                  tags=template["tags"])["jobId"]
+    aws.set_status(job_id, "FAILED", "Essential container in task exited")
+    # where Batch reports an attempt's exit (AttemptContainerDetail.exitCode); moto's own
+    # multi-node description leaves it out
+    aws.backend()._jobs[job_id].attempts[-1]["container"]["exitCode"] = NODE_LOST
+    return job_id
+
+
+def test_an_event_repeated_submits_one_continuation_and_the_chain_is_found(aws: Aws) -> None:
+    add_fallback_queue(aws)
+    first = failed_first_job(aws)
+    aws.start_recording()
+    records = [handle(first, aws.batch, QUEUES, LATER) for _ in range(2)]
+    assert [r["action"] for r in records] == ["continue", "continue"]
+    assert records[0]["submitted"] == records[1]["submitted"] is not None
+    assert len(submits(aws)) == 1
+    # the node jobs were asked for, to count lost nodes (moto holds none: one assumed lost)
+    asked = [r.body["jobs"] for r in aws.requests() if r.operation == "describejobs"]
+    assert [f"{first}#{n}" for n in range(4)] in asked
+    assert records[0]["nodes"] == 3
+    second = records[0]["submitted"]
+    chain = family_descriptions(aws.batch, aws.batch.describe_jobs(jobs=[second])["jobs"][0])
+    assert [j["jobId"] for j in chain] == [second, first]
+    # the continuation's own events: moto finished it at once, so the run is over
+    assert handle(second, aws.batch, QUEUES, LATER)["action"] == "none"
+
+
+def test_jobs_of_runs_without_a_minimum_are_ignored(aws: Aws) -> None:
+    job_id = aws.batch.submit_job(jobName="plain", jobQueue=QUEUE,
+                                  jobDefinition="mnp-batch-mpi")["jobId"]
+    aws.start_recording()
+    assert handle(f"{job_id}#1", aws.batch, QUEUES, LATER)["action"] == "ignored"
+    assert submits(aws) == []
+
+
+def test_queues_come_from_the_environment() -> None:
+    value = json.dumps([{"name": q.name, "slots": q.slots, "vcpus": q.vcpus,
+                         "memory_mib": q.memory_mib} for q in QUEUES])
+    assert queues_from_env({QUEUES_ENV: value}) == QUEUES
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (None, "is not set"), ("[{\"name\": \"q\"}]", "'slots'"), ("{", "not a JSON list")])
+def test_bad_queue_settings_are_named(value: str | None, fragment: str) -> None:
+    with pytest.raises(ValueError, match=QUEUES_ENV) as caught:
+        queues_from_env({} if value is None else {QUEUES_ENV: value})
+    assert fragment in str(caught.value)
