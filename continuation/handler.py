@@ -25,6 +25,11 @@ QUEUES_ENV = "MNP_CONTINUATION_QUEUES"  # JSON list of QueueSpec fields, failove
 QUEUE_FIELDS = ("name", "slots", "vcpus", "memory_mib")
 
 
+# The sweep looks back as far as Lambda keeps an undelivered event ("up to 6 hours", Lambda
+# asynchronous invocation): an event lost after that is the alarm's to report.
+SWEEP_WINDOW_S = 6 * 3600
+
+
 def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
            now_ms: int) -> dict[str, Any]:
     """Decide for the run of `job_id` and carry it out; what was done, as a record."""
@@ -32,10 +37,33 @@ def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
     if not found or not is_managed(found[0]):
         return {"jobId": job_id, "action": "ignored",
                 "reason": "not a job of a run the controller continues"}
-    family = family_of(family_descriptions(batch, found[0]))
+    return _handle(found[0], batch, queues, now_ms)
+
+
+def sweep(batch: Any, queues: Sequence[QueueSpec], now_ms: int,
+          window_s: int = SWEEP_WINDOW_S) -> list[dict[str, Any]]:
+    """Decide for every managed job RUNNABLE now or FAILED within `window_s`: the clock for
+    RUNNABLE deadlines and the net for events that never arrived."""
+    ids: dict[str, None] = {}
+    for queue in queues:
+        for status in ("RUNNABLE", "FAILED"):
+            pages = batch.get_paginator("list_jobs").paginate(jobQueue=queue.name,
+                                                              jobStatus=status)
+            for summary in (s for page in pages for s in page["jobSummaryList"]):
+                ended = summary.get("stoppedAt") or summary.get("createdAt") or 0
+                if status == "RUNNABLE" or ended >= now_ms - window_s * 1000:
+                    ids[summary["jobId"]] = None
+    jobs = [j for j in describe(batch, list(ids)) if is_managed(j)]
+    return [_handle(job, batch, queues, now_ms) for job in jobs]
+
+
+def _handle(job: dict[str, Any], batch: Any, queues: Sequence[QueueSpec],
+            now_ms: int) -> dict[str, Any]:
+    family = family_of(family_descriptions(batch, job))
     decision = decide(family, queues, now_ms)
     submitted = apply(decision, family, queues, batch)
-    record = {"jobId": job_id, "family": family.id, **asdict(decision), "submitted": submitted}
+    record = {"jobId": job["jobId"], "family": family.id, **asdict(decision),
+              "submitted": submitted}
     record["action"] = str(decision.action)
     return record
 
@@ -59,3 +87,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                     queues_from_env(os.environ), int(time.time() * 1000))
     print(json.dumps(record, default=str))  # one line per event in the function's log
     return record
+
+
+def sweep_handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
+    """AWS Lambda entry point for the scheduled sweep (the event's content is not used)."""
+    records = sweep(boto3.client("batch"), queues_from_env(os.environ),
+                    int(time.time() * 1000))
+    for record in records:
+        print(json.dumps(record, default=str))
+    return records

@@ -7,10 +7,16 @@ import json
 
 import pytest
 
-from continuation.handler import QUEUES_ENV, handle, queues_from_env
+from continuation.handler import QUEUES_ENV, handle, queues_from_env, sweep
 from continuation.lookup import family_descriptions
 from launcher.contract import NODE_LOST
-from tests.continuation.test_apply import QUEUES, add_fallback_queue, in_account, submits
+from tests.continuation.test_apply import (
+    QUEUES,
+    add_fallback_queue,
+    in_account,
+    stuck_job,
+    submits,
+)
 from tests.continuation.test_decide import LATER, recorded
 from tests.jobs.moto_env import QUEUE, Aws
 
@@ -67,3 +73,29 @@ def test_bad_queue_settings_are_named(value: str | None, fragment: str) -> None:
     with pytest.raises(ValueError, match=QUEUES_ENV) as caught:
         queues_from_env({} if value is None else {QUEUES_ENV: value})
     assert fragment in str(caught.value)
+
+
+def test_the_sweep_moves_a_stuck_job_and_continues_a_missed_failure_once(aws: Aws) -> None:
+    """No events at all: the sweep finds the FAILED first job (its event lost) and the
+    capacity-stuck one past its deadline; a second sweep submits nothing new."""
+    add_fallback_queue(aws)
+    first = failed_first_job(aws)
+    stuck = stuck_job(aws)
+    aws.batch.submit_job(jobName="plain", jobQueue=QUEUE, jobDefinition="mnp-batch-mpi")
+    created = aws.batch.describe_jobs(jobs=[stuck])["jobs"][0]["createdAt"]
+    now = created + 31 * 60_000  # past the recording's 1800 s deadline
+    aws.start_recording()
+    records = {r["jobId"]: r for r in sweep(aws.batch, QUEUES, now)}
+    assert set(records) == {first, stuck}  # the unmanaged job is left alone
+    assert records[first]["action"] == "continue" and records[first]["submitted"]
+    assert (records[stuck]["action"], records[stuck]["cancel"]) == ("move", stuck)
+    again = {r["jobId"]: r for r in sweep(aws.batch, QUEUES, now + 60_000)}
+    assert again[first]["submitted"] == records[first]["submitted"]
+    assert len(submits(aws)) == 1
+
+
+def test_the_sweep_leaves_failures_older_than_its_window(aws: Aws) -> None:
+    failed_first_job(aws)
+    aws.start_recording()
+    assert sweep(aws.batch, QUEUES[:1], LATER + 365 * 86400_000) == []
+    assert submits(aws) == []
