@@ -23,6 +23,7 @@ from continuation.lookup import describe, family_descriptions
 
 QUEUES_ENV = "MNP_CONTINUATION_QUEUES"  # JSON list of QueueSpec fields, failover order
 QUEUE_FIELDS = ("name", "slots", "vcpus", "memory_mib")
+SCHEDULED = "Scheduled Event"  # detail-type of an EventBridge schedule rule's events
 
 
 # The sweep looks back as far as Lambda keeps an undelivered event ("up to 6 hours", Lambda
@@ -81,18 +82,16 @@ def queues_from_env(environ: dict[str, str] | os._Environ[str]) -> list[QueueSpe
                          f"{', '.join(QUEUE_FIELDS)}: {exc}") from None
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """AWS Lambda entry point for the EventBridge rule on Batch job state changes."""
-    record = handle(event["detail"]["jobId"], boto3.client("batch"),
-                    queues_from_env(os.environ), int(time.time() * 1000))
-    print(json.dumps(record, default=str))  # one line per event in the function's log
-    return record
-
-
-def sweep_handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
-    """AWS Lambda entry point for the scheduled sweep (the event's content is not used)."""
-    records = sweep(boto3.client("batch"), queues_from_env(os.environ),
-                    int(time.time() * 1000))
+def lambda_handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
+    """AWS Lambda entry point: a "Batch Job State Change" event decides for its job, the
+    schedule's "Scheduled Event" sweeps. One function for both, so its reserved concurrency
+    of 1 serializes every decision (apply's duplicate check relies on it)."""
+    batch, queues, now = boto3.client("batch"), queues_from_env(os.environ), \
+        int(time.time() * 1000)
+    if event.get("detail-type") == SCHEDULED:
+        records = sweep(batch, queues, now)
+    else:
+        records = [handle(event["detail"]["jobId"], batch, queues, now)]
     for record in records:
-        print(json.dumps(record, default=str))
+        print(json.dumps(record, default=str))  # one line per decision in the function's log
     return records

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from continuation.handler import QUEUES_ENV, handle, queues_from_env, sweep
+from continuation.handler import QUEUES_ENV, handle, lambda_handler, queues_from_env, sweep
 from continuation.lookup import family_descriptions
 from launcher.contract import NODE_LOST
 from tests.continuation.test_apply import (
@@ -18,7 +18,7 @@ from tests.continuation.test_apply import (
     submits,
 )
 from tests.continuation.test_decide import LATER, recorded
-from tests.jobs.moto_env import QUEUE, Aws
+from tests.jobs.moto_env import QUEUE, REGION, Aws
 
 
 def failed_first_job(aws: Aws) -> str:
@@ -99,3 +99,30 @@ def test_the_sweep_leaves_failures_older_than_its_window(aws: Aws) -> None:
     aws.start_recording()
     assert sweep(aws.batch, QUEUES[:1], LATER + 365 * 86400_000) == []
     assert submits(aws) == []
+
+
+def test_the_lambda_entry_point_takes_both_event_kinds(aws: Aws, monkeypatch,
+                                                       capsys) -> None:
+    """A "Batch Job State Change" event (its detail is the job's description) decides for
+    that job; a schedule rule's "Scheduled Event" sweeps. Both log one JSON line a record."""
+    add_fallback_queue(aws)
+    first = failed_first_job(aws)
+    aws.start_recording()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.url)  # boto3 reads it (AWS SDKs' setting)
+    # the Lambda runtime sets it (besides AWS_REGION, which this botocore does not read)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv(QUEUES_ENV, json.dumps([
+        {"name": q.name, "slots": q.slots, "vcpus": q.vcpus, "memory_mib": q.memory_mib}
+        for q in QUEUES]))
+    detail = aws.batch.describe_jobs(jobs=[first])["jobs"][0]
+    change = {"version": "0", "detail-type": "Batch Job State Change", "source": "aws.batch",
+              "resources": [detail["jobArn"]], "detail": detail}
+    [record] = lambda_handler(change, None)
+    assert record["action"] == "continue" and record["submitted"]
+    scheduled = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+                 "detail": {}}
+    swept = lambda_handler(scheduled, None)
+    assert [r["submitted"] for r in swept if r["jobId"] == first] == [record["submitted"]]
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(logged) == 1 + len(swept)
+    assert len(submits(aws)) == 1
