@@ -27,10 +27,24 @@ EXIT_MEANINGS: dict[int | str, str] = {
 
 # Batch's evaluateOnExit, first match wins (at most 5 rules). Batch retries a job no rule
 # matches, so the last rule catches everything else.
+# Batch's statusReason when the instance under a job went away, e.g. "Host EC2 (instance
+# i-0abc) terminated." (Batch user guide, "Automated job retries", retries on "Host EC2*");
+# a glob, as evaluateOnExit takes it.
+HOST_FAILURE_REASON = "Host EC2*"
 EVALUATE_ON_EXIT: tuple[dict[str, str], ...] = (
-    {"onStatusReason": "Host EC2*", "action": "RETRY"},
+    {"onStatusReason": HOST_FAILURE_REASON, "action": "RETRY"},
     *({"onExitCode": str(code), "action": "RETRY"} for code in RETRYABLE),
     {"onReason": "*", "action": "EXIT"},
+)
+
+# Queue reasons after which a RUNNABLE job can never start on its own (the statusReason of
+# DescribeJobs, Batch API reference JobDetail; user guide "Jobs stuck in a RUNNABLE status"):
+# the stack's jobStateTimeLimitActions cancel on them, the continuation controller moves or
+# shrinks the job.
+STUCK_RUNNABLE_REASONS = (
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
 )
 
 # Environment variables that more than one part sets or reads.
