@@ -98,6 +98,7 @@ def test_stage_in_run_stage_out_then_a_failed_attempt_2_duplicates_nothing(
     for listing in listings:
         seen = json.loads(listing.read_text())
         assert seen["input"] == result["inputPath"]
+        assert seen["files"].pop(".mnp-manifest.json")  # the complete copy's marker
         assert seen["files"] == {k: hashlib.sha256(v).hexdigest() for k, v in TREE.items()}
     assert not list((scratch / "efs" / "input" / "staged").glob("*.partial"))
     manifest = _manifest_matches(s3, f"out/{job}/")
@@ -133,7 +134,7 @@ def test_a_missing_prefix_ends_the_job_with_2_before_any_node_starts(
     assert "s3://data/in/absent/: no objects below this prefix" in run.stderr
     assert "no node starts" in run.stderr
     assert not (scratch / "logs" / "mnp").exists()  # no node's log stream: none started
-    assert not list((scratch / "efs" / "input" / "staged").iterdir())  # nothing half-copied
+    assert not list((scratch / "efs").rglob("local-run-*"))  # no DEST, no DEST.partial
     # As on Batch, the job failed (its dependency did) and the stage-out job still ran.
     job = json.loads(run.stdout.strip().splitlines()[-1])["jobId"]
     manifest = _manifest_matches(s3, f"out/{job}/")
