@@ -1,30 +1,18 @@
-"""moto's in-process S3 for the staging program, with no real AWS reachable."""
+"""moto's in-process S3 for the staging program, with no real AWS reachable (the jobs tests'
+autouse isolation: no profile, credentials or endpoint of this machine leaks in)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from tests.jobs.conftest import isolated_env  # noqa: F401  (autouse)
+
 REGION = "us-east-1"
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No real profile, credentials or endpoint can leak into a test."""
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "BOTO_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.fixture
