@@ -62,6 +62,10 @@ class S3Box:
         return f"http://{self.name}:{S3_PORT}"
 
     def __enter__(self) -> S3Box:
+        return self.start()
+
+    def start(self) -> S3Box:
+        """Its own internal network, the server on it, once it answers."""
         docker("network", "create", "--internal", self.network)
         try:
             docker("run", "-d", "--name", self.name, "--network", self.network, self.image)
