@@ -29,12 +29,14 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--stage-in, --stage-out (as submit has them) and the emulation's own two flags."""
     parser.add_argument("--stage-in", type=validate.s3_location, metavar="S3_URI",
-                        help="s3://BUCKET/PREFIX: before any node starts, copy every object below it to "
-                        "<input path>/staged/<job name>-<UTC stamp>-<6 hex> (INPUT_PATH for the "
-                        "nodes); missing or denied data ends the job with 2, no node started")
+                        help="s3://BUCKET/PREFIX: before any node starts, copy every object "
+                        "below it to <input path>/staged/<job name>-<UTC stamp>-<6 hex> "
+                        "(INPUT_PATH for the nodes); missing or denied data ends the job with "
+                        "2, no node started")
     parser.add_argument("--stage-out", type=validate.s3_location, metavar="S3_URI",
-                        help="s3://BUCKET/PREFIX: when the job ends (succeeded, failed or stopped), "
-                        "copy <output path>/<job id>/ to PREFIX/<job id>/, manifest.json last")
+                        help="s3://BUCKET/PREFIX: when the job ends (succeeded, failed or "
+                        "stopped), copy <output path>/<job id>/ to PREFIX/<job id>/, "
+                        "manifest.json last")
     parser.add_argument("--s3-endpoint", type=validate.endpoint_url, metavar="URL",
                         default=os.environ.get(ENDPOINT_ENV),
                         help=f"emulation only: the S3 emulator staging uses (default "
@@ -57,6 +59,13 @@ class Plan:
     output_dir: str
     in_code: int | None = None
     out_code: int | None = None
+
+    def check_image(self) -> None:
+        """The staging image must be in the local store (after --build made the job's)."""
+        if not engine.image_exists(self.staging.image):
+            raise InvalidInput(f"staging image {self.staging.image} is not in the local "
+                               "engine's store", hint="docker build -f image/Dockerfile -t "
+                               f"{self.staging.image} .")
 
     def before(self, ctx: Context, job: ContainerJob) -> int:
         """The stage-in job (exit 0 when there is none)."""
@@ -95,18 +104,19 @@ def _report(ctx: Context, what: str, code: int, output: str) -> None:
     ctx.err.print(f"run-local: {what} job exited {code}")
 
 
+def check_endpoint(args: argparse.Namespace) -> None:
+    """Staging flags need the emulator's endpoint (InvalidInput before anything is read)."""
+    if (args.stage_in or args.stage_out) and not args.s3_endpoint:
+        raise InvalidInput("--stage-in/--stage-out in run-local need an S3 emulator: give "
+                           f"--s3-endpoint URL (or {ENDPOINT_ENV})",
+                           hint="staging/README.md, 'Locally'; submit stages on AWS")
+
+
 def plan(args: argparse.Namespace, definition: dict[str, Any]) -> Plan | None:
     """The staging of this run, or None; InvalidInput when it cannot be emulated here."""
     if not (args.stage_in or args.stage_out):
         return None
-    if not args.s3_endpoint:
-        raise InvalidInput("--stage-in/--stage-out in run-local need an S3 emulator: give "
-                           f"--s3-endpoint URL (or {ENDPOINT_ENV})",
-                           hint="emulator/README.md, 'Staging'; submit stages on AWS")
-    if not engine.image_exists(args.staging_image):
-        raise InvalidInput(f"staging image {args.staging_image} is not in the local engine's "
-                           "store", hint=f"docker build -f image/Dockerfile -t "
-                           f"{args.staging_image} .")
+    check_endpoint(args)
     container = definition["nodeProperties"]["nodeRangeProperties"][0]["container"]
     defaults = {e["name"]: e["value"] for e in container.get("environment", [])}
     output_dir = args.output_path or defaults.get(OUTPUT_PATH_ENV, "")

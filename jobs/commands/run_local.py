@@ -186,6 +186,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     """Read the synthesized job definition, apply the request, run each attempt."""
+    localstaging.check_endpoint(args)
     config = synthesized_config(project_root(), ctx.settings.stack)
     try:
         definition = multinode_definition(config)
@@ -218,6 +219,8 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         elif engine.built_from_here(args.image) is False:
             ctx.err.print(f"run-local: note: {args.image} was built from other sources than "
                           "this checkout's: add --build to run what is here")
+        if plan:
+            plan.check_image()
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc
     local = apply_request(definition, request, access_point_owner(config))
