@@ -181,3 +181,22 @@ def test_the_manifest_reads_back(s3: Any, tmp_path: Path) -> None:
     assert run(["in", "s3://data/in/run1/", str(tmp_path / "d")]) == 0
     copy = Manifest.from_json((tmp_path / "d" / INPUT_MANIFEST).read_bytes())
     assert [f.path for f in copy.files] == sorted(TREE)
+
+
+def test_sigterm_mid_copy_exits_143_and_leaves_nothing(s3: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch stopping the staging job: SIGTERM, then SIGKILL 30 s later (ECS's default)."""
+    import os
+    import signal
+
+    from staging import stagein
+
+    def cut_short(client: Any, source: Any, paths: dict, into: Path) -> None:
+        (into / "half.bin").write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _seed(s3)
+    monkeypatch.setattr(stagein, "_download", cut_short)
+    assert run(["in", "s3://data/in/run1/", str(tmp_path / "dest")]) == 143
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
