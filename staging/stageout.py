@@ -44,8 +44,8 @@ def _same(client: Any, bucket: str, key: str, entry: manifest.FileEntry) -> bool
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except ClientError as err:
-        if s3.error_code(err) in s3.MISSING:
-            return False
+        if s3.error_code(err) in s3.MISSING | s3.DENIED:
+            return False  # gone, or a role that may write but not read: send it again
         raise s3.translate(err, f"s3://{bucket}/{key}") from err
     return (head["ContentLength"] == entry.size
             and head.get("Metadata", {}).get(SHA256_METADATA) == entry.sha256)
