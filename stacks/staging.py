@@ -63,10 +63,13 @@ STAGING_EVALUATE_ON_EXIT = ({"onExitCode": str(USAGE), "action": "EXIT"},
 # list_amazons3.html): ListObjectsV2 needs s3:ListBucket on the bucket (narrowed by the
 # s3:prefix condition key); GetObject/HeadObject need s3:GetObject; PutObject and the multipart
 # calls CreateMultipartUpload, UploadPart, CompleteMultipartUpload need s3:PutObject,
-# AbortMultipartUpload s3:AbortMultipartUpload, ListParts s3:ListMultipartUploadParts.
+# AbortMultipartUpload s3:AbortMultipartUpload, ListParts s3:ListMultipartUploadParts;
+# DeleteObject s3:DeleteObject (stage-out removes an earlier run's manifest before it changes
+# any object, so no reader trusts a manifest over half-replaced files).
 LIST_ACTIONS = ["s3:ListBucket"]
 READ_ACTIONS = ["s3:GetObject"]
-WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+WRITE_ACTIONS = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+                 "s3:DeleteObject"]
 # SSE-KMS: reading needs kms:Decrypt, writing kms:GenerateDataKey, and a multipart upload both
 # (S3 user guide, UsingKMSEncryption.html#aws-managed-customer-managed-keys-permissions).
 KMS_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]

@@ -86,14 +86,15 @@ def test_staging_role_reads_inputs_writes_outputs_and_nothing_else(synthesized: 
     # Actions per the Service Authorization Reference for S3 (list_amazons3.html): ListObjectsV2
     # -> s3:ListBucket on the bucket (s3:prefix narrows it); GetObject -> s3:GetObject;
     # PutObject and multipart -> s3:PutObject, s3:AbortMultipartUpload,
-    # s3:ListMultipartUploadParts on objects. SSE-KMS needs Decrypt and GenerateDataKey.
+    # s3:ListMultipartUploadParts on objects; DeleteObject (the old manifest) -> s3:DeleteObject.
+    # SSE-KMS needs Decrypt and GenerateDataKey.
     assert got == {
         "ListDataFolders": (["s3:ListBucket"], [arn], [
             {"test": "StringLike", "variable": "s3:prefix",
              "values": ["${var.data_input_prefix}*", "${var.data_output_prefix}*"]}]),
         "ReadInputs": (["s3:GetObject"], [f"{arn}/${{var.data_input_prefix}}*"], None),
         "WriteOutputs": (["s3:PutObject", "s3:AbortMultipartUpload",
-                          "s3:ListMultipartUploadParts"],
+                          "s3:ListMultipartUploadParts", "s3:DeleteObject"],
                          [f"{arn}/${{var.data_output_prefix}}*"], None),
         "BucketKeyThroughS3": (["kms:Decrypt", "kms:GenerateDataKey"], [key], [
             {"test": "StringEquals", "variable": "kms:ViaService",
