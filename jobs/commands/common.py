@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from jobs import validate, wholenode
+from jobs import stage, validate, wholenode
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.preflight import gate
@@ -193,13 +193,32 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
                 tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes
     ]
+    check_sizes(specs, args.image_tag)
+    return specs
+
+
+def check_sizes(specs: list[JobSpec], image_tag: str | None) -> None:
+    """Refuse a request Batch would, as sent (with --image-tag: the new revision's ARN)."""
     for spec in specs:
         request = submit_request(spec)
-        if args.image_tag:  # sent with the new revision's ARN in place of the name
-            name = definition.rpartition("/")[2].partition(":")[0]
+        if image_tag:
+            name = spec.definition.rpartition("/")[2].partition(":")[0]
             request["jobDefinition"] = f"{LONGEST_ARN_PREFIX}{name}:99999999"
         validate.check_request_size(request, f"the SubmitJob request for {spec.name}")
-    return specs
+
+
+def staged(args: argparse.Namespace, ctx: Context, specs: list[JobSpec],
+           name: str) -> tuple[list[JobSpec], stage.Staging]:
+    """--stage-in/--stage-out applied to the specs (one stage-in, named ``name``, for all)."""
+    staging = stage.plan(args, ctx, name, specs[0].definition)
+    if staging == stage.Staging():
+        return specs, staging
+    specs = [stage.apply(spec, staging) for spec in specs]
+    check_sizes(specs, args.image_tag)
+    if staging.stage_in:
+        validate.check_request_size(stage.stage_in_request(staging.stage_in, name, {}),
+                                    "the stage-in SubmitJob request")
+    return specs, staging
 
 
 def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tuple[str, str]:
@@ -264,30 +283,59 @@ def register_image(ctx: Context, definition: str, tag: str) -> str:
     return str(created["jobDefinitionArn"])
 
 
-def dry_run(ctx: Context, requests: list[dict[str, Any]], image_tag: str | None) -> int:
-    """Print the request(s) exactly as they would be sent."""
+def dry_run(ctx: Context, requests: list[dict[str, Any]], image_tag: str | None,
+            staging: stage.Staging | None = None, stage_name: str = "") -> int:
+    """Print the request(s) exactly as they would be sent (a stage-in job's first, the
+    others then naming it in dependsOn)."""
     if image_tag:
         ctx.err.print(f"dry run: --image-tag {image_tag} would first register a revision of "
                       f"{requests[0]['jobDefinition']} with that tag and submit against it")
+    if staging is not None and staging.stage_in is not None:
+        first = stage.stage_in_request(staging.stage_in, stage_name or requests[0]["jobName"],
+                                       requests[0]["tags"])
+        ctx.err.print(f"dry run: the stage-in job {first['jobName']} would be submitted first "
+                      "and the job after it, depending on its id")
+        requests = [first, *(stage.depending_on(r, "<stage-in job id>") for r in requests)]
     body = requests[0] if len(requests) == 1 else requests
     print(json.dumps(body, indent=2, sort_keys=True))
     return 0
 
 
-def submit_all(ctx: Context, specs: list[JobSpec], image_tag: str | None) -> list[dict[str, Any]]:
-    """Submit each spec (after the --image-tag registration); returns the SubmitJob results."""
+def submit_all(ctx: Context, specs: list[JobSpec], image_tag: str | None,
+               staging: stage.Staging | None = None, stage_name: str = "") -> list[dict[str, Any]]:
+    """Submit each spec (after the --image-tag registration and the stage-in job, which they
+    depend on); returns the SubmitJob results. When a SubmitJob fails after the stage-in job
+    was submitted, what this call submitted is cancelled."""
+    staging = staging or stage.Staging()
     requests = [submit_request(spec) for spec in specs]
     if image_tag:
         arn = register_image(ctx, specs[0].definition, image_tag)
         for request in requests:
             request["jobDefinition"] = arn
-    results = []
+    results: list[dict[str, Any]] = []
+    stage_in: dict[str, Any] = {}
+    if staging.stage_in is not None:
+        first = stage.stage_in_request(staging.stage_in, stage_name or specs[0].name,
+                                       specs[0].tags)
+        stage_in = {**staging.as_dict()["stageIn"], "jobId": ctx.api.submit(first)["jobId"]}
+        ctx.err.print(f"submitted {first['jobName']} as {stage_in['jobId']}: "
+                      f"{stage_in['source']} -> {stage_in['dest']}")
+        requests = [stage.depending_on(r, stage_in["jobId"]) for r in requests]
     for spec, request in zip(specs, requests, strict=True):
-        result = ctx.api.submit(request)
+        try:
+            result = ctx.api.submit(request)
+        except JobsError:
+            if stage_in:
+                stage.cancel_after_failure(
+                    ctx, [stage_in["jobId"], *(r["jobId"] for r in results)])
+            raise
         ctx.err.print(
             f"submitted {spec.name} as {result['jobId']}: {spec.nodes} nodes x {spec.vcpus} "
             f"vCPUs, {spec.memory} MiB, queue {spec.queue}"
         )
         results.append({"jobId": result["jobId"], "jobName": result["jobName"],
-                        "jobArn": result.get("jobArn"), "nodes": spec.nodes})
+                        "jobArn": result.get("jobArn"), "nodes": spec.nodes,
+                        **({"stageIn": stage_in} if stage_in else {}),
+                        **({"stageOut": staging.as_dict()["stageOut"]}
+                           if staging.stage_out else {})})
     return results
