@@ -76,6 +76,7 @@ class Recorded:
     operation: str
     body: dict[str, Any]
     headers: dict[str, str]
+    url: str = ""
 
 
 class Aws:
@@ -235,7 +236,7 @@ class Aws:
             if not target and "Action=" in raw:  # EC2's query protocol: form-encoded body
                 body = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 operation = body["Action"]
-            found.append(Recorded(service, operation.lower(), body, headers))
+            found.append(Recorded(service, operation.lower(), body, headers, entry["url"]))
         return found
 
     def operations(self, preflight: bool = False) -> list[str]:
