@@ -224,3 +224,28 @@ def staged_input(ctx: Context, job: dict[str, Any]) -> dict[str, Any] | None:
             return {"jobId": dependency["jobId"], "status": dependency.get("status"),
                     "source": command[4], "dest": command[5]}
     return None
+
+
+def whereabouts(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
+    """Where a job's data came from and went: the stage-in job and its DEST, the stage-out
+    folder and whether its manifest is there yet (empty without staging)."""
+    found: dict[str, Any] = {}
+    staged = staged_input(ctx, job)
+    if staged:
+        found["stageIn"] = staged
+    folder = output_folder(job)
+    if folder is None:
+        return found
+    out: dict[str, Any] = {"location": str(folder),
+                           "outputDir": (job.get("parameters") or {}).get(OUTPUT_DIR_PARAM)}
+    try:
+        manifest = read_manifest(ctx, folder)
+    except JobsError as exc:  # e.g. denied: the rest of status still helps
+        out.update(complete=None, error=exc.line())
+    else:
+        out["complete"] = manifest is not None
+        if manifest is not None:
+            out.update(files=len(manifest.files), bytes=manifest.bytes,
+                       finished=manifest.finished)
+    found["stageOut"] = out
+    return found

@@ -197,3 +197,34 @@ def test_a_node_id_names_the_parent(aws, run_main):
     assert result.code == 2
     assert "abc-123#2 is one node or child of job abc-123" in result.err
     assert aws.requests() == []
+
+
+def test_status_says_where_the_outputs_are(aws, run_main, tmp_path):
+    job_id = job_with_stage_out(aws)
+    before = run_main("status", job_id)
+    assert before.code == 0, before.err
+    assert f"outputs     {OUT}{job_id}/ (not yet: no manifest.json" in before.out
+    upload(aws, tmp_path, job_id)
+    after = run_main("status", job_id)
+    assert (f"outputs     {OUT}{job_id}/ (complete: 4 files, {sum(map(len, TREE.values()))} "
+            f"bytes; get them with python -m jobs fetch {job_id})") in after.out
+    data = json.loads(run_main("status", job_id, "--json").out)["data"]
+    assert data["stageOut"]["location"] == f"{OUT}{job_id}/"
+    assert data["stageOut"]["complete"] is True and data["stageOut"]["files"] == 4
+    assert data["stageOut"]["outputDir"] == "/mnt/efs/runs"
+
+
+def test_status_shows_the_staged_input(aws, run_main):
+    source = f"s3://{DATA_BUCKET}/input/case1/"
+    submitted = run_main("submit", "--job-name", "heat", "--nodes", "2", "--vcpus", "8",
+                         "--memory", "15000", "--no-preflight", "--stage-in", source, "--json")
+    assert submitted.code == 0, submitted.err
+    out = json.loads(submitted.out)
+    result = run_main("status", out["jobId"], "--json")
+    assert json.loads(result.out)["data"] == {"stageIn": {
+        "jobId": out["stageIn"]["jobId"], "status": "SUCCEEDED", "source": source,
+        "dest": out["stageIn"]["dest"]}}
+    text = run_main("status", out["jobId"]).out
+    assert (f"inputs      {source} -> {out['stageIn']['dest']} (stage-in job "
+            f"{out['stageIn']['jobId']} SUCCEEDED)") in text
+    assert "outputs" not in text
