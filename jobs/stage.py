@@ -46,8 +46,8 @@ def add_arguments(add: Callable[..., None]) -> None:
         "s3://BUCKET/PREFIX (below the stack's data_input_prefix) to the shared file system "
         "in a staging job first; the job starts after it, with INPUT_PATH set to the copy")
     add("--stage-out", type=location, metavar="S3", help="when the job ends (however it "
-        "ends) copy DIR/<job id>/ of --output-path to s3://BUCKET/PREFIX/<job id>/ (below the "
-        "stack's data_output_prefix), manifest.json last; get it with `fetch JOB_ID`")
+        "ends) copy its folder <output path>/<job id>/ to s3://BUCKET/PREFIX/<job id>/ (below "
+        "the stack's data_output_prefix), manifest.json last; get it with `fetch JOB_ID`")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ TREE = {
     "summary.json": b'{"steps": 100}\n',
     "fields/step 100/field.npy": bytes(range(256)) * 64,
     "fields/empty.dat": b"",
-    "r\u00e9sultats/\u6e29\u5ea6 map.txt": "t=1\n".encode() * 10,
+    "r\u00e9sultats/\u6e29\u5ea6 map.txt": b"t=1\n" * 10,
 }
 
 
