@@ -57,6 +57,6 @@ def data_lines(job_id: str, data: dict[str, Any]) -> list[str]:
         elif out["complete"] is None:
             state = f"unknown: {out['error']}"
         else:
-            state = f"not yet: no {OUTPUT_MANIFEST} (copied when the job ends)"
+            state = f"not complete yet: no {OUTPUT_MANIFEST}, which stage-out writes last"
         lines.append(f"outputs     {out['location']} ({state})")
     return lines

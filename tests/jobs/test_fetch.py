@@ -203,7 +203,8 @@ def test_status_says_where_the_outputs_are(aws, run_main, tmp_path):
     job_id = job_with_stage_out(aws)
     before = run_main("status", job_id)
     assert before.code == 0, before.err
-    assert f"outputs     {OUT}{job_id}/ (not yet: no manifest.json" in before.out
+    assert f"outputs     {OUT}{job_id}/ (not complete yet: no manifest.json, which stage-out writes " \
+        "last)" in before.out
     upload(aws, tmp_path, job_id)
     after = run_main("status", job_id)
     assert (f"outputs     {OUT}{job_id}/ (complete: 4 files, {sum(map(len, TREE.values()))} "
