@@ -118,28 +118,22 @@ class Aws:
                 "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}},
         )["LaunchTemplate"]["LaunchTemplateId"]
         env = self.create_environment("mnp-batch-ce", ZONE)
-        self.batch.create_job_queue(
-            jobQueueName=QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
+        # The MPI queue, the optional single-node Spot queue and the staging jobs' queue.
+        for queue in (QUEUE, SPOT_QUEUE, STAGING_QUEUE):
+            self.batch.create_job_queue(
+                jobQueueName=queue, state="ENABLED", priority=1,
+                computeEnvironmentOrder=[{"order": 1,
+                                          "computeEnvironment": env["computeEnvironmentArn"]}])
         self.batch.register_job_definition(
             jobDefinitionName=DEFINITION, type="multinode", platformCapabilities=["EC2"],
             nodeProperties=job_definition_properties(f"{REPOSITORY_URL}:v1"),
             retryStrategy={"attempts": 2}, propagateTags=True, tags={"project": "mnp-batch"})
-        # The optional single-node Spot queue (stacks/scheduling.py): a container job definition.
-        self.batch.create_job_queue(
-            jobQueueName=SPOT_QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
+        # The Spot queue's and the staging jobs' definitions are single-node (container) ones
+        # (stacks/scheduling.py).
         container = job_definition_properties(f"{REPOSITORY_URL}:v1")["nodeRangeProperties"][0]
         self.batch.register_job_definition(
             jobDefinitionName=SPOT_DEFINITION, type="container", platformCapabilities=["EC2"],
             containerProperties=container["container"], propagateTags=True)
-        # The staging jobs' queue and single-node definition, and the data bucket.
-        self.batch.create_job_queue(
-            jobQueueName=STAGING_QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
         self.batch.register_job_definition(
             jobDefinitionName=STAGING_DEFINITION, type="container", platformCapabilities=["EC2"],
             containerProperties={**container["container"],

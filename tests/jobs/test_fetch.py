@@ -4,6 +4,11 @@ staging.manifest, as the stage-out job writes them) downloaded, resumed and veri
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -203,8 +208,8 @@ def test_status_says_where_the_outputs_are(aws, run_main, tmp_path):
     job_id = job_with_stage_out(aws)
     before = run_main("status", job_id)
     assert before.code == 0, before.err
-    assert f"outputs     {OUT}{job_id}/ (not complete yet: no manifest.json, which stage-out writes " \
-        "last)" in before.out
+    assert (f"outputs     {OUT}{job_id}/ (not complete yet: no manifest.json, which "
+            "stage-out writes last)") in before.out
     upload(aws, tmp_path, job_id)
     after = run_main("status", job_id)
     assert (f"outputs     {OUT}{job_id}/ (complete: 4 files, {sum(map(len, TREE.values()))} "
@@ -229,3 +234,36 @@ def test_status_shows_the_staged_input(aws, run_main):
     assert (f"inputs      {source} -> {out['stageIn']['dest']} (stage-in job "
             f"{out['stageIn']['jobId']} SUCCEEDED)") in text
     assert "outputs" not in text
+
+
+def test_a_progress_bar_on_a_terminal_only(aws, tmp_path):
+    job_id = job_with_stage_out(aws)
+    upload(aws, tmp_path, job_id)
+    plain = aws.cli("fetch", job_id, "--to", "plain")
+    assert plain.returncode == 0 and plain.stderr == ""
+    # stderr on a pseudo-terminal, as in a user's shell: rich draws the bar there.
+    main, secondary = pty.openpty()
+    screen = bytearray()
+
+    def drain() -> None:  # read as it comes: a full terminal buffer would block the writer
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the writer closed its end
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    proc = subprocess.Popen([sys.executable, "-m", "jobs", "fetch", job_id, "--to", "tty"],
+                            cwd=aws.tmp_path, env=aws.env(), stdout=subprocess.PIPE,
+                            stderr=secondary)
+    os.close(secondary)
+    out, _ = proc.communicate(timeout=60)
+    reader.join(timeout=30)
+    os.close(main)
+    assert proc.returncode == 0
+    assert b"4 files" in screen and b"\xe2\x94\x81" in screen  # the description, the bar (━)
+    assert out.decode().startswith(f"tty/{job_id}: 4 files")
