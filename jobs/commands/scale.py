@@ -15,9 +15,9 @@ from jobs.commands.common import (
     job_specs,
     preflight,
     staged,
-    submit_all,
 )
 from jobs.commands.logs import BATCH_DEFAULT_GROUP
+from jobs.commands.sending import submit_all
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
 from jobs.errors import JobsError

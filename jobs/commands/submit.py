@@ -13,8 +13,8 @@ from jobs.commands.common import (
     job_specs,
     preflight,
     staged,
-    submit_all,
 )
+from jobs.commands.sending import submit_all
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
 from jobs.request import submit_request
