@@ -17,7 +17,7 @@ from typing import Any
 from emulator import engine
 from emulator.containers import ContainerJob
 from emulator.stagingjobs import S3_IMAGE, LocalStaging
-from jobs import validate
+from jobs import stage, validate
 from jobs.context import Context
 from jobs.errors import InvalidInput
 from launcher.contract import OUTPUT_PATH_ENV
@@ -27,16 +27,8 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--stage-in, --stage-out (as submit has them) and the emulation's own two flags."""
-    parser.add_argument("--stage-in", type=validate.s3_location, metavar="S3_URI",
-                        help="s3://BUCKET/PREFIX: before any node starts, copy every object "
-                        "below it to <input path>/staged/<job name>-<UTC stamp>-<6 hex> "
-                        "(INPUT_PATH for the nodes); missing or denied data ends the job with "
-                        "2, no node started")
-    parser.add_argument("--stage-out", type=validate.s3_location, metavar="S3_URI",
-                        help="s3://BUCKET/PREFIX: when the job ends (succeeded, failed or "
-                        "stopped), copy <output path>/<job id>/ to PREFIX/<job id>/, "
-                        "manifest.json last")
+    """--stage-in, --stage-out (submit's own) and the emulation's own two flags."""
+    stage.add_arguments(parser.add_argument)
     parser.add_argument("--s3-endpoint", type=validate.endpoint_url, metavar="URL",
                         default=os.environ.get(ENDPOINT_ENV),
                         help=f"emulation only: the S3 emulator staging uses (default "
@@ -125,5 +117,6 @@ def plan(args: argparse.Namespace, definition: dict[str, Any]) -> Plan | None:
                            f"{OUTPUT_PATH_ENV})")
     dest = (commands.stage_in_dest(args.input_path, args.job_name) if args.stage_in
             else None)
-    return Plan(LocalStaging(args.staging_image, args.s3_endpoint), args.stage_in, dest,
-                args.stage_out, output_dir)
+    return Plan(LocalStaging(args.staging_image, args.s3_endpoint),
+                str(args.stage_in) if args.stage_in else None, dest,
+                str(args.stage_out) if args.stage_out else None, output_dir)

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.request import CLI_TAGS, JobSpec
-from launcher.contract import OUTPUT_PATH_ENV
-from staging import uri
+from launcher.contract import OUTPUT_DIR_PARAMETER, OUTPUT_PATH_ENV, STAGE_OUT_PARAMETER
+from staging import commands, uri
 from staging.manifest import OUTPUT_MANIFEST, Manifest
 from staging.uri import S3Location
 
-# The job parameters the stack's EventBridge rule hands to the stage-out staging job.
-STAGE_OUT_PARAM = "stageOut"
-OUTPUT_DIR_PARAM = "outputDir"
-STAGING_PROGRAM = ("python", "-m", "staging")
 STAGE_IN_SUFFIX = "-stage-in"
 # Where staged inputs go without --input-path: a folder of the shared file system's own.
 DEFAULT_INPUT_DIR = "input"
@@ -72,7 +66,7 @@ class Staging:
         """The job parameters stage-out reads from the job's terminal-state event."""
         if self.stage_out is None or self.output_dir is None:
             return {}
-        return {STAGE_OUT_PARAM: str(self.stage_out), OUTPUT_DIR_PARAM: self.output_dir}
+        return {STAGE_OUT_PARAMETER: str(self.stage_out), OUTPUT_DIR_PARAMETER: self.output_dir}
 
     def as_dict(self) -> dict[str, Any]:
         """For --json."""
@@ -105,12 +99,6 @@ def _check_within(flag: str, value: S3Location, allowed: S3Location, what: str) 
                            hint=f"use a location such as {allowed}...")
 
 
-def staged_dest(input_root: str, name: str, now: datetime | None = None) -> str:
-    """DEST = <input path>/staged/<job name>-<UTC stamp>-<6 hex>: never an earlier job's."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{input_root.rstrip('/')}/staged/{name}-{stamp}-{secrets.token_hex(3)}"
-
-
 def definition_output_path(definition: dict[str, Any]) -> str | None:
     """The OUTPUT_PATH a job definition sets (a node range's or the container's)."""
     containers = [definition.get("containerProperties") or {}]
@@ -133,7 +121,7 @@ def plan(args: argparse.Namespace, ctx: Context, name: str, definition: str) -> 
     if source is not None:
         _check_within("--stage-in", source, _allowed(ctx, "data_input_prefix"), "input")
         root = args.input_path or f"{ctx.settings.efs_mount().rstrip('/')}/{DEFAULT_INPUT_DIR}"
-        stage_in = StageIn(source, staged_dest(root, name),
+        stage_in = StageIn(source, commands.stage_in_dest(root, name),
                            _output(ctx, "staging_job_queue_name"),
                            _output(ctx, "staging_job_definition_name"))
     output_dir = None
@@ -166,7 +154,7 @@ def stage_in_request(stage_in: StageIn, name: str, tags: dict[str, str]) -> dict
         "jobQueue": stage_in.queue,
         "jobDefinition": stage_in.definition,
         "containerOverrides": {
-            "command": [*STAGING_PROGRAM, "in", str(stage_in.source), stage_in.dest]},
+            "command": commands.in_command(str(stage_in.source), stage_in.dest)},
         "propagateTags": True,
         "tags": {**CLI_TAGS, **tags},
     }
@@ -194,7 +182,7 @@ def cancel_after_failure(ctx: Context, job_ids: list[str]) -> None:
 
 def output_folder(job: dict[str, Any]) -> S3Location | None:
     """s3://.../<job id>/ from the job's stageOut parameter, None without one."""
-    value = (job.get("parameters") or {}).get(STAGE_OUT_PARAM)
+    value = (job.get("parameters") or {}).get(STAGE_OUT_PARAMETER)
     if not value:
         return None
     try:
@@ -220,7 +208,7 @@ def staged_input(ctx: Context, job: dict[str, Any]) -> dict[str, Any] | None:
     ids = [d["jobId"] for d in job.get("dependsOn") or [] if d.get("jobId")]
     for dependency in ctx.api.describe(ids).values() if ids else ():
         command = (dependency.get("container") or {}).get("command") or []
-        if tuple(command[:4]) == (*STAGING_PROGRAM, "in") and len(command) == 6:
+        if tuple(command[:4]) == (*commands.PROGRAM, "in") and len(command) == 6:
             return {"jobId": dependency["jobId"], "status": dependency.get("status"),
                     "source": command[4], "dest": command[5]}
     return None
@@ -237,7 +225,7 @@ def whereabouts(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
     if folder is None:
         return found
     out: dict[str, Any] = {"location": str(folder),
-                           "outputDir": (job.get("parameters") or {}).get(OUTPUT_DIR_PARAM)}
+                           "outputDir": (job.get("parameters") or {}).get(OUTPUT_DIR_PARAMETER)}
     try:
         manifest = read_manifest(ctx, folder)
     except JobsError as exc:  # e.g. denied: the rest of status still helps

@@ -21,7 +21,6 @@ from launcher.contract import (
     RENDEZVOUS_SECRET_ENV,
 )
 from launcher.inputs import mpi_starter_refusal, whole_number
-from staging import uri
 
 # Every pattern is applied with fullmatch: `$` would also match before a trailing newline.
 # Batch SubmitJob: up to 128 letters, digits, hyphens, underscores; first alphanumeric.
@@ -286,14 +285,6 @@ def check_tags(tags: list[tuple[str, str]], reserved: dict[str, str]) -> dict[st
             f"({', '.join(sorted(reserved))}) exceed Batch's limit of {MAX_TAGS} tags per job"
         )
     return merged
-
-
-def s3_location(value: str) -> str:
-    """``s3://BUCKET/PREFIX``, in the folder form the staging jobs use (ends with '/')."""
-    try:
-        return str(uri.parse(value))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def endpoint_url(value: str) -> str:

@@ -70,3 +70,6 @@ IMAGE_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 # on the multi-node job, which the stack's EventBridge rule passes on to the stage-out job.
 STAGE_OUT_PARAMETER = "stageOut"  # s3://BUCKET/PREFIX/: where the outputs go
 OUTPUT_DIR_PARAMETER = "outputDir"  # the run's --output-path (the parent of <job id>/)
+# ...and the two the rule adds from the event, for the stage-out job's command (Ref::).
+JOB_ID_PARAMETER = "jobId"
+STATUS_PARAMETER = "status"

@@ -13,10 +13,15 @@ from cdktf_cdktf_provider_aws.cloudwatch_event_target import (
 )
 from constructs import Construct
 
-from launcher.contract import OUTPUT_DIR_PARAMETER, STAGE_OUT_PARAMETER
+from launcher.contract import (
+    JOB_ID_PARAMETER,
+    OUTPUT_DIR_PARAMETER,
+    STAGE_OUT_PARAMETER,
+    STATUS_PARAMETER,
+)
 from stacks.config import name, tags
 from stacks.policy import Statement, service_role
-from stacks.staging import JOB_ID_PARAMETER, STATUS_PARAMETER, StagingJobs
+from stacks.staging import StagingJobs
 
 # Terminal states: a job Batch stopped (cancel, terminate, timeout) ends FAILED too
 # (docs.aws.amazon.com/batch/latest/userguide/job_states.html).

@@ -25,9 +25,7 @@ from constructs import Construct
 from launcher.contract import (
     APPLICATION_ERROR,
     NETWORK_ENV,
-    OUTPUT_DIR_PARAMETER,
     RANKS_PER_NODE_ENV,
-    STAGE_OUT_PARAMETER,
     USAGE,
 )
 from stacks.config import PlatformConfig, name, tags
@@ -43,15 +41,11 @@ from stacks.scheduling import (
     shared_file_system,
 )
 from stacks.storage import EFS_CLIENT_ACTIONS, SharedStorage
+from staging import commands
 
-# The stage-out job's parameters, filled by the EventBridge rule's input transformer
-# (Ref::NAME placeholders: docs.aws.amazon.com/batch/latest/userguide/
-# job_definition_parameters.html).
-JOB_ID_PARAMETER = "jobId"
-STATUS_PARAMETER = "status"
-STAGE_OUT_COMMAND = ("python", "-m", "staging", "out", "--job", f"Ref::{JOB_ID_PARAMETER}",
-                     "--status", f"Ref::{STATUS_PARAMETER}", "--from",
-                     f"Ref::{OUTPUT_DIR_PARAMETER}", "--to", f"Ref::{STAGE_OUT_PARAMETER}")
+# The stage-out job's command: the EventBridge rule's input transformer fills each Ref::NAME
+# (docs.aws.amazon.com/batch/latest/userguide/job_definition_parameters.html).
+STAGE_OUT_COMMAND = tuple(commands.out_command_template())
 # `python -m staging` exits 2 for bad or missing data (a retry cannot help) and 1 for an S3 or
 # file-system error. Batch retries a job no rule matches (API_RetryStrategy: "If none of the
 # EvaluateOnExit conditions ... match, then the job is retried"), which is right here too: a copy

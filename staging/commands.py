@@ -7,12 +7,19 @@ import posixpath
 import secrets
 from datetime import UTC, datetime
 
-from launcher.contract import EFS_MOUNT_PATH
+from launcher.contract import (
+    EFS_MOUNT_PATH,
+    JOB_ID_PARAMETER,
+    OUTPUT_DIR_PARAMETER,
+    STAGE_OUT_PARAMETER,
+    STATUS_PARAMETER,
+)
 
 # Where staged inputs go when the job names no --input-path.
 DEFAULT_INPUT_PARENT = f"{EFS_MOUNT_PATH}/input"
 # The job parameters of a stage-out job, filled from the job-state event (Ref:: in Batch).
-OUT_PARAMETERS = ("jobId", "status", "outputDir", "stageOut")
+OUT_PARAMETERS = (JOB_ID_PARAMETER, STATUS_PARAMETER, OUTPUT_DIR_PARAMETER, STAGE_OUT_PARAMETER)
+PROGRAM = ("python", "-m", "staging")
 # A job's terminal states, the ones its stage-out runs after (a stop ends as FAILED).
 TERMINAL = ("SUCCEEDED", "FAILED")
 
@@ -27,12 +34,12 @@ def stage_in_dest(input_parent: str | None, job_name: str, now: datetime | None 
 
 def in_command(source: str, dest: str) -> list[str]:
     """What a stage-in job runs."""
-    return ["python", "-m", "staging", "in", source, dest]
+    return [*PROGRAM, "in", source, dest]
 
 
 def out_command(job_id: str, status: str, output_dir: str, to: str) -> list[str]:
     """What a stage-out job runs (on Batch: `Ref::jobId` etc., from OUT_PARAMETERS)."""
-    return ["python", "-m", "staging", "out", "--job", job_id, "--status", status,
+    return [*PROGRAM, "out", "--job", job_id, "--status", status,
             "--from", output_dir, "--to", to]
 
 
