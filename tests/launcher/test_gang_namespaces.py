@@ -62,9 +62,11 @@ def test_three_array_children_form_one_world_and_run_heat(tmp_path: Path, solver
         assert "waiting up to 600.0s (MNP_GANG_TIMEOUT=600s)" in logs[i][1]
     # The main node removes its published address when the gang ends.
     assert not (gang_dir / job).exists()
-    assembly = _stamp(main_err, "all 3 nodes ready") - _stamp(main_err, "gang: published")
-    print(f"gang of 3 assembled {assembly:.2f}s after the main node published its address "
-          "(children start 0-1 s after the main node)")
+    ready = _stamp(main_err, "all 3 nodes ready")
+    last = max(_stamp(logs[i][1], "gang member") for i in (1, 2))
+    print(f"gang of 3: world ready {ready - _stamp(main_err, 'gang: published'):.2f}s after "
+          f"the main node published its address, {ready - last:.2f}s after the last member "
+          "started (members start 0-1 s apart)")
 
 
 def test_a_member_that_never_starts_ends_the_gang_within_its_bound(tmp_path: Path,
@@ -84,3 +86,21 @@ def test_a_member_that_never_starts_ends_the_gang_within_its_bound(tmp_path: Pat
         assert ("gang of 3 did not assemble within 4.0s (the cost cap: 3 members at $36/h "
                 "each reach MNP_GANG_COST_CAP=$0.12 after 4.0s): index(es) 2 never arrived"
                 in err), err
+
+
+def test_members_whose_main_node_never_starts_give_up_within_their_bound(
+        tmp_path: Path, solver_env) -> None:
+    with _gang(tmp_path, solver_env, MNP_GANG_TIMEOUT="3") as emu:
+        argv = emu.entrypoint(_heat(emu.shared_dir, 10))
+        began = time.monotonic()
+        for index in (1, 2):
+            emu.start_node(index, argv, cwd=REPO)
+        codes = emu.wait_all(60)
+        took = time.monotonic() - began
+        logs = [emu.output(i)[1] for i in (1, 2)]
+    assert codes == {1: contract.RENDEZVOUS_TIMEOUT, 2: contract.RENDEZVOUS_TIMEOUT}, logs
+    assert 3 <= took < 12
+    for err in logs:
+        assert ("gang of 3 did not assemble within 3.0s (MNP_GANG_TIMEOUT=3s): index(es) 0 "
+                "never arrived" in err), err
+        assert "published no valid address" in err
