@@ -22,11 +22,11 @@ from launcher.rendezvous import (
     ProtocolError,
     RendezvousError,
     _heartbeat,
-    printable,
     _start,
     encode,
     log,
     mac,
+    printable,
 )
 
 # Connections that have not yet proved they hold the key, each with its own thread. A real
