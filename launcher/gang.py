@@ -18,10 +18,15 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from launcher.rendezvous import log, mac
+from launcher import contract
+from launcher.rendezvous import RendezvousError, log, mac
+
+if TYPE_CHECKING:
+    from launcher.node import BatchNode, Settings
 
 GANG_ENV = "MNP_GANG"
 # docs.aws.amazon.com/batch/latest/userguide/job_env_vars.html: set in array children only.
@@ -180,3 +185,38 @@ def missing_line(missing: list[int], bound: Bound, size: int) -> str:
     return (f"gang of {size} did not assemble within {bound.seconds:.1f}s ({bound.reason}): "
             f"index(es) {', '.join(map(str, missing))} never arrived; exiting so the gang "
             "cancels itself")
+
+
+def announce(node: BatchNode, settings: Settings, port: int) -> Path:
+    """The main node: seal and publish where the members find its rendezvous on `port`."""
+    try:
+        ip = own_address()
+        path = publish(Path(settings.gang_dir), node.job, node.attempt, ip, port,
+                       settings.secret)
+    except (GangError, OSError) as e:
+        raise RendezvousError(f"gang: cannot publish the main node's address under "
+                              f"{settings.gang_dir} (MNP_GANG_DIR): {e}") from None
+    log.info("gang: published %s:%d in %s", ip, port, path)
+    return path
+
+
+def join(node: BatchNode, settings: Settings,
+         stop: threading.Event) -> tuple[BatchNode, Settings] | int:
+    """A member: the node and settings to join the main node's published rendezvous with (the
+    rest of the bound as its timeout), else the exit code when no address came in time."""
+    bound = settings.gang_bound
+    assert bound is not None
+    began = time.monotonic()
+    log.info("gang member %d of %d: waiting up to %.1fs (%s) for the main node's address "
+             "under %s", node.index, node.num_nodes, bound.seconds, bound.reason,
+             settings.gang_dir)
+    try:
+        ip, port = find_main(Path(settings.gang_dir), node.job, node.attempt,
+                             settings.secret, began + bound.seconds, stop)
+    except GangError as e:
+        if stop.is_set():
+            return contract.STOPPED
+        log.error("%s: %s", missing_line([node.main_index], bound, node.num_nodes), e)
+        return contract.RENDEZVOUS_TIMEOUT
+    left = max(1.0, bound.seconds - (time.monotonic() - began))
+    return replace(node, main_ip=ip), replace(settings, port=port, rendezvous_timeout=left)

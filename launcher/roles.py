@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -247,7 +247,7 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         try:
             server = _serve(node, settings, key)
             if node.gang:
-                published = _publish(node, settings, server)
+                published = gang.announce(node, settings, server.port)
         except RendezvousError as e:
             log.error("%s", e)
             return contract.USAGE
@@ -275,19 +275,6 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         if published is not None:
             gang.withdraw(published)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def _publish(node: BatchNode, settings: Settings, server: Server) -> Path:
-    """A gang's main node: seal and publish where the children find this rendezvous."""
-    try:
-        ip = gang.own_address()
-        path = gang.publish(Path(settings.gang_dir), node.job, node.attempt, ip, server.port,
-                            settings.secret)
-    except (gang.GangError, OSError) as e:
-        raise RendezvousError(f"gang: cannot publish the main node's address under "
-                              f"{settings.gang_dir} (MNP_GANG_DIR): {e}") from None
-    log.info("gang: published %s:%d in %s", ip, server.port, path)
-    return path
 
 
 def _serve(node: BatchNode, settings: Settings, key: Path) -> Server:
@@ -377,33 +364,10 @@ def _precheck(check: gate.Check, node: BatchNode, world: _World, term: TermSigna
     return contract.STOPPED if term.event.is_set() else code
 
 
-def _join_gang(node: BatchNode, settings: Settings,
-               term: TermSignal) -> tuple[BatchNode, Settings] | int:
-    """A gang member: the main node's published address, and the rest of the bound for the
-    rendezvous; the exit code when it never appears."""
-    bound = settings.gang_bound
-    assert bound is not None
-    began = time.monotonic()
-    log.info("gang member %d of %d: waiting up to %.1fs (%s) for the main node's address "
-             "under %s", node.index, node.num_nodes, bound.seconds, bound.reason,
-             settings.gang_dir)
-    try:
-        ip, port = gang.find_main(Path(settings.gang_dir), node.job, node.attempt,
-                                  settings.secret, began + bound.seconds, term.event)
-    except gang.GangError as e:
-        if term.event.is_set():
-            return contract.STOPPED
-        log.error("%s: %s", gang.missing_line([node.main_index], bound, node.num_nodes), e)
-        return contract.RENDEZVOUS_TIMEOUT
-    left = max(1.0, bound.seconds - (time.monotonic() - began))
-    return (replace(node, main_ip=ip),
-            replace(settings, port=port, rendezvous_timeout=left))
-
-
 def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     """Child node: report to the main node, serve its remote starts until told to exit."""
     if node.gang:
-        joined = _join_gang(node, settings, term)
+        joined = gang.join(node, settings, term.event)
         if isinstance(joined, int):
             return joined
         node, settings = joined
