@@ -32,7 +32,7 @@ from stacks import efa
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
 from stacks.jsontext import Template, dumps
-from stacks.variables import EFA_ENABLED, SPOT_ENABLED, counted_ref
+from stacks.variables import EFA_ENABLED, FSX_ENABLED, SPOT_ENABLED, counted_ref
 
 # Queue reasons after which a RUNNABLE job can never start on its own.
 STUCK_RUNNABLE_REASONS = (
@@ -41,6 +41,7 @@ STUCK_RUNNABLE_REASONS = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
 )
 EFS_VOLUME = "efs"
+FSX_VOLUME = "fsx"
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,33 @@ def fabric_environment(*, multinode: bool, fabric: bool) -> list:
     return [_env(*pair) for pair in (TCP_MULTINODE if multinode else TCP_MULTINODE[:1])]
 
 
+def when_fsx(base: list[dict], extra: dict) -> Template:
+    """A JSON list, chosen at plan: `base` plus `extra` when enable_fsx, else `base` alone."""
+    return Template(f"%{{ if {FSX_ENABLED} }}{json.dumps([*base, extra])}"
+                    f"%{{ else }}{json.dumps(base)}%{{ endif }}")
+
+
+def storage(node: NodeDefaults, wiring: JobWiring, *, fsx_on: bool) -> dict:
+    """`volumes` and `mountPoints`: EFS always; with FSx synthesized, the Lustre host mount."""
+    volumes = [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
+        "fileSystemId": wiring.file_system_id,
+        "transitEncryption": "ENABLED",
+        "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}]
+    mounts = [{"sourceVolume": EFS_VOLUME, "containerPath": node.efs_mount_path,
+               "readOnly": False}]
+    if not fsx_on:
+        return {"volumes": volumes, "mountPoints": mounts}
+    # Lustre is mounted on the instance (the launch template's user data), so the container
+    # gets it as a host path (docs.aws.amazon.com/batch/latest/APIReference/API_Volume.html).
+    return {"volumes": when_fsx(volumes, {"name": FSX_VOLUME,
+                                          "host": {"sourcePath": node.fsx_mount_path}}),
+            "mountPoints": when_fsx(mounts, {"sourceVolume": FSX_VOLUME,
+                                             "containerPath": node.fsx_mount_path,
+                                             "readOnly": False})}
+
+
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
-                         efa_on: bool = False) -> dict:
+                         efa_on: bool = False, fsx_on: bool = False) -> dict:
     """The container block (Batch API shape) of both job definitions; EFA only on multinode."""
     fabric = multinode and efa_on
     container = {
@@ -105,12 +131,7 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         # API_ContainerProperties.html, user): root for the launcher only (see RUN_AS_ENV).
         "user": "0:0",
         "privileged": False,
-        "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
-            "fileSystemId": wiring.file_system_id,
-            "transitEncryption": "ENABLED",
-            "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}],
-        "mountPoints": [{"sourceVolume": EFS_VOLUME, "containerPath": node.efs_mount_path,
-                         "readOnly": False}],
+        **storage(node, wiring, fsx_on=fsx_on),
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
             "awslogs-stream-prefix": "mnp"}},
@@ -134,11 +155,12 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
     return container
 
 
-def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = False) -> dict:
+def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = False,
+                    fsx_on: bool = False) -> dict:
     """One open-ended node range '0:' so that submit-time nodeOverrides.numNodes works."""
     return {"mainNode": 0, "numNodes": node.num_nodes,
             "nodeRangeProperties": [{"targetNodes": "0:", "container": container_properties(
-                node, wiring, multinode=True, efa_on=efa_on)}]}
+                node, wiring, multinode=True, efa_on=efa_on, fsx_on=fsx_on)}]}
 
 
 def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
@@ -171,11 +193,13 @@ class Scheduling(Construct):
         self.job_definition = self._add_job_definition(
             "job_definition", "mpi", "multinode",
             node_properties=dumps(node_properties(node, wiring,
-                                                  efa_on=config.settings.enable_efa)))
+                                                  efa_on=config.settings.enable_efa,
+                                                  fsx_on=config.settings.enable_fsx)))
         # Single node: the launcher then runs the command under a local mpiexec.
         self.spot_job_definition = self._add_job_definition(
             "spot_job_definition", "spot", "container", count=spot_count,
-            container_properties=json.dumps(container_properties(node, wiring, multinode=False)))
+            container_properties=dumps(container_properties(node, wiring, multinode=False,
+                                                            fsx_on=config.settings.enable_fsx)))
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
 
