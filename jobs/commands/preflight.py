@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Print the report (table or --json); exit 2 when a check failed."""
     specs = job_specs(args, ctx, [(args.job_name, args.nodes)])
-    reports = gate.run(ctx.api, specs, args.image_tag)
+    reports = gate.run(ctx.api, specs, args.image_tag,
+                       ctx.settings.optional(None, "fsx_file_system_id"))
     if args.json:  # the whole report even when nothing was decided
         print(json.dumps(reports[0].as_dict(), indent=2))
     gate.refuse_undecided(reports)  # its error line names the reasons: no table of them

@@ -63,12 +63,20 @@ def on_demand_price(reader: Reader, instance_type: str, region: str) -> float | 
                         FormatVersion="aws_v1", MaxResults=10)
     if isinstance(found, Unknown):
         return found
+    usd = listed_price(found, "Hrs")
+    if usd is not None:
+        return usd
+    return Unknown(f"the Price List API has no Linux on-demand price for {instance_type} "
+                   f"in {region}")
+
+
+def listed_price(found: dict[str, Any], unit: str) -> float | None:
+    """The first positive on-demand USD price per `unit` in a GetProducts answer, or None."""
     for raw in found.get("PriceList", []):
         product = json.loads(raw) if isinstance(raw, str) else raw
         for term in product.get("terms", {}).get("OnDemand", {}).values():
             for dimension in term.get("priceDimensions", {}).values():
                 usd = float(dimension.get("pricePerUnit", {}).get("USD", 0) or 0)
-                if usd > 0 and dimension.get("unit", "Hrs") == "Hrs":
+                if usd > 0 and dimension.get("unit", unit) == unit:
                     return usd
-    return Unknown(f"the Price List API has no Linux on-demand price for {instance_type} "
-                   f"in {region}")
+    return None

@@ -82,16 +82,28 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
             return dispatch(self, environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         recorder._record_request(Request(environ), body=body)
-        terms = {f["Field"]: f["Value"] for f in json.loads(body).get("Filters", [])}
-        price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"), terms.get("regionCode")))
-        products = [] if price is None else [json.dumps({
-            "product": {"attributes": {"instanceType": terms["instanceType"]}},
-            "terms": {"OnDemand": {"T1": {"priceDimensions": {"D1": {
-                "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})]
+        asked = json.loads(body)
+        terms = {f["Field"]: f["Value"] for f in asked.get("Filters", [])}
+        if asked.get("ServiceCode") != "AmazonEC2":
+            products = [_product(attributes, unit, usd)
+                        for service, attributes, unit, usd in moto_env.SEEDED_PRODUCTS
+                        if service == asked.get("ServiceCode")
+                        and all(attributes.get(k) == v for k, v in terms.items())]
+        else:
+            price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"),
+                                                terms.get("regionCode")))
+            products = [] if price is None else [
+                _product({"instanceType": terms["instanceType"]}, "Hrs", price)]
         start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
         return [json.dumps({"FormatVersion": "aws_v1", "PriceList": products}).encode()]
 
     patch.setattr(DomainDispatcherApplication, "__call__", call)
+
+
+def _product(attributes: dict[str, str], unit: str, usd: float) -> str:
+    """One PriceList entry: a JSON document in a string (pricing API_pricing_GetProducts)."""
+    return json.dumps({"product": {"attributes": attributes}, "terms": {"OnDemand": {"T1": {
+        "priceDimensions": {"D1": {"unit": unit, "pricePerUnit": {"USD": f"{usd:.10f}"}}}}}}})
 
 
 @pytest.fixture
