@@ -80,6 +80,25 @@ def fabric_environment(*, multinode: bool, fabric: bool) -> list:
     return [_env(*pair) for pair in (TCP_MULTINODE if multinode else TCP_MULTINODE[:1])]
 
 
+def shared_file_system(wiring: JobWiring, mount_path: str) -> dict:
+    """`volumes` and `mountPoints`: EFS over TLS through the access point, as the job role."""
+    return {
+        "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
+            "fileSystemId": wiring.file_system_id,
+            "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}],
+        "mountPoints": [{"sourceVolume": EFS_VOLUME, "containerPath": mount_path,
+                         "readOnly": False}],
+    }
+
+
+def log_configuration(wiring: JobWiring, stream_prefix: str) -> dict:
+    """awslogs into the stack's job log group, streams named '<prefix>/...'."""
+    return {"logDriver": "awslogs", "options": {
+        "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
+        "awslogs-stream-prefix": stream_prefix}}
+
+
 def when_fsx(base: list[dict], extra: dict) -> Template:
     """A JSON list, chosen at plan: `base` plus `extra` when enable_fsx, else `base` alone."""
     return Template(f"%{{ if {FSX_ENABLED} }}{json.dumps([*base, extra])}"
@@ -88,21 +107,16 @@ def when_fsx(base: list[dict], extra: dict) -> Template:
 
 def storage(node: NodeDefaults, wiring: JobWiring, *, fsx_on: bool) -> dict:
     """`volumes` and `mountPoints`: EFS always; with FSx synthesized, the Lustre host mount."""
-    volumes = [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
-        "fileSystemId": wiring.file_system_id,
-        "transitEncryption": "ENABLED",
-        "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}]
-    mounts = [{"sourceVolume": EFS_VOLUME, "containerPath": node.efs_mount_path,
-               "readOnly": False}]
+    shared = shared_file_system(wiring, node.efs_mount_path)
     if not fsx_on:
-        return {"volumes": volumes, "mountPoints": mounts}
+        return shared
     # Lustre is mounted on the instance (the launch template's user data), so the container
     # gets it as a host path (docs.aws.amazon.com/batch/latest/APIReference/API_Volume.html).
-    return {"volumes": when_fsx(volumes, {"name": FSX_VOLUME,
-                                          "host": {"sourcePath": node.fsx_mount_path}}),
-            "mountPoints": when_fsx(mounts, {"sourceVolume": FSX_VOLUME,
-                                             "containerPath": node.fsx_mount_path,
-                                             "readOnly": False})}
+    return {"volumes": when_fsx(shared["volumes"], {"name": FSX_VOLUME,
+                                                    "host": {"sourcePath": node.fsx_mount_path}}),
+            "mountPoints": when_fsx(shared["mountPoints"], {"sourceVolume": FSX_VOLUME,
+                                                            "containerPath": node.fsx_mount_path,
+                                                            "readOnly": False})}
 
 
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
@@ -132,9 +146,7 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         "user": "0:0",
         "privileged": False,
         **storage(node, wiring, fsx_on=fsx_on),
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
-            "awslogs-stream-prefix": "mnp"}},
+        "logConfiguration": log_configuration(wiring, "mnp"),
         # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
         "linuxParameters": {"sharedMemorySize": node.shared_memory_mib,
                             "initProcessEnabled": True},
@@ -163,12 +175,29 @@ def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = Fal
                 node, wiring, multinode=True, efa_on=efa_on, fsx_on=fsx_on)}]}
 
 
-def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
-    """The contract's evaluateOnExit rules as provider blocks (RETRY 3, 4, 143, Host EC2*)."""
+def retry_rules(rules: tuple[dict[str, str], ...] = EVALUATE_ON_EXIT,
+                ) -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
+    """evaluateOnExit rules as provider blocks (default: the contract's RETRY 3, 4, 143, Host
+    EC2*)."""
     keys = {"onStatusReason": "on_status_reason", "onExitCode": "on_exit_code",
             "onReason": "on_reason", "action": "action"}
     return [BatchJobDefinitionRetryStrategyEvaluateOnExit(**{keys[k]: v for k, v in rule.items()})
-            for rule in EVALUATE_ON_EXIT]
+            for rule in rules]
+
+
+def add_job_queue(scope: Construct, id_: str, *, queue_name: str, environment_arn: str,
+                  cancel_after_s: int, cluster: str, count: float | None = None) -> BatchJobQueue:
+    """A queue on one compute environment that cancels jobs stuck RUNNABLE."""
+    return BatchJobQueue(
+        scope, id_, name=queue_name, state="ENABLED", priority=1, count=count,
+        compute_environment_order=[BatchJobQueueComputeEnvironmentOrder(
+            order=1, compute_environment=environment_arn)],
+        # A job that cannot get capacity would otherwise sit RUNNABLE forever; it is
+        # cancelled (then FAILED, which the failed-job alarm counts).
+        job_state_time_limit_action=[BatchJobQueueJobStateTimeLimitAction(
+            state="RUNNABLE", action="CANCEL", max_time_seconds=cancel_after_s, reason=reason)
+            for reason in STUCK_RUNNABLE_REASONS],
+        tags=tags(cluster))
 
 
 def _when_spot(reference: str) -> str:
@@ -205,17 +234,10 @@ class Scheduling(Construct):
 
     def _add_queue(self, id_: str, label: str, environment_arn: str, *,
                    count: float | None = None) -> BatchJobQueue:
-        cancel_after = self._config.limits.runnable_cancel_after_s
-        return BatchJobQueue(
-            self, id_, name=name(self._cluster, label), state="ENABLED", priority=1, count=count,
-            compute_environment_order=[BatchJobQueueComputeEnvironmentOrder(
-                order=1, compute_environment=environment_arn)],
-            # A job that cannot get capacity would otherwise sit RUNNABLE forever; it is
-            # cancelled (then FAILED, which the failed-job alarm counts).
-            job_state_time_limit_action=[BatchJobQueueJobStateTimeLimitAction(
-                state="RUNNABLE", action="CANCEL", max_time_seconds=cancel_after, reason=reason)
-                for reason in STUCK_RUNNABLE_REASONS],
-            tags=tags(self._cluster))
+        return add_job_queue(self, id_, queue_name=name(self._cluster, label),
+                             environment_arn=environment_arn, count=count,
+                             cancel_after_s=self._config.limits.runnable_cancel_after_s,
+                             cluster=self._cluster)
 
     def _add_job_definition(self, id_: str, label: str, type_: str, *,
                             count: float | None = None, **properties: str) -> BatchJobDefinition:
