@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,13 +235,94 @@ class PriceList:
         return 200, JSON_11, json.dumps(body).encode()
 
 
+class FsxDataRepositoryAssociations:
+    """Create-, Describe- and DeleteDataRepositoryAssociation, which moto's FSx lacks.
+
+    Shapes from the FSx API reference: API_CreateDataRepositoryAssociation.html (answers
+    {"Association": DataRepositoryAssociation}), API_DescribeDataRepositoryAssociations.html
+    (AssociationIds or a file-system-id filter; {"Associations": [...]}), and
+    API_DeleteDataRepositoryAssociation.html ({"AssociationId", "Lifecycle": "DELETING",
+    "DeleteDataInFileSystem"}); an unknown id is DataRepositoryAssociationNotFound. Tags go to
+    moto's FSx tagger, so ListTagsForResource of the association's ARN answers them.
+    Associations are AVAILABLE at once and gone at once when deleted: no servers here.
+    """
+
+    PREFIX = "AWSSimbaAPIService_v20180301."
+
+    def __init__(self, tagger: Callable[[str], Any]) -> None:
+        self.tagger = tagger
+        self.associations: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, call: Call) -> Answer | None:
+        operation = call.target.removeprefix(self.PREFIX)
+        if not call.target.startswith(self.PREFIX) or not operation.endswith(
+                ("DataRepositoryAssociation", "DataRepositoryAssociations")):
+            return None
+        asked = json.loads(call.body or b"{}")
+        handler = {"CreateDataRepositoryAssociation": self.create,
+                   "DescribeDataRepositoryAssociations": self.describe,
+                   "DeleteDataRepositoryAssociation": self.delete}.get(operation)
+        return handler(call, asked) if handler else None
+
+    def create(self, call: Call, asked: dict[str, Any]) -> Answer:
+        association_id = f"dra-{uuid.uuid4().hex[:17]}"
+        arn = f"arn:aws:fsx:{call.region}:{ACCOUNT}:association/{asked['FileSystemId']}/{association_id}"
+        tags = asked.get("Tags", [])
+        if tags:
+            self.tagger(call.region).tag_resource(arn, tags)
+        self.associations[association_id] = {
+            "AssociationId": association_id, "ResourceARN": arn,
+            "FileSystemId": asked["FileSystemId"], "Lifecycle": "AVAILABLE",
+            "FileSystemPath": asked["FileSystemPath"],
+            "DataRepositoryPath": asked["DataRepositoryPath"],
+            "BatchImportMetaDataOnCreate": asked.get("BatchImportMetaDataOnCreate", False),
+            # "The default chunk size is 1,024 MiB" (ImportedFileChunkSize).
+            "ImportedFileChunkSize": asked.get("ImportedFileChunkSize", 1024),
+            "S3": asked.get("S3", {}), "CreationTime": time.time()}
+        return 200, JSON_11, json.dumps({"Association": self._with_tags(call, association_id)}
+                                        ).encode()
+
+    def describe(self, call: Call, asked: dict[str, Any]) -> Answer:
+        wanted = asked.get("AssociationIds")
+        filters = {f["Name"]: f["Values"] for f in asked.get("Filters", [])}
+        missing = [a for a in wanted or [] if a not in self.associations]
+        if missing:
+            return _not_found(missing[0])
+        found = [self._with_tags(call, a) for a, assoc in self.associations.items()
+                 if (wanted is None or a in wanted)
+                 and assoc["FileSystemId"] in filters.get("file-system-id", [assoc["FileSystemId"]])]
+        return 200, JSON_11, json.dumps({"Associations": found}).encode()
+
+    def delete(self, call: Call, asked: dict[str, Any]) -> Answer:
+        association_id = asked.get("AssociationId", "")
+        if self.associations.pop(association_id, None) is None:
+            return _not_found(association_id)
+        return 200, JSON_11, json.dumps({
+            "AssociationId": association_id, "Lifecycle": "DELETING",
+            "DeleteDataInFileSystem": asked.get("DeleteDataInFileSystem", False)}).encode()
+
+    def _with_tags(self, call: Call, association_id: str) -> dict[str, Any]:
+        association = self.associations[association_id]
+        tags = self.tagger(call.region).list_tags_for_resource(association["ResourceARN"])
+        return {**association, "Tags": tags.get("Tags", [])}
+
+
+def _not_found(association_id: str) -> Answer:
+    # JSON 1.1 errors name their type in __type (FSx: DataRepositoryAssociationNotFound, 400).
+    body = {"__type": "DataRepositoryAssociationNotFound",
+            "message": f"Data repository association {association_id} not found"}
+    return 400, JSON_11, json.dumps(body).encode()
+
+
 class MissingApis:
     """Every handler in one place; the first whose request it is answers."""
 
-    def __init__(self, file_system: Callable[[str, str], Any]) -> None:
+    def __init__(self, file_system: Callable[[str, str], Any],
+                 fsx_tagger: Callable[[str], Any]) -> None:
         self.lock = threading.Lock()
         self.handlers: list[Callable[[Call], Answer | None]] = [
-            PlacementGroups(), EfsFileSystemExtras(file_system), Ec2Quotas(), PriceList()]
+            PlacementGroups(), EfsFileSystemExtras(file_system), Ec2Quotas(), PriceList(),
+            FsxDataRepositoryAssociations(fsx_tagger)]
 
     def answer(self, call: Call) -> Answer | None:
         """The handlers' answer to one request, or None for moto."""
