@@ -13,8 +13,8 @@ from stacks.data import DataBucket
 from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
-from stacks.lustre import Lustre
 from stacks.instance_types import InstanceTypes
+from stacks.lustre import Lustre
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.registry import Registry

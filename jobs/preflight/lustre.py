@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.preflight.facts import Reader, Unknown
-from jobs.preflight.pricing import listed_price
+from jobs.preflight.pricing import product_price
 
 # AmazonFSx product attributes of Lustre's persistent SSD storage; the price per GB-month
 # includes the throughput tier (aws.amazon.com/fsx/lustre/pricing: "you pay for ... storage
@@ -82,15 +82,7 @@ def gib_month_price(reader: Reader, region: str, deployment: str,
     option = _DEPLOYMENT_OPTIONS.get(deployment)
     if option is None or throughput is None:
         return Unknown(f"no price lookup for deployment type {deployment or 'unknown'}")
-    filters = [{"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in (
-        ("regionCode", region), ("deploymentOption", option),
-        ("throughputCapacity", str(throughput)), *_LUSTRE_SSD.items())]
-    found = reader.call("pricing", "get_products", ServiceCode="AmazonFSx", Filters=filters,
-                        FormatVersion="aws_v1", MaxResults=10)
-    if isinstance(found, Unknown):
-        return found
-    usd = listed_price(found, "GB-Mo")
-    if usd is not None:
-        return usd
-    return Unknown(f"the Price List API has no {option} {throughput} MB/s/TiB Lustre SSD price "
-                   f"in {region}")
+    terms = {"regionCode": region, "deploymentOption": option,
+             "throughputCapacity": str(throughput), **_LUSTRE_SSD}
+    return product_price(reader, "AmazonFSx", terms, "GB-Mo",
+                         f"{option} {throughput} MB/s/TiB Lustre SSD price in {region}")

@@ -266,7 +266,8 @@ class FsxDataRepositoryAssociations:
 
     def create(self, call: Call, asked: dict[str, Any]) -> Answer:
         association_id = f"dra-{uuid.uuid4().hex[:17]}"
-        arn = f"arn:aws:fsx:{call.region}:{ACCOUNT}:association/{asked['FileSystemId']}/{association_id}"
+        arn = (f"arn:aws:fsx:{call.region}:{ACCOUNT}:association/{asked['FileSystemId']}/"
+               f"{association_id}")
         tags = asked.get("Tags", [])
         if tags:
             self.tagger(call.region).tag_resource(arn, tags)
@@ -289,8 +290,8 @@ class FsxDataRepositoryAssociations:
         if missing:
             return _not_found(missing[0])
         found = [self._with_tags(call, a) for a, assoc in self.associations.items()
-                 if (wanted is None or a in wanted)
-                 and assoc["FileSystemId"] in filters.get("file-system-id", [assoc["FileSystemId"]])]
+                 if (wanted is None or a in wanted) and assoc["FileSystemId"] in filters.get(
+                     "file-system-id", [assoc["FileSystemId"]])]
         return 200, JSON_11, json.dumps({"Associations": found}).encode()
 
     def delete(self, call: Call, asked: dict[str, Any]) -> Answer:

@@ -27,8 +27,8 @@ def _fsx_group_ref(stack: dict) -> str:
 def _user_data_parts(stack: dict) -> list[email.message.Message]:
     """The FSx user data (the Terraform local the launch template base64-encodes) as MIME."""
     template = only(stack, "aws_launch_template")["user_data"]
-    match = re.fullmatch(r'\$\{var\.enable_fsx \? base64encode\(local\.(\w+)\) : "[A-Za-z0-9+/=]+"\}',
-                         template)
+    match = re.fullmatch(
+        r'\$\{var\.enable_fsx \? base64encode\(local\.(\w+)\) : "[A-Za-z0-9+/=]+"\}', template)
     assert match, template[:200]
     archive = email.message_from_string(stack["locals"][match.group(1)])
     assert archive.get_content_type() == "multipart/mixed" and archive["MIME-Version"] == "1.0"
@@ -155,8 +155,8 @@ def test_security_group_rules_are_lustres_ports_and_nothing_else(synthesized_fsx
             assert "cidr_ipv4" not in rule  # groups only, never an address range
             on = "fsx" if rule["security_group_id"] == fsx else "compute"
             peer = "fsx" if rule["referenced_security_group_id"] == fsx else "compute"
-            assert COMPUTE_GROUP in (rule["security_group_id"], rule["referenced_security_group_id"]) \
-                or on == peer == "fsx"
+            groups = (rule["security_group_id"], rule["referenced_security_group_id"])
+            assert COMPUTE_GROUP in groups or on == peer == "fsx"
             found.setdefault((kind, on, peer), set()).add((rule["from_port"], rule["to_port"]))
     assert found == {(kind, on, peer): LNET for kind in ("ingress", "egress")
                      for on, peer in (("fsx", "fsx"), ("fsx", "compute"), ("compute", "fsx"))}
