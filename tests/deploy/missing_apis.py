@@ -194,6 +194,12 @@ def _json_error(status: int, code: str, message: str) -> Answer:
 # shared tenancy, us-east-1, from the public price list). A real account answers with its own.
 APPLIED_QUOTAS = {"L-1216C47A": ("Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) "
                                  "instances", 1024.0)}
+# Other services' products as (service code, attributes, unit, USD): FSx for Lustre PERSISTENT_2
+# SSD at 125 MB/s/TiB, $0.145 per GB-month in us-east-1 (aws.amazon.com/fsx/lustre/pricing).
+PRODUCTS = (("AmazonFSx", {"regionCode": "us-east-1", "fileSystemType": "Lustre",
+                           "storageType": "SSD", "deploymentOption": "Persistent_2",
+                           "throughputCapacity": "125", "productFamily": "Storage"},
+             "GB-Mo", 0.145),)
 PRICES = {("c6i.2xlarge", "us-east-1"): 0.34, ("c5n.18xlarge", "us-east-1"): 3.888,
           ("c6in.32xlarge", "us-east-1"): 7.2576}
 
@@ -217,6 +223,12 @@ class Ec2Quotas:
         return 200, JSON_11, json.dumps({"Quota": quota}).encode()
 
 
+def price_list_entry(attributes: dict[str, str], unit: str, usd: float) -> str:
+    """One PriceList entry of GetProducts: a JSON document in a string, one on-demand price."""
+    return json.dumps({"product": {"attributes": attributes}, "terms": {"OnDemand": {"T1": {
+        "priceDimensions": {"D1": {"unit": unit, "pricePerUnit": {"USD": f"{usd:.10f}"}}}}}}})
+
+
 class PriceList:
     """GetProducts of the Price List API (pricing/latest/APIReference/API_pricing_GetProducts):
     each PriceList entry is a JSON document in a string; moto has no Price List API."""
@@ -224,13 +236,18 @@ class PriceList:
     def __call__(self, call: Call) -> Answer | None:
         if call.target != "AWSPriceListService.GetProducts":
             return None
-        terms = {f["Field"]: f["Value"] for f in json.loads(call.body or b"{}").get("Filters", [])}
-        price = PRICES.get((terms.get("instanceType", ""), terms.get("regionCode", "")))
-        products = [] if price is None else [json.dumps({
-            "product": {"attributes": {"instanceType": terms["instanceType"],
-                                       "regionCode": terms["regionCode"]}},
-            "terms": {"OnDemand": {"T1": {"priceDimensions": {"D1": {
-                "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})]
+        asked = json.loads(call.body or b"{}")
+        terms = {f["Field"]: f["Value"] for f in asked.get("Filters", [])}
+        if asked.get("ServiceCode") == "AmazonEC2":
+            price = PRICES.get((terms.get("instanceType", ""), terms.get("regionCode", "")))
+            found = [] if price is None else [
+                ({"instanceType": terms["instanceType"], "regionCode": terms["regionCode"]},
+                 "Hrs", price)]
+        else:  # TERM_MATCH: every filter equals one of the product's attributes
+            found = [(attributes, unit, usd) for service, attributes, unit, usd in PRODUCTS
+                     if service == asked.get("ServiceCode")
+                     and all(attributes.get(k) == v for k, v in terms.items())]
+        products = [price_list_entry(*product) for product in found]
         body = {"FormatVersion": "aws_v1", "PriceList": products}
         return 200, JSON_11, json.dumps(body).encode()
 

@@ -183,16 +183,27 @@ def fsx_lustre_file_system() -> None:
     VpcId, CreationTime, NetworkInterfaceIds, and LustreConfiguration's MountName (the name a
     client mounts, "fsx" or an 8-character name: API_LustreFileSystemConfiguration.html) and
     DataCompressionType ("NONE" unless asked); it echoes the request's LustreConfiguration.
-    A file system is AVAILABLE at once here: the emulator has no servers to start.
+    A file system is AVAILABLE at once here: the emulator has no servers to start. And an id
+    that does not exist is FileSystemNotFound (API_DescribeFileSystems.html, Errors), where moto
+    lists nothing: the provider waits on that error for a deleted file system.
     """
     import time
     import uuid
 
     from moto.ec2.models import ec2_backends
+    from moto.fsx.exceptions import FileSystemNotFound
     from moto.fsx.models import FileSystem, FSxBackend
 
     create = FSxBackend.create_file_system
     described = FileSystem.to_dict
+    describe = FSxBackend.describe_file_systems
+
+    def describe_known(self: Any, file_system_ids: list[str] | None = None,
+                       **kwargs: Any) -> Any:
+        missing = [i for i in file_system_ids or [] if i not in self.file_systems]
+        if missing:
+            raise FileSystemNotFound(missing[0])
+        return describe(self, file_system_ids=file_system_ids, **kwargs)
 
     def create_with_version(self: Any, *args: Any, **kwargs: Any) -> Any:
         file_system = create(self, *args, **kwargs)
@@ -220,6 +231,7 @@ def fsx_lustre_file_system() -> None:
         return found
 
     FSxBackend.create_file_system = create_with_version
+    FSxBackend.describe_file_systems = describe_known
     FileSystem.to_dict = to_dict
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import moto_fixes
+from tests.deploy import missing_apis, moto_fixes
 from tests.jobs import moto_env
 from tests.jobs.moto_env import REGION, Aws
 
@@ -85,7 +85,7 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
         asked = json.loads(body)
         terms = {f["Field"]: f["Value"] for f in asked.get("Filters", [])}
         if asked.get("ServiceCode") != "AmazonEC2":
-            products = [_product(attributes, unit, usd)
+            products = [missing_apis.price_list_entry(attributes, unit, usd)
                         for service, attributes, unit, usd in moto_env.SEEDED_PRODUCTS
                         if service == asked.get("ServiceCode")
                         and all(attributes.get(k) == v for k, v in terms.items())]
@@ -93,17 +93,12 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
             price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"),
                                                 terms.get("regionCode")))
             products = [] if price is None else [
-                _product({"instanceType": terms["instanceType"]}, "Hrs", price)]
+                missing_apis.price_list_entry({"instanceType": terms["instanceType"]}, "Hrs",
+                                            price)]
         start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
         return [json.dumps({"FormatVersion": "aws_v1", "PriceList": products}).encode()]
 
     patch.setattr(DomainDispatcherApplication, "__call__", call)
-
-
-def _product(attributes: dict[str, str], unit: str, usd: float) -> str:
-    """One PriceList entry: a JSON document in a string (pricing API_pricing_GetProducts)."""
-    return json.dumps({"product": {"attributes": attributes}, "terms": {"OnDemand": {"T1": {
-        "priceDimensions": {"D1": {"unit": unit, "pricePerUnit": {"USD": f"{usd:.10f}"}}}}}}})
 
 
 @pytest.fixture

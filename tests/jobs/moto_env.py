@@ -16,6 +16,8 @@ from typing import Any
 
 import boto3
 
+from tests.deploy import missing_apis
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -37,12 +39,6 @@ SEEDED_PRICES: dict[tuple[str, str], float] = {}
 # Price List products of other services, as GetProducts returns them: (service code,
 # attributes, unit, USD). Answered with TERM_MATCH's rule: every filter equals an attribute.
 SEEDED_PRODUCTS: list[tuple[str, dict[str, str], str, float]] = []
-# FSx for Lustre PERSISTENT_2 SSD at 125 MB/s/TiB in us-east-1: $0.145 per GB-month
-# (aws.amazon.com/fsx/lustre/pricing, which quotes storage with its throughput tier).
-LUSTRE_PRODUCT = ("AmazonFSx", {"regionCode": "us-east-1", "fileSystemType": "Lustre",
-                                "storageType": "SSD", "deploymentOption": "Persistent_2",
-                                "throughputCapacity": "125", "productFamily": "Storage"},
-                  "GB-Mo", 0.145)
 
 
 def _post(url: str, data: bytes = b"") -> bytes:
@@ -106,7 +102,7 @@ class Aws:
         SEEDED_QUOTAS[STANDARD_QUOTA] = 256.0
         SEEDED_PRICES.clear()
         SEEDED_PRICES[(INSTANCE_TYPE, REGION)] = 0.34
-        SEEDED_PRODUCTS[:] = [LUSTRE_PRODUCT]
+        SEEDED_PRODUCTS[:] = missing_apis.PRODUCTS  # FSx for Lustre PERSISTENT_2, us-east-1
         self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
         self.iam.create_instance_profile(InstanceProfileName="mnp-batch-node")
         self.instance_profile_arn = self.iam.get_instance_profile(
