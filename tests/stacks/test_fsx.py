@@ -233,3 +233,20 @@ def test_outputs_name_the_file_system_and_mount(synthesized_fsx: dict) -> None:
     assert outputs["fsx_file_system_id"]["value"] == (
         '${var.enable_fsx ? try(aws_fsx_lustre_file_system.lustre_file_system_77DE98EA[0].id, '
         '"") : ""}')
+
+
+def test_key_admits_the_fsx_link_role_through_s3_only(synthesized: dict,
+                                                      synthesized_fsx: dict) -> None:
+    # FSx reads and writes a linked bucket as AWSServiceRoleForFSxS3Access_<fs id>; a bucket
+    # encrypted with a customer managed key must admit it in the key policy (FSx for Lustre
+    # guide, s3-server-side-encryption-support.html).
+    (key,) = resources(synthesized_fsx, "aws_kms_key")
+    statements = {s["Sid"]: s for s in json.loads(key["policy"])["Statement"]}
+    fsx = statements["FsxLustreDataRepository"]
+    assert fsx["Condition"]["ArnLike"]["aws:PrincipalArn"].endswith(
+        ":role/aws-service-role/s3.data-source.lustre.fsx.amazonaws.com/"
+        "AWSServiceRoleForFSxS3Access_fs-*")
+    assert set(fsx["Condition"]["StringEquals"]) == {"kms:CallerAccount", "kms:ViaService"}
+    assert fsx["Condition"]["StringEquals"]["kms:ViaService"].startswith("s3.")
+    (plain,) = resources(synthesized, "aws_kms_key")
+    assert "FsxLustreDataRepository" not in plain["policy"]
