@@ -45,7 +45,8 @@ from stacks.scheduling import (
 from stacks.storage import EFS_CLIENT_ACTIONS, SharedStorage
 
 # The stage-out job's parameters, filled by the EventBridge rule's input transformer
-# (Ref::NAME placeholders: docs.aws.amazon.com/batch/latest/userguide/job_definition_parameters.html).
+# (Ref::NAME placeholders: docs.aws.amazon.com/batch/latest/userguide/
+# job_definition_parameters.html).
 JOB_ID_PARAMETER = "jobId"
 STATUS_PARAMETER = "status"
 STAGE_OUT_COMMAND = ("python", "-m", "staging", "out", "--job", f"Ref::{JOB_ID_PARAMETER}",

@@ -155,3 +155,20 @@ def test_group_referencing_rule_keeps_its_description(endpoint: str) -> None:
         Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]
     (ingress,) = [r for r in rules if not r["IsEgress"]]
     assert ingress["Description"] == "peers"
+
+
+def test_input_template_quotes_string_values(endpoint: str) -> None:
+    sqs, events = client("sqs", endpoint, REGION), client("events", endpoint, REGION)
+    url = sqs.create_queue(QueueName="transformed")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.put_rule(Name="quotes", EventPattern=json.dumps({"source": ["demo"]}))
+    # The user guide's example (eb-transform-target-input.html): strings arrive quoted.
+    events.put_targets(Rule="quotes", Targets=[{"Id": "q", "Arn": arn, "InputTransformer": {
+        "InputPathsMap": {"instance": "$.detail.instance", "count": "$.detail.count"},
+        "InputTemplate": '{"instance" : <instance>, "count": <count>, "as text": "<instance>"}'}}])
+    events.put_events(Entries=[{"Source": "demo", "DetailType": "d",
+                                "Detail": json.dumps({"instance": "i-0123456789", "count": 3})}])
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"]) == {"instance": "i-0123456789", "count": 3,
+                                           "as text": "i-0123456789"}
