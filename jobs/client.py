@@ -20,7 +20,7 @@ BOTO_CONFIG = Config(retries={"mode": "standard"}, user_agent_extra="mnp-batch-j
 PREFLIGHT_CONFIG = BOTO_CONFIG.merge(Config(user_agent_extra="mnp-batch-jobs preflight"))
 # The Price List API answers in us-east-1 (also eu-central-1, ap-south-1) for every region.
 PRICING_REGION = "us-east-1"
-_SERVICES = ("batch", "logs", "ecr", "ec2", "ecs", "service-quotas", "pricing", "s3")
+_SERVICES = ("batch", "logs", "ecr", "ec2", "ecs", "service-quotas", "pricing", "s3", "fsx")
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 _ECR_IMAGE_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([^:@]+)")
 

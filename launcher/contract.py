@@ -63,6 +63,8 @@ OUTPUT_PATH_ENV = "OUTPUT_PATH"  # job definition, CLI -> solver (default of --o
 MAX_VCPUS_PER_NODE = 896
 
 EFS_MOUNT_PATH = "/mnt/efs"  # where every node's container sees the shared file system
+# Where an FSx for Lustre stack mounts Lustre on every instance, and every container sees it.
+FSX_MOUNT_PATH = "/fsx"
 # An image tag as ECR accepts it (match whole values: no anchors here).
 IMAGE_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 

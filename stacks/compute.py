@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-from cdktf import Precondition, TerraformResourceLifecycle, Token
+from cdktf import Precondition, TerraformLocal, TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.batch_compute_environment import (
     BatchComputeEnvironment,
     BatchComputeEnvironmentComputeResources,
@@ -25,9 +25,11 @@ from constructs import Construct
 
 from stacks.config import PlatformConfig, name, tags
 from stacks.efa import INTERFACES_LOCAL, Efa
-from stacks.variables import EFA_ENABLED, counted_ref
+from stacks.lustre import Lustre
+from stacks.variables import EFA_ENABLED, FSX_ENABLED, counted_ref
 
 USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
+FSX_USER_DATA_LOCAL = "node_user_data_fsx"  # the MIME text with the Lustre part
 # Keeps awsvpc containers (every MNP node) off the instance role's credentials: the documented
 # control for awsvpc tasks
 # (docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
@@ -46,17 +48,28 @@ def imds_block(uid: int) -> str:
             f"--uid-owner {uid} --jump REJECT\n")
 
 
-def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
-    """Launch-template user data: ecs.config lines and the IMDS block; MIME multi-part, base64."""
-    script = ("#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
-                                        for line in ecs_config)
-              + imds_block(job_uid))
+def node_script(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
+    """The first user-data part: ecs.config lines and the IMDS block."""
+    return ("#!/bin/bash\n" + "".join(f"echo '{line}' >> /etc/ecs/ecs.config\n"
+                                      for line in ecs_config)
+            + imds_block(job_uid))
+
+
+def user_data_text(*scripts: str) -> str:
+    """MIME multi-part user data, one text/x-shellscript part per script, run in order."""
     # Batch merges its own part into ours, so it requires MIME multi-part user data
     # (docs.aws.amazon.com/batch/latest/userguide/launch-templates.html).
     archive = MIMEMultipart(boundary=USER_DATA_BOUNDARY)
-    archive.attach(MIMEText(script, "x-shellscript", "us-ascii"))
+    for script in scripts:
+        archive.attach(MIMEText(script, "x-shellscript", "us-ascii"))
+    return archive.as_string()
+
+
+def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
+    """Launch-template user data: ecs.config lines and the IMDS block; MIME multi-part, base64."""
     # The launch template's user_data takes base64 (the provider does not encode it).
-    return base64.b64encode(archive.as_bytes()).decode("ascii")
+    return base64.b64encode(user_data_text(node_script(job_uid, ecs_config)).encode()).decode(
+        "ascii")
 
 
 @dataclass(frozen=True)
@@ -74,13 +87,14 @@ class Compute(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
-                 spot_count: float, efa: Efa | None = None,
+                 spot_count: float, efa: Efa | None = None, lustre: Lustre | None = None,
                  checks: list[Precondition] | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
         self._placement = placement
         self._efa = efa
+        self._lustre = lustre
         # --- Shared by both environments
         self.placement_group = self._add_placement_group()
         self.launch_template = self._add_launch_template()
@@ -105,8 +119,7 @@ class Compute(Construct):
         efa = self._efa
         template = LaunchTemplate(
             self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
-            # The uid every job definition runs its container as ("uid:gid").
-            user_data=user_data(int(self._config.node.user.split(":")[0])),
+            user_data=self._user_data(),
             # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
             # ENIs are kept off by ECS_AWSVPC_BLOCK_IMDS in the user data, not by this.
             metadata_options=LaunchTemplateMetadataOptions(
@@ -122,6 +135,19 @@ class Compute(Construct):
         if efa:
             self._add_efa_interfaces(template)
         return template
+
+    def _user_data(self) -> str:
+        """Base64 user data; with FSx synthesized, the Lustre part is added when enable_fsx."""
+        # The uid every job definition runs its container as ("uid:gid").
+        uid = int(self._config.node.user.split(":")[0])
+        plain = user_data(uid)
+        if not self._lustre:
+            return plain
+        # Terraform renders this part: it names the file system's DNS and mount names.
+        local = TerraformLocal(self, FSX_USER_DATA_LOCAL,
+                               user_data_text(node_script(uid), self._lustre.node_script()))
+        local.override_logical_id(FSX_USER_DATA_LOCAL)
+        return f'${{{FSX_ENABLED} ? base64encode(local.{FSX_USER_DATA_LOCAL}) : "{plain}"}}'
 
     def _add_efa_interfaces(self, template: LaunchTemplate) -> None:
         """One `efa` interface per network card the instance types allow (none when off)."""

@@ -31,6 +31,19 @@ MAX_VCPUS_LIMIT = 1000 * 896
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 IMAGE_TAG_PATTERN = f"^{contract.IMAGE_TAG_PATTERN}$"  # anchored for Terraform's regex()
 EFS_THROUGHPUT_MIN, EFS_THROUGHPUT_MAX = 1, 3414
+# PERSISTENT_2 SSD: "1200 GiB, 2400 GiB, and increments of 2400 GiB" (StorageCapacity) and
+# "125, 250, 500, 1000 MB/s/TiB" (PerUnitStorageThroughput), FSx API reference,
+# docs.aws.amazon.com/fsx/latest/APIReference/API_CreateFileSystem.html and
+# API_CreateFileSystemLustreConfiguration.html.
+FSX_SMALLEST_GIB, FSX_CAPACITY_STEP_GIB = 1200, 2400
+FSX_THROUGHPUTS = (125, 250, 500, 1000)
+FSX_CAPACITY_RULE = (f"{FSX_SMALLEST_GIB} or a multiple of {FSX_CAPACITY_STEP_GIB} GiB "
+                     "(FSx for Lustre PERSISTENT_2 SSD)")
+
+
+def fsx_capacity_allowed(gib: int) -> bool:
+    """Whether FSx accepts `gib` as a PERSISTENT_2 SSD file system's storage capacity."""
+    return gib == FSX_SMALLEST_GIB or (gib > 0 and gib % FSX_CAPACITY_STEP_GIB == 0)
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 20
 # S3 bucket naming rules: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -78,6 +91,9 @@ class StackSettings:
     efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
     enable_efa: bool = False  # EFA interfaces, devices and settings (ENABLE_EFA); off: TCP
     enable_compliance: bool = False  # CloudTrail and AWS Config rules (ENABLE_COMPLIANCE)
+    enable_fsx: bool = False  # FSx for Lustre linked to the data bucket, mounted on nodes
+    fsx_storage_capacity_gib: int = FSX_SMALLEST_GIB  # the smallest PERSISTENT_2 size
+    fsx_throughput_per_unit: int = FSX_THROUGHPUTS[0]  # MB/s per TiB; the cheapest tier
 
     def __post_init__(self) -> None:
         _check_pattern("CLUSTER_NAME", self.cluster_name, CLUSTER_NAME_PATTERN,
@@ -102,6 +118,12 @@ class StackSettings:
             raise ConfigError(
                 f"EFS_PROVISIONED_THROUGHPUT={self.efs_provisioned_throughput!r} is not allowed: "
                 f"a whole number of MiB/s from {EFS_THROUGHPUT_MIN} to {EFS_THROUGHPUT_MAX}")
+        if not fsx_capacity_allowed(self.fsx_storage_capacity_gib):
+            raise ConfigError(f"fsx_storage_capacity_gib={self.fsx_storage_capacity_gib!r} is "
+                              f"not allowed: {FSX_CAPACITY_RULE}")
+        if self.fsx_throughput_per_unit not in FSX_THROUGHPUTS:
+            raise ConfigError(f"fsx_throughput_per_unit={self.fsx_throughput_per_unit!r} is not "
+                              f"allowed: one of {', '.join(map(str, FSX_THROUGHPUTS))} MB/s/TiB")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
@@ -127,6 +149,8 @@ class StackSettings:
             kwargs["enable_efa"] = _switch("ENABLE_EFA", env["ENABLE_EFA"])
         if "ENABLE_COMPLIANCE" in env:
             kwargs["enable_compliance"] = _switch("ENABLE_COMPLIANCE", env["ENABLE_COMPLIANCE"])
+        if "ENABLE_FSX" in env:
+            kwargs["enable_fsx"] = _switch("ENABLE_FSX", env["ENABLE_FSX"])
         settings = cls(**{**base.__dict__, **kwargs})  # every other value checked first
         found = sdk_region(env)
         if found is None:
@@ -179,6 +203,7 @@ class NodeDefaults:
     command: tuple[str, ...] = ("python", "-m", "solver", "heat", "--nx", "1025", "--ny", "1025",
                                 "--steps", "500")
     efs_mount_path: str = contract.EFS_MOUNT_PATH  # where every container sees the shared FS
+    fsx_mount_path: str = contract.FSX_MOUNT_PATH  # host and container path of the Lustre mount
     user: str = "1000:1000"  # the image's non-root user, matching the EFS access point
 
 

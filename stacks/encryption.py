@@ -56,8 +56,27 @@ class Encryption(Construct):
             {"Sid": "CloudTrailDescribeKey", "Effect": "Allow",
              "Principal": {"Service": "cloudtrail.amazonaws.com"},
              "Action": "kms:DescribeKey", "Resource": "*"},
+            *(self._lustre_statements() if config.settings.enable_fsx else []),
         ]})
         return KmsKey(self, "key", description=f"{cluster} platform data (EFS, ECR, logs, SNS)",
                       enable_key_rotation=True, policy=key_policy,
                       deletion_window_in_days=config.limits.kms_deletion_window_days,
                       tags=tags(cluster))
+
+    def _lustre_statements(self) -> list[dict]:
+        """FSx for Lustre's link reads and writes the data bucket, encrypted with this key."""
+        # FSx reaches a linked bucket as the service-linked role
+        # AWSServiceRoleForFSxS3Access_<file system id> (FSx for Lustre guide,
+        # s3-server-side-encryption-support.html: a bucket encrypted with a customer managed key
+        # needs that role in the key policy). The role is made with the file system, after this
+        # key, so it is named by pattern; only through S3, only from this account.
+        role = (f"arn:{self.partition}:iam::{self.account_id}:role/aws-service-role/"
+                "s3.data-source.lustre.fsx.amazonaws.com/AWSServiceRoleForFSxS3Access_fs-*")
+        return [{"Sid": "FsxLustreDataRepository", "Effect": "Allow", "Principal": {"AWS": "*"},
+                 "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*",
+                            "kms:ReEncrypt*", "kms:DescribeKey"],
+                 "Resource": "*",
+                 "Condition": {
+                     "StringEquals": {"kms:CallerAccount": self.account_id,
+                                      "kms:ViaService": f"s3.{self.region}.amazonaws.com"},
+                     "ArnLike": {"aws:PrincipalArn": role}}}]

@@ -14,6 +14,7 @@ from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
 from stacks.instance_types import InstanceTypes
+from stacks.lustre import Lustre
 from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.registry import Registry
@@ -22,7 +23,7 @@ from stacks.secrets import RendezvousSecret
 from stacks.stage_out import StageOutRule
 from stacks.staging import StagingJobs
 from stacks.storage import SharedStorage
-from stacks.variables import Variables, spot_count
+from stacks.variables import FSX_ENABLED, Variables, spot_count
 from stacks.zones import Zones
 
 # Not emitted, though Terraform would read them: `terraform.required_version` (main.py writes it
@@ -63,6 +64,10 @@ class PlatformStack(TerraformStack):
                       repository_arn=registry.repository.arn,
                       log_group_arn=monitoring.log_group.arn, storage=storage,
                       rendezvous_secret_arn=secret.secret.arn)
+        # --- FSx for Lustre (counted by enable_fsx; only in a stack synthesized with ENABLE_FSX)
+        lustre = (Lustre(self, "lustre", config=config, cluster=cluster, variables=variables,
+                         network=network, encryption=encryption, data_bucket=data.name)
+                  if config.settings.enable_fsx else None)
         # --- Batch
         instance_types = InstanceTypes(self, "instance_types",
                                        instance_types=variables.instance_types,
@@ -78,7 +83,7 @@ class PlatformStack(TerraformStack):
                 instance_profile_arn=roles.instance_profile.arn),
             pinned_subnet_id=network.pinned_subnet.id,
             subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count(),
-            efa=efa, checks=instance_types.capacity_preconditions())
+            efa=efa, lustre=lustre, checks=instance_types.capacity_preconditions())
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",
             job_role_arn=roles.job_role.arn, execution_role_arn=roles.execution_role.arn,
@@ -101,6 +106,7 @@ class PlatformStack(TerraformStack):
         self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
                           dashboard_name=dashboard.dashboard_name, region=encryption.region)
         self._add_data_outputs(data, staging)
+        self._add_fsx_outputs(lustre)
 
     def _add_data_outputs(self, data: DataBucket, staging: StagingJobs) -> None:
         """Where `submit --stage-in/--stage-out` and `jobs fetch` find the data (CONTRACTS.md)."""
@@ -145,6 +151,17 @@ class PlatformStack(TerraformStack):
              "Single-node Spot job definition ('' when off)"),
         ]:
             TerraformOutput(self, output_id, value=value, description=description)
+
+    def _add_fsx_outputs(self, lustre: Lustre | None) -> None:
+        """What preflight and users read of the Lustre switch: '' when it is off."""
+        file_system_id, mount_path = "", ""
+        if lustre:
+            file_system_id = f'${{{FSX_ENABLED} ? {lustre.ref("id")} : ""}}'
+            mount_path = f'${{{FSX_ENABLED} ? "{lustre.mount_path}" : ""}}'
+        TerraformOutput(self, "fsx_file_system_id", value=file_system_id,
+                        description="FSx for Lustre file system ('' when off)")
+        TerraformOutput(self, "fsx_mount_path", value=mount_path,
+                        description="Where jobs see FSx for Lustre ('' when off)")
 
     def _add_backend(self, config: PlatformConfig, id_: str) -> None:
         state = config.state

@@ -33,9 +33,10 @@ from stacks import efa
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
 from stacks.jsontext import Template, dumps
-from stacks.variables import EFA_ENABLED, SPOT_ENABLED, counted_ref
+from stacks.variables import EFA_ENABLED, FSX_ENABLED, SPOT_ENABLED, counted_ref
 
 EFS_VOLUME = "efs"
+FSX_VOLUME = "fsx"
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,28 @@ def log_configuration(wiring: JobWiring, stream_prefix: str) -> dict:
         "awslogs-stream-prefix": stream_prefix}}
 
 
+def when_fsx(base: list[dict], extra: dict) -> Template:
+    """A JSON list, chosen at plan: `base` plus `extra` when enable_fsx, else `base` alone."""
+    return Template(f"%{{ if {FSX_ENABLED} }}{json.dumps([*base, extra])}"
+                    f"%{{ else }}{json.dumps(base)}%{{ endif }}")
+
+
+def storage(node: NodeDefaults, wiring: JobWiring, *, fsx_on: bool) -> dict:
+    """`volumes` and `mountPoints`: EFS always; with FSx synthesized, the Lustre host mount."""
+    shared = shared_file_system(wiring, node.efs_mount_path)
+    if not fsx_on:
+        return shared
+    # Lustre is mounted on the instance (the launch template's user data), so the container
+    # gets it as a host path (docs.aws.amazon.com/batch/latest/APIReference/API_Volume.html).
+    return {"volumes": when_fsx(shared["volumes"], {"name": FSX_VOLUME,
+                                                    "host": {"sourcePath": node.fsx_mount_path}}),
+            "mountPoints": when_fsx(shared["mountPoints"], {"sourceVolume": FSX_VOLUME,
+                                                            "containerPath": node.fsx_mount_path,
+                                                            "readOnly": False})}
+
+
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
-                         efa_on: bool = False) -> dict:
+                         efa_on: bool = False, fsx_on: bool = False) -> dict:
     """The container block (Batch API shape) of both job definitions; EFA only on multinode."""
     fabric = multinode and efa_on
     container = {
@@ -119,7 +140,7 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         # API_ContainerProperties.html, user): root for the launcher only (see RUN_AS_ENV).
         "user": "0:0",
         "privileged": False,
-        **shared_file_system(wiring, node.efs_mount_path),
+        **storage(node, wiring, fsx_on=fsx_on),
         "logConfiguration": log_configuration(wiring, "mnp"),
         # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
         "linuxParameters": {"sharedMemorySize": node.shared_memory_mib,
@@ -141,11 +162,12 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
     return container
 
 
-def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = False) -> dict:
+def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = False,
+                    fsx_on: bool = False) -> dict:
     """One open-ended node range '0:' so that submit-time nodeOverrides.numNodes works."""
     return {"mainNode": 0, "numNodes": node.num_nodes,
             "nodeRangeProperties": [{"targetNodes": "0:", "container": container_properties(
-                node, wiring, multinode=True, efa_on=efa_on)}]}
+                node, wiring, multinode=True, efa_on=efa_on, fsx_on=fsx_on)}]}
 
 
 def retry_rules(rules: tuple[dict[str, str], ...] = EVALUATE_ON_EXIT,
@@ -195,11 +217,13 @@ class Scheduling(Construct):
         self.job_definition = self._add_job_definition(
             "job_definition", "mpi", "multinode",
             node_properties=dumps(node_properties(node, wiring,
-                                                  efa_on=config.settings.enable_efa)))
+                                                  efa_on=config.settings.enable_efa,
+                                                  fsx_on=config.settings.enable_fsx)))
         # Single node: the launcher then runs the command under a local mpiexec.
         self.spot_job_definition = self._add_job_definition(
             "spot_job_definition", "spot", "container", count=spot_count,
-            container_properties=json.dumps(container_properties(node, wiring, multinode=False)))
+            container_properties=dumps(container_properties(node, wiring, multinode=False,
+                                                            fsx_on=config.settings.enable_fsx)))
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
 

@@ -12,6 +12,10 @@ from stacks.config import (
     EFS_THROUGHPUT_MAX,
     EFS_THROUGHPUT_MIN,
     EFS_THROUGHPUT_MODES,
+    FSX_CAPACITY_RULE,
+    FSX_CAPACITY_STEP_GIB,
+    FSX_SMALLEST_GIB,
+    FSX_THROUGHPUTS,
     IMAGE_TAG_PATTERN,
     INSTANCE_TYPE_PATTERN,
     MAX_VCPUS_LIMIT,
@@ -33,6 +37,11 @@ EFA_ENABLED = "var.enable_efa"
 EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
                        "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
                        "devices and settings are written at synth time).")
+FSX_ENABLED = "var.enable_fsx"
+FSX_NOT_SYNTHESIZED = ("enable_fsx = true needs a stack synthesized for FSx: run "
+                       "ENABLE_FSX=1 make synth, then plan again (the file system, its mount in "
+                       "the node user data and the job definition's volume are written at synth "
+                       "time).")
 
 
 def spot_count() -> float:
@@ -145,7 +154,32 @@ class Variables(Construct):
             None if settings.enable_efa else "!var.enable_efa",
             None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
         self._add_compliance(settings)
+        self._add_fsx(settings)
         self._add_data(staging)
+
+    def _add_fsx(self, settings: StackSettings) -> None:
+        """The Lustre switch (synth-time, as EFA) and the file system's size and speed."""
+        self.enable_fsx = self._add(
+            "enable_fsx", "bool", settings.enable_fsx,
+            "FSx for Lustre (PERSISTENT_2) in the pinned zone, linked to the data bucket (import "
+            "and export), mounted on every node and passed to the job definition. The stack "
+            "must be synthesized with ENABLE_FSX=1 to turn it on.",
+            None if settings.enable_fsx else f"!{FSX_ENABLED}",
+            None if settings.enable_fsx else FSX_NOT_SYNTHESIZED)
+        self.fsx_storage_capacity_gib = self._add(
+            "fsx_storage_capacity_gib", "number", settings.fsx_storage_capacity_gib,
+            f"With enable_fsx: Lustre storage in GiB, {FSX_CAPACITY_RULE}; billed per GiB-month.",
+            f"var.fsx_storage_capacity_gib == {FSX_SMALLEST_GIB} || "
+            f"(var.fsx_storage_capacity_gib > 0 && "
+            f"var.fsx_storage_capacity_gib % {FSX_CAPACITY_STEP_GIB} == 0)",
+            f"fsx_storage_capacity_gib must be {FSX_CAPACITY_RULE}.")
+        throughputs = ", ".join(map(str, FSX_THROUGHPUTS))
+        self.fsx_throughput_per_unit = self._add(
+            "fsx_throughput_per_unit", "number", settings.fsx_throughput_per_unit,
+            f"With enable_fsx: MB/s per TiB of storage, one of {throughputs} (PERSISTENT_2); "
+            "the file system's throughput is this times its TiB, and its price rises with it.",
+            f"contains([{throughputs}], var.fsx_throughput_per_unit)",
+            f"fsx_throughput_per_unit must be one of {throughputs} MB/s/TiB.")
 
     def _add_compliance(self, settings: StackSettings) -> None:
         """The audit switch and whether the account's Config recorder is ours to create."""

@@ -39,7 +39,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     # The staging locations are checked as submit would (exit 2 naming them).
     specs, _ = staged(args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)]),
                       args.job_name)
-    reports = gate.run(ctx.api, specs, args.image_tag)
+    reports = gate.run(ctx.api, specs, args.image_tag,
+                       ctx.settings.optional(None, "fsx_file_system_id"))
     if args.json:  # the whole report even when nothing was decided
         print(json.dumps(reports[0].as_dict(), indent=2))
     gate.refuse_undecided(reports)  # its error line names the reasons: no table of them

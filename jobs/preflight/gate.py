@@ -14,6 +14,7 @@ from jobs.client import BatchJobs
 from jobs.errors import AwsError, InvalidInput
 from jobs.preflight import checks, sizing
 from jobs.preflight.facts import Facts, Reader, Unknown, gather, quota_value, running_vcpus
+from jobs.preflight.lustre import LustreCost, lustre_cost
 from jobs.preflight.pricing import Estimate, on_demand_price
 from jobs.request import JobSpec
 
@@ -35,6 +36,7 @@ class Report:
     spec: JobSpec
     checks: list[checks.Check]
     estimate: Estimate
+    lustre: LustreCost | None = None  # the stack's FSx for Lustre, when it has one
 
     @property
     def failed(self) -> list[checks.Check]:
@@ -45,7 +47,8 @@ class Report:
         """JSON form."""
         return {"jobName": self.spec.name, "nodes": self.spec.nodes,
                 "checks": [c.as_dict() for c in self.checks],
-                "summary": checks.summary(self.checks), "estimate": self.estimate.as_dict()}
+                "summary": checks.summary(self.checks), "estimate": self.estimate.as_dict(),
+                "fsx": self.lustre.as_dict() if self.lustre else None}
 
 
 class _PerType:
@@ -113,12 +116,20 @@ def evaluate(facts: Facts, spec: JobSpec, per_type: _PerType) -> Report:
     return Report(spec, found, estimate)
 
 
-def run(api: BatchJobs, specs: list[JobSpec], image_tag: str | None) -> list[Report]:
-    """Read once, check every spec (scale-test has one per node count)."""
+def run(api: BatchJobs, specs: list[JobSpec], image_tag: str | None,
+        fsx_file_system_id: str | None = None) -> list[Report]:
+    """Read once, check every spec (scale-test has one per node count); with the stack's
+    FSx for Lustre file system, its monthly cost too."""
     view = api.preflight_view()
     facts = gather(view, specs[0].queue, specs[0].definition, image_tag)
-    per_type = _PerType(Reader(view), facts)
-    return [evaluate(facts, spec, per_type) for spec in specs]
+    reader = Reader(view)
+    per_type = _PerType(reader, facts)
+    lustre = (lustre_cost(reader, fsx_file_system_id, view.region())
+              if fsx_file_system_id else None)
+    reports = [evaluate(facts, spec, per_type) for spec in specs]
+    for report in reports:
+        report.lustre = lustre
+    return reports
 
 
 def table(report: Report) -> Table:
@@ -182,6 +193,8 @@ def show(console: Console, reports: list[Report], full: bool) -> None:
             console.print(Text(f"preflight {report.spec.name}: all {len(report.checks)} checks "
                                "passed"))
         console.print(Text(report.estimate.line()))
+        if report.lustre:
+            console.print(Text(report.lustre.line()))
 
 
 def refuse(reports: list[Report]) -> None:

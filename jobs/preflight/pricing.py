@@ -55,11 +55,16 @@ class Estimate:
 
 def on_demand_price(reader: Reader, instance_type: str, region: str) -> float | Unknown:
     """USD per hour of a Linux on-demand instance of this type in this region."""
-    filters = [{"Type": "TERM_MATCH", "Field": "instanceType", "Value": instance_type},
-               {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
-               *({"Type": "TERM_MATCH", "Field": k, "Value": v}
-                 for k, v in _LINUX_ON_DEMAND.items())]
-    found = reader.call("pricing", "get_products", ServiceCode="AmazonEC2", Filters=filters,
+    return product_price(reader, "AmazonEC2",
+                         {"instanceType": instance_type, "regionCode": region, **_LINUX_ON_DEMAND},
+                         "Hrs", f"Linux on-demand price for {instance_type} in {region}")
+
+
+def product_price(reader: Reader, service: str, terms: dict[str, str], unit: str,
+                  what: str) -> float | Unknown:
+    """The first positive on-demand USD price per `unit` of the products matching every term."""
+    filters = [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in terms.items()]
+    found = reader.call("pricing", "get_products", ServiceCode=service, Filters=filters,
                         FormatVersion="aws_v1", MaxResults=10)
     if isinstance(found, Unknown):
         return found
@@ -68,7 +73,6 @@ def on_demand_price(reader: Reader, instance_type: str, region: str) -> float | 
         for term in product.get("terms", {}).get("OnDemand", {}).values():
             for dimension in term.get("priceDimensions", {}).values():
                 usd = float(dimension.get("pricePerUnit", {}).get("USD", 0) or 0)
-                if usd > 0 and dimension.get("unit", "Hrs") == "Hrs":
+                if usd > 0 and dimension.get("unit", unit) == unit:
                     return usd
-    return Unknown(f"the Price List API has no Linux on-demand price for {instance_type} "
-                   f"in {region}")
+    return Unknown(f"the Price List API has no {what}")

@@ -31,6 +31,13 @@ def _efs_file_system(region: str, fs_id: str) -> Any:
     return efs_backends[DEFAULT_ACCOUNT_ID][region].file_systems_by_id.get(fs_id)
 
 
+def _fsx_tagger(region: str) -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.fsx.models import fsx_backends
+
+    return fsx_backends[DEFAULT_ACCOUNT_ID][region].tagger
+
+
 class Emulator:
     """WSGI app: a request the missing APIs know is answered there, every other one by moto."""
 
@@ -38,7 +45,7 @@ class Emulator:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.moto = DomainDispatcherApplication(create_backend_app)
-        self.missing = MissingApis(_efs_file_system)
+        self.missing = MissingApis(_efs_file_system, _fsx_tagger)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))

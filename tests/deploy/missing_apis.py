@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,6 +194,12 @@ def _json_error(status: int, code: str, message: str) -> Answer:
 # shared tenancy, us-east-1, from the public price list). A real account answers with its own.
 APPLIED_QUOTAS = {"L-1216C47A": ("Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) "
                                  "instances", 1024.0)}
+# Other services' products as (service code, attributes, unit, USD): FSx for Lustre PERSISTENT_2
+# SSD at 125 MB/s/TiB, $0.145 per GB-month in us-east-1 (aws.amazon.com/fsx/lustre/pricing).
+PRODUCTS = (("AmazonFSx", {"regionCode": "us-east-1", "fileSystemType": "Lustre",
+                           "storageType": "SSD", "deploymentOption": "Persistent_2",
+                           "throughputCapacity": "125", "productFamily": "Storage"},
+             "GB-Mo", 0.145),)
 PRICES = {("c6i.2xlarge", "us-east-1"): 0.34, ("c5n.18xlarge", "us-east-1"): 3.888,
           ("c6in.32xlarge", "us-east-1"): 7.2576}
 
@@ -216,6 +223,12 @@ class Ec2Quotas:
         return 200, JSON_11, json.dumps({"Quota": quota}).encode()
 
 
+def price_list_entry(attributes: dict[str, str], unit: str, usd: float) -> str:
+    """One PriceList entry of GetProducts: a JSON document in a string, one on-demand price."""
+    return json.dumps({"product": {"attributes": attributes}, "terms": {"OnDemand": {"T1": {
+        "priceDimensions": {"D1": {"unit": unit, "pricePerUnit": {"USD": f"{usd:.10f}"}}}}}}})
+
+
 class PriceList:
     """GetProducts of the Price List API (pricing/latest/APIReference/API_pricing_GetProducts):
     each PriceList entry is a JSON document in a string; moto has no Price List API."""
@@ -223,24 +236,111 @@ class PriceList:
     def __call__(self, call: Call) -> Answer | None:
         if call.target != "AWSPriceListService.GetProducts":
             return None
-        terms = {f["Field"]: f["Value"] for f in json.loads(call.body or b"{}").get("Filters", [])}
-        price = PRICES.get((terms.get("instanceType", ""), terms.get("regionCode", "")))
-        products = [] if price is None else [json.dumps({
-            "product": {"attributes": {"instanceType": terms["instanceType"],
-                                       "regionCode": terms["regionCode"]}},
-            "terms": {"OnDemand": {"T1": {"priceDimensions": {"D1": {
-                "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})]
+        asked = json.loads(call.body or b"{}")
+        terms = {f["Field"]: f["Value"] for f in asked.get("Filters", [])}
+        if asked.get("ServiceCode") == "AmazonEC2":
+            price = PRICES.get((terms.get("instanceType", ""), terms.get("regionCode", "")))
+            found = [] if price is None else [
+                ({"instanceType": terms["instanceType"], "regionCode": terms["regionCode"]},
+                 "Hrs", price)]
+        else:  # TERM_MATCH: every filter equals one of the product's attributes
+            found = [(attributes, unit, usd) for service, attributes, unit, usd in PRODUCTS
+                     if service == asked.get("ServiceCode")
+                     and all(attributes.get(k) == v for k, v in terms.items())]
+        products = [price_list_entry(*product) for product in found]
         body = {"FormatVersion": "aws_v1", "PriceList": products}
         return 200, JSON_11, json.dumps(body).encode()
+
+
+class FsxDataRepositoryAssociations:
+    """Create-, Describe- and DeleteDataRepositoryAssociation, which moto's FSx lacks.
+
+    Shapes from the FSx API reference: API_CreateDataRepositoryAssociation.html (answers
+    {"Association": DataRepositoryAssociation}), API_DescribeDataRepositoryAssociations.html
+    (AssociationIds or a file-system-id filter; {"Associations": [...]}), and
+    API_DeleteDataRepositoryAssociation.html ({"AssociationId", "Lifecycle": "DELETING",
+    "DeleteDataInFileSystem"}); an unknown id is DataRepositoryAssociationNotFound. Tags go to
+    moto's FSx tagger, so ListTagsForResource of the association's ARN answers them.
+    Associations are AVAILABLE at once and gone at once when deleted: no servers here.
+    """
+
+    PREFIX = "AWSSimbaAPIService_v20180301."
+
+    def __init__(self, tagger: Callable[[str], Any]) -> None:
+        self.tagger = tagger
+        self.associations: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, call: Call) -> Answer | None:
+        operation = call.target.removeprefix(self.PREFIX)
+        if not call.target.startswith(self.PREFIX) or not operation.endswith(
+                ("DataRepositoryAssociation", "DataRepositoryAssociations")):
+            return None
+        asked = json.loads(call.body or b"{}")
+        handler = {"CreateDataRepositoryAssociation": self.create,
+                   "DescribeDataRepositoryAssociations": self.describe,
+                   "DeleteDataRepositoryAssociation": self.delete}.get(operation)
+        return handler(call, asked) if handler else None
+
+    def create(self, call: Call, asked: dict[str, Any]) -> Answer:
+        association_id = f"dra-{uuid.uuid4().hex[:17]}"
+        arn = (f"arn:aws:fsx:{call.region}:{ACCOUNT}:association/{asked['FileSystemId']}/"
+               f"{association_id}")
+        tags = asked.get("Tags", [])
+        if tags:
+            self.tagger(call.region).tag_resource(arn, tags)
+        self.associations[association_id] = {
+            "AssociationId": association_id, "ResourceARN": arn,
+            "FileSystemId": asked["FileSystemId"], "Lifecycle": "AVAILABLE",
+            "FileSystemPath": asked["FileSystemPath"],
+            "DataRepositoryPath": asked["DataRepositoryPath"],
+            "BatchImportMetaDataOnCreate": asked.get("BatchImportMetaDataOnCreate", False),
+            # "The default chunk size is 1,024 MiB" (ImportedFileChunkSize).
+            "ImportedFileChunkSize": asked.get("ImportedFileChunkSize", 1024),
+            "S3": asked.get("S3", {}), "CreationTime": time.time()}
+        return 200, JSON_11, json.dumps({"Association": self._with_tags(call, association_id)}
+                                        ).encode()
+
+    def describe(self, call: Call, asked: dict[str, Any]) -> Answer:
+        wanted = asked.get("AssociationIds")
+        filters = {f["Name"]: f["Values"] for f in asked.get("Filters", [])}
+        missing = [a for a in wanted or [] if a not in self.associations]
+        if missing:
+            return _not_found(missing[0])
+        found = [self._with_tags(call, a) for a, assoc in self.associations.items()
+                 if (wanted is None or a in wanted) and assoc["FileSystemId"] in filters.get(
+                     "file-system-id", [assoc["FileSystemId"]])]
+        return 200, JSON_11, json.dumps({"Associations": found}).encode()
+
+    def delete(self, call: Call, asked: dict[str, Any]) -> Answer:
+        association_id = asked.get("AssociationId", "")
+        if self.associations.pop(association_id, None) is None:
+            return _not_found(association_id)
+        return 200, JSON_11, json.dumps({
+            "AssociationId": association_id, "Lifecycle": "DELETING",
+            "DeleteDataInFileSystem": asked.get("DeleteDataInFileSystem", False)}).encode()
+
+    def _with_tags(self, call: Call, association_id: str) -> dict[str, Any]:
+        association = self.associations[association_id]
+        tags = self.tagger(call.region).list_tags_for_resource(association["ResourceARN"])
+        return {**association, "Tags": tags.get("Tags", [])}
+
+
+def _not_found(association_id: str) -> Answer:
+    # JSON 1.1 errors name their type in __type (FSx: DataRepositoryAssociationNotFound, 400).
+    body = {"__type": "DataRepositoryAssociationNotFound",
+            "message": f"Data repository association {association_id} not found"}
+    return 400, JSON_11, json.dumps(body).encode()
 
 
 class MissingApis:
     """Every handler in one place; the first whose request it is answers."""
 
-    def __init__(self, file_system: Callable[[str, str], Any]) -> None:
+    def __init__(self, file_system: Callable[[str, str], Any],
+                 fsx_tagger: Callable[[str], Any]) -> None:
         self.lock = threading.Lock()
         self.handlers: list[Callable[[Call], Answer | None]] = [
-            PlacementGroups(), EfsFileSystemExtras(file_system), Ec2Quotas(), PriceList()]
+            PlacementGroups(), EfsFileSystemExtras(file_system), Ec2Quotas(), PriceList(),
+            FsxDataRepositoryAssociations(fsx_tagger)]
 
     def answer(self, call: Call) -> Answer | None:
         """The handlers' answer to one request, or None for moto."""

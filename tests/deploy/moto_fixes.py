@@ -203,10 +203,69 @@ def jobs_wait_for_capacity() -> None:
     Job.terminate = end_before_start
 
 
+def fsx_lustre_file_system() -> None:
+    """DescribeFileSystems as FSx answers for a new Lustre file system (API_FileSystem.html).
+
+    moto leaves out Lifecycle (the provider waits for AVAILABLE), FileSystemTypeVersion, OwnerId,
+    VpcId, CreationTime, NetworkInterfaceIds, and LustreConfiguration's MountName (the name a
+    client mounts, "fsx" or an 8-character name: API_LustreFileSystemConfiguration.html) and
+    DataCompressionType ("NONE" unless asked); it echoes the request's LustreConfiguration.
+    A file system is AVAILABLE at once here: the emulator has no servers to start. And an id
+    that does not exist is FileSystemNotFound (API_DescribeFileSystems.html, Errors), where moto
+    lists nothing: the provider waits on that error for a deleted file system.
+    """
+    import time
+    import uuid
+
+    from moto.ec2.models import ec2_backends
+    from moto.fsx.exceptions import FileSystemNotFound
+    from moto.fsx.models import FileSystem, FSxBackend
+
+    create = FSxBackend.create_file_system
+    described = FileSystem.to_dict
+    describe = FSxBackend.describe_file_systems
+
+    def describe_known(self: Any, file_system_ids: list[str] | None = None,
+                       **kwargs: Any) -> Any:
+        missing = [i for i in file_system_ids or [] if i not in self.file_systems]
+        if missing:
+            raise FileSystemNotFound(missing[0])
+        return describe(self, file_system_ids=file_system_ids, **kwargs)
+
+    def create_with_version(self: Any, *args: Any, **kwargs: Any) -> Any:
+        file_system = create(self, *args, **kwargs)
+        file_system.type_version = kwargs.get("file_system_type_version") or "2.15"
+        file_system.mount_name = uuid.uuid4().hex[:8]
+        file_system.created = time.time()
+        return file_system
+
+    def to_dict(self: Any) -> dict[str, Any]:
+        found = described(self)
+        subnets = ec2_backends[self.backend.account_id][self.backend.region_name].subnets
+        vpc = next((s.vpc_id for zone in subnets.values() for sid, s in zone.items()
+                    if sid in (self.subnet_ids or [])), None)
+        found.update({"Lifecycle": "AVAILABLE", "OwnerId": self.backend.account_id,
+                      "CreationTime": getattr(self, "created", time.time()),
+                      "FileSystemTypeVersion": getattr(self, "type_version", "2.15"),
+                      "NetworkInterfaceIds": [], **({"VpcId": vpc} if vpc else {})})
+        if self.file_system_type == "LUSTRE":
+            lustre = dict(self.lustre_configuration or {})
+            lustre.setdefault("DataCompressionType", "NONE")
+            lustre.setdefault("AutomaticBackupRetentionDays", 0)
+            lustre.setdefault("CopyTagsToBackups", False)
+            lustre["MountName"] = getattr(self, "mount_name", "fsx")
+            found["LustreConfiguration"] = lustre
+        return found
+
+    FSxBackend.create_file_system = create_with_version
+    FSxBackend.describe_file_systems = describe_known
+    FileSystem.to_dict = to_dict
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     batch_compute_environment_defaults, job_definition_node_properties,
     job_queue_time_limit_actions, launch_template_data_tags, group_rule_descriptions,
-    jobs_wait_for_capacity, input_template_quotes_strings)
+    jobs_wait_for_capacity, input_template_quotes_strings, fsx_lustre_file_system)
 
 
 def apply_all() -> None:

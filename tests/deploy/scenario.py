@@ -31,6 +31,8 @@ VARIANTS = (
     # State in S3, with the audit and compliance switch on (CloudTrail, AWS Config).
     Variant("s3-state", {"STATE_BUCKET": "mnp-roundtrip-tfstate", "CLUSTER_NAME": "s3state",
                          "ENABLE_COMPLIANCE": "1"}, state_bucket="mnp-roundtrip-tfstate"),
+    # FSx for Lustre linked to the data bucket, mounted through the node user data.
+    Variant("fsx", {"ENABLE_FSX": "1", "CLUSTER_NAME": "fsx"}),
 )
 
 

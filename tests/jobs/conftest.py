@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import moto_fixes
+from tests.deploy import missing_apis, moto_fixes
 from tests.jobs import moto_env
 from tests.jobs.moto_env import REGION, Aws
 
@@ -82,12 +82,19 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
             return dispatch(self, environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         recorder._record_request(Request(environ), body=body)
-        terms = {f["Field"]: f["Value"] for f in json.loads(body).get("Filters", [])}
-        price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"), terms.get("regionCode")))
-        products = [] if price is None else [json.dumps({
-            "product": {"attributes": {"instanceType": terms["instanceType"]}},
-            "terms": {"OnDemand": {"T1": {"priceDimensions": {"D1": {
-                "unit": "Hrs", "pricePerUnit": {"USD": f"{price:.10f}"}}}}}}})]
+        asked = json.loads(body)
+        terms = {f["Field"]: f["Value"] for f in asked.get("Filters", [])}
+        if asked.get("ServiceCode") != "AmazonEC2":
+            products = [missing_apis.price_list_entry(attributes, unit, usd)
+                        for service, attributes, unit, usd in moto_env.SEEDED_PRODUCTS
+                        if service == asked.get("ServiceCode")
+                        and all(attributes.get(k) == v for k, v in terms.items())]
+        else:
+            price = moto_env.SEEDED_PRICES.get((terms.get("instanceType"),
+                                                terms.get("regionCode")))
+            products = [] if price is None else [
+                missing_apis.price_list_entry({"instanceType": terms["instanceType"]}, "Hrs",
+                                            price)]
         start_response("200 OK", [("Content-Type", "application/x-amz-json-1.1")])
         return [json.dumps({"FormatVersion": "aws_v1", "PriceList": products}).encode()]
 

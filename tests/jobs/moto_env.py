@@ -16,6 +16,8 @@ from typing import Any
 
 import boto3
 
+from tests.deploy import missing_apis
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -40,6 +42,9 @@ STAGING_DEFINITION = "mnp-batch-staging"
 # Price List answers. Reset by every Aws.setup().
 SEEDED_QUOTAS: dict[str, float] = {}
 SEEDED_PRICES: dict[tuple[str, str], float] = {}
+# Price List products of other services, as GetProducts returns them: (service code,
+# attributes, unit, USD). Answered with TERM_MATCH's rule: every filter equals an attribute.
+SEEDED_PRODUCTS: list[tuple[str, dict[str, str], str, float]] = []
 
 
 def _post(url: str, data: bytes = b"") -> bytes:
@@ -105,6 +110,7 @@ class Aws:
         SEEDED_QUOTAS[STANDARD_QUOTA] = 256.0
         SEEDED_PRICES.clear()
         SEEDED_PRICES[(INSTANCE_TYPE, REGION)] = 0.34
+        SEEDED_PRODUCTS[:] = missing_apis.PRODUCTS  # FSx for Lustre PERSISTENT_2, us-east-1
         self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
         self.iam.create_instance_profile(InstanceProfileName="mnp-batch-node")
         self.instance_profile_arn = self.iam.get_instance_profile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 
 from jobs.preflight.pricing import Estimate
@@ -336,3 +337,61 @@ def test_without_credentials_preflight_json_still_prints_the_report(aws):
     assert {c["status"] for c in out["checks"]} == {"UNKNOWN"}
     assert "no AWS credentials found" in out["estimate"]["note"]
     assert result.stderr.startswith("error: preflight could not decide any check: ")
+
+
+def lustre_file_system(aws, capacity: int = 2400, throughput: int = 125) -> str:
+    """A PERSISTENT_2 file system in moto, named in the stack outputs as an FSx stack does."""
+    fsx = boto3.client("fsx", endpoint_url=aws.url, region_name="us-east-1")
+    subnet = aws.ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    fs_id = fsx.create_file_system(
+        FileSystemType="LUSTRE", StorageCapacity=capacity, SubnetIds=[subnet],
+        LustreConfiguration={"DeploymentType": "PERSISTENT_2",
+                             "PerUnitStorageThroughput": throughput},
+    )["FileSystem"]["FileSystemId"]
+    aws.write_outputs(fsx_file_system_id=fs_id, fsx_mount_path="/fsx")
+    aws.start_recording()
+    return fs_id
+
+
+def test_fsx_stack_shows_the_file_systems_monthly_cost_beside_the_job(aws):
+    fs_id = lustre_file_system(aws)
+    result = aws.cli("preflight", *JOB, "--timeout", "3600", "--attempts", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("max cost: $4.08"))
+    # 2400 GiB x $0.145 per GB-month (the seeded PERSISTENT_2 125 MB/s/TiB price)
+    assert lines[at + 1] == (
+        f"FSx for Lustre {fs_id}: $348.00/month = 2400 GiB x $0.1450/GB-month (PERSISTENT_2, "
+        "125 MB/s/TiB), while the stack exists, beside the job's own cost")
+    assert "fsx:describefilesystems" in aws.operations(preflight=True)
+    code, _, out = report(aws, "--timeout", "3600")
+    assert code == 0
+    assert out["fsx"] == {"fileSystemId": fs_id, "storageCapacityGiB": 2400,
+                          "deploymentType": "PERSISTENT_2", "perUnitStorageThroughput": 125,
+                          "usdPerGibMonth": 0.145, "monthlyUsd": 348.0, "note": None}
+
+
+def test_fsx_tier_without_a_price_says_so(aws):
+    fs_id = lustre_file_system(aws, capacity=1200, throughput=1000)
+    result = aws.cli("preflight", *JOB, "--timeout", "3600")
+    assert result.returncode == 0, result.stderr
+    assert (f"FSx for Lustre {fs_id}: 1200 GiB (PERSISTENT_2, 1000 MB/s/TiB): price unknown (the "
+            "Price List API has no Persistent_2 1000 MB/s/TiB Lustre SSD price in us-east-1)"
+            ) in result.stdout
+
+
+def test_fsx_off_reads_no_file_system(aws):
+    aws.write_outputs(fsx_file_system_id="", fsx_mount_path="")
+    result = aws.cli("preflight", *JOB, "--timeout", "3600")
+    assert result.returncode == 0, result.stderr
+    assert "FSx" not in result.stdout
+    assert aws.operations(preflight=True) == READS
+
+
+def test_fsx_denied_is_named(aws, deny):
+    fs_id = lustre_file_system(aws)
+    deny("fsx:DescribeFileSystems")
+    result = aws.cli("preflight", *JOB, "--timeout", "3600")
+    assert result.returncode == 0, result.stderr
+    assert (f"FSx for Lustre {fs_id}: monthly cost unknown (fsx:DescribeFileSystems was denied "
+            "to the caller)") in result.stdout

@@ -19,8 +19,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = shutil.which("terraform")
 SETTINGS_ENV = ("AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "EFS_THROUGHPUT_MODE",
-                "EFS_PROVISIONED_THROUGHPUT", "MAX_VCPUS", "ENABLE_EFA")
+                "EFS_PROVISIONED_THROUGHPUT", "MAX_VCPUS", "ENABLE_EFA", "ENABLE_FSX")
 EFA_ENV = {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,hpc7a.96xlarge"}
+FSX_ENV = {"ENABLE_FSX": "1"}
 
 
 def synth_stack(environ: dict[str, str]) -> dict:
@@ -87,6 +88,12 @@ def synthesized() -> dict:
 def synthesized_efa() -> dict:
     """The stack synthesized with ENABLE_EFA=1 (and two EFA-capable instance types)."""
     return synth_stack(EFA_ENV)
+
+
+@pytest.fixture(scope="session")
+def synthesized_fsx() -> dict:
+    """The stack synthesized with ENABLE_FSX=1."""
+    return synth_stack(FSX_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from tests.stacks.conftest import REPO
 
 CHECKOV = Path(sys.executable).with_name("checkov")
 CONFIG = REPO / ".checkov.yaml"
-# Skips only the ENABLE_EFA=1 stack needs (reasons in .checkov.yaml): on the default stack these
-# checks must pass.
+# Skips only the ENABLE_EFA=1 stack needs (reasons in .checkov.yaml): on the default and the
+# ENABLE_FSX=1 stacks these checks must pass.
 EFA_ONLY_SKIPS = {"CKV2_AWS_12"}
 
 
@@ -49,14 +49,15 @@ def _expand_dynamic(stack: dict) -> dict:
     return expanded
 
 
-@pytest.fixture(params=["default", "efa"])
+@pytest.fixture(params=["default", "efa", "fsx"])
 def stack(request: pytest.FixtureRequest, synthesized_dir: Path,
           tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """The default stack and the ENABLE_EFA=1 one: (name, directory holding cdk.tf.json)."""
+    """The default stack, the ENABLE_EFA=1 one and the ENABLE_FSX=1 one: (name, directory
+    holding cdk.tf.json)."""
     if request.param == "default":
         return request.param, synthesized_dir
-    out = tmp_path_factory.mktemp("stack-efa")
-    expanded = _expand_dynamic(request.getfixturevalue("synthesized_efa"))
+    out = tmp_path_factory.mktemp(f"stack-{request.param}")
+    expanded = _expand_dynamic(request.getfixturevalue(f"synthesized_{request.param}"))
     (out / "cdk.tf.json").write_text(json.dumps(expanded, indent=2, sort_keys=True))
     return request.param, out
 
@@ -76,7 +77,7 @@ def test_every_skip_is_needed_and_justified(stack: tuple[str, Path]) -> None:
     name, directory = stack
     report = _checkov(directory)
     failing = {c["check_id"] for c in report["results"]["failed_checks"]}
-    needed = set(_skips()) - (EFA_ONLY_SKIPS if name == "default" else set())
+    needed = set(_skips()) - (EFA_ONLY_SKIPS if name != "efa" else set())
     assert failing == needed  # each skip hides a real finding, and nothing else fails
     lines = CONFIG.read_text().splitlines()
     for check_id in _skips():
