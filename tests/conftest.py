@@ -31,13 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
 CONTAINER_FIXTURES = frozenset({"image"})
+# Fixtures that run `python main.py` in a subprocess (a fresh ~20 s load of the provider
+# bindings, then synth): a test using one is slow, marked or not.
+SLOW_FIXTURES = frozenset({"project", "entry_point", "efa_config"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark `containers` every test that needs the built image (`make test-fast` skips them)."""
+    """Mark `containers` every test that needs the built image and `slow` every one that needs a
+    subprocess synth (`make test-fast` skips both)."""
     for item in items:
-        if CONTAINER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if CONTAINER_FIXTURES & used:
             item.add_marker(pytest.mark.containers)
+        if SLOW_FIXTURES & used:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
