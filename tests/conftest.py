@@ -68,13 +68,21 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def solver_env() -> dict[str, str]:
-    """Environment for solver subprocesses: the session numba cache (compiled once), no AWS ids."""
+def clean_env() -> dict[str, str]:
+    """Environment for subprocesses of ours: the session numba cache, no AWS or MPI job ids."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_BATCH_", "OMPI_", "PMIX_", "PRTE_"))
            and k not in ("INPUT_PATH", "OUTPUT_PATH")}
     env.update(NUMBA_CACHE_DIR=os.environ["NUMBA_CACHE_DIR"], PYTHONPATH=str(REPO),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def solver_env(clean_env: dict[str, str]) -> dict[str, str]:
+    """clean_env with the solver's kernels compiled into the session numba cache (a minute on a
+    busy machine: tests that start no solver take clean_env)."""
+    env = dict(clean_env)
     # compile the 2-D and 3-D kernels once so concurrent ranks only load them
     subprocess.run([sys.executable, "-c", "from solver import stencil; stencil.warm_up(2); "
                     "stencil.warm_up(3)"], env=env, check=True, cwd=REPO, timeout=300)
