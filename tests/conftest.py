@@ -32,8 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
 CONTAINER_FIXTURES = frozenset({"image"})
 # Fixtures that run `python main.py` in a subprocess (a fresh ~20 s load of the provider
-# bindings, then synth): a test using one is slow, marked or not.
-SLOW_FIXTURES = frozenset({"project", "entry_point", "efa_config"})
+# bindings, then synth): a test using one is slow, marked or not. (Other projects are
+# synthesized in this process: synth_project.)
+SLOW_FIXTURES = frozenset({"entry_point"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,6 +52,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's numba cache."""
     for path in _CACHE:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def synth_project(out: Path, settings: dict[str, str], drop: tuple[str, ...] = ()) -> Path:
+    """`make synth` in OUT (main.main, as `python main.py` runs it) with SETTINGS over this
+    environment less DROP; returns the stack's Terraform JSON file. In this process: the
+    provider bindings load once a session (~20 s each time a subprocess loads them)."""
+    import main
+
+    shutil.copy(REPO / "cdktf.json", out)
+    with pytest.MonkeyPatch.context() as patch:
+        for key in drop:
+            patch.delenv(key, raising=False)
+        for key, value in {"CHECKPOINT_DISABLE": "1", **settings}.items():
+            patch.setenv(key, value)
+        patch.chdir(out)
+        assert main.main() == 0
+    return out / "cdktf.out" / "stacks" / "mnp-batch" / "cdk.tf.json"
 
 
 @dataclass
