@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha256sum Pipfile.lock | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat Pipfile.lock pyproject.toml | sha256sum | cut -c1-12)
 PIPENV_VERSION := 2026.10.3
 
 export CHECKPOINT_DISABLE := 1
@@ -14,10 +14,12 @@ export PIPENV_VERBOSITY := -1
 
 install: $(STAMP)
 
-# The stamp names the lock's hash: a changed lock reinstalls, an unchanged one costs nothing.
+# The stamp names the hash of the lock and pyproject.toml: a changed lock, or a package or console
+# script added to pyproject (the editable install maps only the packages listed there), reinstalls;
+# unchanged, it costs nothing.
 # The project itself goes in editable, for its console scripts (`mnp`, `mnp-launch`); offline,
 # with the setuptools pipenv installed (--no-build-isolation), and nothing else (--no-deps).
-$(STAMP): Pipfile.lock
+$(STAMP): Pipfile.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet pipenv==$(PIPENV_VERSION)
 	$(BIN)/pipenv sync --dev
@@ -59,9 +61,10 @@ terraform-version:
 	if [ -z "$$v" ]; then echo "error: no terraform CLI on PATH: install Terraform >= $(TERRAFORM_MIN)"; exit 2; fi; \
 	printf '%s\n%s\n' $(TERRAFORM_MIN) "$$v" | sort -V -C || { echo "error: Terraform $$v is too old: this stack needs Terraform >= $(TERRAFORM_MIN)"; exit 2; }
 
-# Everything but containers, network namespaces and MPI runs, and the Terraform round trip.
+# The edit-test loop: everything but containers, network namespaces, MPI runs, the `slow`
+# tools (terraform, checkov, pip installs, synth in a subprocess) and the Terraform round trip.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not containers and not netns and not mpi" \
+	$(BIN)/python -m pytest -m "not containers and not netns and not mpi and not slow" \
 		--ignore=tests/deploy/test_round_trip.py $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -31,19 +31,44 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
 CONTAINER_FIXTURES = frozenset({"image"})
+# Fixtures that run `python main.py` in a subprocess (a fresh ~20 s load of the provider
+# bindings, then synth): a test using one is slow, marked or not. (Other projects are
+# synthesized in this process: synth_project.)
+SLOW_FIXTURES = frozenset({"entry_point"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark `containers` every test that needs the built image (`make test-fast` skips them)."""
+    """Mark `containers` every test that needs the built image and `slow` every one that needs a
+    subprocess synth (`make test-fast` skips both)."""
     for item in items:
-        if CONTAINER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if CONTAINER_FIXTURES & used:
             item.add_marker(pytest.mark.containers)
+        if SLOW_FIXTURES & used:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's numba cache."""
     for path in _CACHE:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def synth_project(out: Path, settings: dict[str, str], drop: tuple[str, ...] = ()) -> Path:
+    """`make synth` in OUT (main.main, as `python main.py` runs it) with SETTINGS over this
+    environment less DROP; returns the stack's Terraform JSON file. In this process: the
+    provider bindings load once a session (~20 s each time a subprocess loads them)."""
+    import main
+
+    shutil.copy(REPO / "cdktf.json", out)
+    with pytest.MonkeyPatch.context() as patch:
+        for key in drop:
+            patch.delenv(key, raising=False)
+        for key, value in {"CHECKPOINT_DISABLE": "1", **settings}.items():
+            patch.setenv(key, value)
+        patch.chdir(out)
+        assert main.main() == 0
+    return out / "cdktf.out" / "stacks" / "mnp-batch" / "cdk.tf.json"
 
 
 @dataclass
@@ -61,13 +86,21 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def solver_env() -> dict[str, str]:
-    """Environment for solver subprocesses: the session numba cache (compiled once), no AWS ids."""
+def clean_env() -> dict[str, str]:
+    """Environment for subprocesses of ours: the session numba cache, no AWS or MPI job ids."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_BATCH_", "OMPI_", "PMIX_", "PRTE_"))
            and k not in ("INPUT_PATH", "OUTPUT_PATH")}
     env.update(NUMBA_CACHE_DIR=os.environ["NUMBA_CACHE_DIR"], PYTHONPATH=str(REPO),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def solver_env(clean_env: dict[str, str]) -> dict[str, str]:
+    """clean_env with the solver's kernels compiled into the session numba cache (a minute on a
+    busy machine: tests that start no solver take clean_env)."""
+    env = dict(clean_env)
     # compile the 2-D and 3-D kernels once so concurrent ranks only load them
     subprocess.run([sys.executable, "-c", "from solver import stencil; stencil.warm_up(2); "
                     "stencil.warm_up(3)"], env=env, check=True, cwd=REPO, timeout=300)

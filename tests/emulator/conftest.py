@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 from emulator import engine
 from emulator.jobdef import LocalJob, access_point_owner, apply_request, multinode_definition
 from jobs.request import JobSpec, submit_request
+from tests.conftest import synth_project
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,13 +29,8 @@ def container_skip_reason() -> str | None:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project directory holding `make synth`'s output for the default settings."""
     out = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO / "cdktf.json", out)
-    env = {k: v for k, v in os.environ.items() if k not in (
-        "AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "MAX_VCPUS", "ENABLE_EFA")}
-    env.update(PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1", AWS_REGION="us-east-1",
-               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
-    subprocess.run([sys.executable, str(REPO / "main.py")], cwd=out, env=env, check=True,
-                   capture_output=True, timeout=300)
+    synth_project(out, {"AWS_REGION": "us-east-1"},
+                  drop=("CLUSTER_NAME", "INSTANCE_TYPES", "MAX_VCPUS", "ENABLE_EFA"))
     return out
 
 

@@ -4,16 +4,13 @@ fixtures (imported so pytest sees them here too)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from emulator import engine
+from tests.conftest import synth_project
 from tests.emulator.conftest import (  # noqa: F401  (fixtures; synthesized_config needs project)
     container_skip_reason,
     project,
@@ -49,10 +46,5 @@ def efa_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The ENABLE_EFA=1 stack's Terraform JSON (its job definition: MNP_NETWORK=efa, the OFI
     settings and MNP_PRECHECK=1)."""
     out = tmp_path_factory.mktemp("efa-project")
-    shutil.copy(REPO / "cdktf.json", out)
-    env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_NAME", "MAX_VCPUS")}
-    env.update(EFA_SETTINGS, PYTHONPATH=str(REPO), CHECKPOINT_DISABLE="1",
-               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
-    subprocess.run([sys.executable, str(REPO / "main.py")], cwd=out, env=env, check=True,
-                   capture_output=True, timeout=300)
-    return json.loads((out / "cdktf.out" / "stacks" / "mnp-batch" / "cdk.tf.json").read_text())
+    stack = synth_project(out, EFA_SETTINGS, drop=("CLUSTER_NAME", "MAX_VCPUS"))
+    return json.loads(stack.read_text())

@@ -78,6 +78,8 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
     dispatch = DomainDispatcherApplication.__call__
 
     def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("PATH_INFO", "").startswith("/moto-api/"):
+            moto_env.SERVED[0] += 1  # a request that may change state: the next test reseeds
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("AWSPriceListService."):
             return dispatch(self, environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))

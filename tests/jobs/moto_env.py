@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import subprocess
@@ -45,6 +46,35 @@ SEEDED_PRICES: dict[tuple[str, str], float] = {}
 # Price List products of other services, as GetProducts returns them: (service code,
 # attributes, unit, USD). Answered with TERM_MATCH's rule: every filter equals an attribute.
 SEEDED_PRODUCTS: list[tuple[str, dict[str, str], str, float]] = []
+# AWS requests the server has answered (counted by the patched server, conftest.py): a test
+# that sent none, and did not reach into moto's backend, left the seeded state as it was.
+SERVED = [0]
+
+
+@dataclass
+class Seed:
+    """The seeded state on one server: the ids tests read, and SERVED when seeding ended."""
+
+    url: str
+    served: int
+    launch_template_id: str
+    instance_profile_arn: str
+    security_group_id: str
+    vpc_id: str
+
+
+# The last seed; None after a test reached into moto's backend (its changes are not counted).
+_SEED: list[Seed | None] = [None]
+
+
+@functools.cache
+def _clients(url: str) -> dict[str, Any]:
+    """One client per service for the session: creating one costs ~0.1-0.3 s (its methods are
+    built from the service model), six per test added minutes."""
+    kwargs = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "testing",
+              "aws_secret_access_key": "testing"}
+    return {name: boto3.client(name, **kwargs)
+            for name in ("batch", "logs", "ecr", "iam", "ec2", "s3")}
 
 
 def _post(url: str, data: bytes = b"") -> bytes:
@@ -90,27 +120,46 @@ class Aws:
     def __init__(self, url: str, tmp_path: Path) -> None:
         self.url = url
         self.tmp_path = tmp_path
-        kwargs = {"endpoint_url": url, "region_name": REGION}
-        self.batch = boto3.client("batch", **kwargs)
-        self.logs = boto3.client("logs", **kwargs)
-        self.ecr = boto3.client("ecr", **kwargs)
-        self.iam = boto3.client("iam", **kwargs)
-        self.ec2 = boto3.client("ec2", **kwargs)
-        self.s3 = boto3.client("s3", **kwargs)
+        clients = _clients(url)
+        self.batch = clients["batch"]
+        self.logs = clients["logs"]
+        self.ecr = clients["ecr"]
+        self.iam = clients["iam"]
+        self.ec2 = clients["ec2"]
+        self.s3 = clients["s3"]
         self.outputs_file = tmp_path / "outputs.json"
         self.launch_template_id = ""
         self.instance_profile_arn = ""
         self.security_group_id = ""
+        self.vpc_id = ""
 
     def setup(self) -> None:
-        """Fresh moto state: compute environment, queue, definition, log group, images."""
-        _post(f"{self.url}/moto-api/reset")
-        _post(f"{self.url}/moto-api/config", json.dumps({"batch": {"use_docker": False}}).encode())
+        """Fresh moto state: compute environment, queue, definition, log group, images.
+
+        Seeding is ~20 requests (seconds on a busy machine), so the state is kept when the
+        previous test sent no AWS request and did not touch moto's backend: it is then exactly
+        as seeded. Any request (even a read) counts as a change.
+        """
         SEEDED_QUOTAS.clear()
         SEEDED_QUOTAS[STANDARD_QUOTA] = 256.0
         SEEDED_PRICES.clear()
         SEEDED_PRICES[(INSTANCE_TYPE, REGION)] = 0.34
         SEEDED_PRODUCTS[:] = missing_apis.PRODUCTS  # FSx for Lustre PERSISTENT_2, us-east-1
+        seed = _SEED[0]
+        if seed is None or seed.url != self.url or seed.served != SERVED[0]:
+            seed = self._seed()
+            _SEED[0] = seed
+        self.launch_template_id = seed.launch_template_id
+        self.instance_profile_arn = seed.instance_profile_arn
+        self.security_group_id = seed.security_group_id
+        self.vpc_id = seed.vpc_id
+        self.write_outputs()
+        self.start_recording()
+
+    def _seed(self) -> Seed:
+        """Reset moto and create the stack's resources."""
+        _post(f"{self.url}/moto-api/reset")
+        _post(f"{self.url}/moto-api/config", json.dumps({"batch": {"use_docker": False}}).encode())
         self.iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
         self.iam.create_instance_profile(InstanceProfileName="mnp-batch-node")
         self.instance_profile_arn = self.iam.get_instance_profile(
@@ -153,8 +202,8 @@ class Aws:
                         "config": {"digest": "sha256:" + tag[-1] * 64}, "layers": []}
             self.ecr.put_image(repositoryName=REPOSITORY, imageTag=tag,
                                imageManifest=json.dumps(manifest))
-        self.write_outputs()
-        self.start_recording()
+        return Seed(self.url, SERVED[0], self.launch_template_id, self.instance_profile_arn,
+                    self.security_group_id, self.vpc_id)
 
     def create_environment(self, name: str, zone: str, instance_types: tuple[str, ...] = (
             INSTANCE_TYPE,), max_vcpus: int = MAX_VCPUS, desired_vcpus: int = 0,
@@ -259,8 +308,10 @@ class Aws:
     # --- Seeding what moto does not model: node jobs `<id>#i` and their logs
 
     def backend(self) -> Any:
-        """moto's Batch backend (same process as the server thread)."""
+        """moto's Batch backend (same process as the server thread); the next test reseeds."""
         from moto.batch.models import batch_backends
+
+        _SEED[0] = None
 
         return batch_backends[ACCOUNT][REGION]
 

@@ -186,8 +186,8 @@ def test_forced_ofi_tcp_runs_on_the_ofi_mtl(solver_env) -> None:
     assert sorted(run.stdout.split("\n")[:2]) == ["RANK 0 cm", "RANK 1 cm"]
 
 
-def test_one_node_without_efa_exits_4_with_one_line_and_starts_no_rank(solver_env) -> None:
-    env = {**solver_env, "MNP_NETWORK": "efa", "MNP_RANKS_PER_NODE": "1",
+def test_one_node_without_efa_exits_4_with_one_line_and_starts_no_rank(clean_env) -> None:
+    env = {**clean_env, "MNP_NETWORK": "efa", "MNP_RANKS_PER_NODE": "1",
            "PATH": f"{MPIEXEC.parent}:{os.environ['PATH']}"}
     run = subprocess.run([sys.executable, "-m", "launcher", "--", "sh", "-c", "echo RAN"],
                          env=env, capture_output=True, text=True, timeout=60)

@@ -30,6 +30,7 @@ PYTHONS = [pytest.param(sys.executable, id="this-python"),
                reason="no Python 3.9 on this machine (pyproject promises >= 3.9)"))]
 
 
+@pytest.mark.slow  # a new venv and a pip install per Python
 @pytest.mark.parametrize("python", PYTHONS)
 def test_pip_install_into_an_empty_venv_gives_a_working_mnp_launch(tmp_path: Path,
                                                                    python: str) -> None:

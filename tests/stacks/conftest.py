@@ -52,8 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
     Called as soon as pytest reaches this folder, so that process's ~13 s load of the provider
     bindings overlaps this one's (collecting the stack tests imports them): two cores, one
-    load's time instead of two.
+    load's time instead of two. Not when the run leaves out `slow` tests (make test-fast), which
+    would kill it unused; the fixture starts it then if asked.
     """
+    if "not slow" not in (config.getoption("markexpr", "") or ""):
+        _start_entry_point()
+
+
+def _start_entry_point() -> None:
+    """`python main.py` with ENTRY_POINT_ENV in a scratch directory, recorded in _ENTRY."""
     out = Path(tempfile.mkdtemp(prefix="stack-entry-point-"))
     env = {**{k: v for k, v in os.environ.items() if k not in ENTRY_POINT_DROPS},
            **ENTRY_POINT_ENV, "PYTHONPATH": str(REPO)}
@@ -75,6 +82,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def entry_point() -> tuple[Path, Popen[str]]:
     """The entry-point run started at configure time: (its working directory, process)."""
+    if not _ENTRY:
+        _start_entry_point()
     return _ENTRY[0]
 
 

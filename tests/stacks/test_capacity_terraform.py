@@ -11,8 +11,8 @@ import pytest
 from tests.stacks.catalog import CATALOG, lookups_local
 from tests.stacks.conftest import REPO, TERRAFORM, only, run_terraform
 
-pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")]
 
 CAPACITY_LOCALS = ("instance_vcpus", "largest_instance_type")
 

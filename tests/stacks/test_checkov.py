@@ -18,6 +18,8 @@ CONFIG = REPO / ".checkov.yaml"
 # Skips only the ENABLE_EFA=1 stack needs (reasons in .checkov.yaml): on the default and the
 # ENABLE_FSX=1 stacks these checks must pass.
 EFA_ONLY_SKIPS = {"CKV2_AWS_12"}
+# checkov loads its ~2,000 policies per run (~50 s for this module)
+pytestmark = pytest.mark.slow
 
 
 def _checkov(directory: Path, *options: str) -> dict:

@@ -19,8 +19,8 @@ from botocore.validate import ParamValidator
 from tests.stacks.catalog import CATALOG, lookups_local
 from tests.stacks.conftest import REPO, TERRAFORM, only, run_terraform
 
-pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")]
 
 # Every reference terraform cannot resolve without the provider (not the EFA devices local).
 UNRESOLVED = re.compile(r"\$\{(?!jsonencode\(local\.efa_devices\))[^}]*\}")

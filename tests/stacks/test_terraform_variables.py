@@ -14,8 +14,8 @@ from stacks.variables import EFA_NOT_SYNTHESIZED
 from tests.stacks.conftest import REPO, TERRAFORM, run_terraform
 
 EXAMPLES = (REPO / "terraform.tfvars.example", REPO / "terraform.tfvars.efa.example")
-pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 from stacks.zones import first_zone, no_zone_message, offering_zones, other_zone
 from tests.stacks.conftest import TERRAFORM, run_terraform
 
-pytestmark = pytest.mark.skipif(
-    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")]
 
 ZONES = ["use2-az3", "use2-az1", "use2-az2"]
 
