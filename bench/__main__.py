@@ -31,6 +31,7 @@ PARTS = {"synth": "Synth cost", "kernel": "Solver kernel vs memory copy (1 core)
          "scaling": "Scaling on one 2-core host", "comm": "MPI communication",
          "start": "Job start in the real image", "launch": "Launch at scale (emulated nodes)",
          "rendezvous": "Rendezvous at Batch's scale (simulated children)",
+         "continuation": "Continuation after a reclaim (containers of the image)",
          "deploy": "Apply round trip (AWS emulator)"}
 # Minutes of real terraform: too long for the QUICK smoke run.
 FULL_ONLY = ("deploy",)

@@ -20,7 +20,7 @@ TARGET_WARM_S = 3.0
 STEP1 = "step 1/"
 
 
-def _config(opts: Options) -> dict:
+def stack_config(opts: Options) -> dict:
     """The stack as `make synth` writes it: the synth part's (QUICK), else made here."""
     from jobs.outputs import synthesized_config
 
@@ -76,7 +76,7 @@ def measure(opts: Options) -> Section:
     except Exception as exc:  # noqa: BLE001 - no engine here: say why, keep the other parts
         sec.skipped = f"no container engine: {exc}"
         return sec
-    config = _config(opts)
+    config = stack_config(opts)
     reps = 1 if opts.quick else 3
     results: dict[str, list[float]] = {}
     for _ in range(reps):

@@ -62,6 +62,8 @@ class Member:
     sigterm_at: float | None = None  # epoch seconds the reclaim's SIGTERM was sent
     stop_step: int | None = None  # the agreed step its checkpoint holds
     resumed_step: int | None = None  # the step it resumed from (None: from the start)
+    started_at: float = 0.0  # epoch seconds its main node's container was started
+    exited_at: float = 0.0  # epoch seconds its main node's exit was seen
     first_step_at: float | None = None  # epoch seconds of its first logged step
     summary_line: str = ""
     descriptions: list[dict[str, Any]] = field(default_factory=list)  # parent, then nodes
@@ -182,10 +184,11 @@ class ContinuedRun:
             started = int(time.time() * 1000)
             self.say(f"job {job_id} ({request['jobName']}): {local.num_nodes} nodes on "
                      f"network {job.network}")
+            member = Member(job_id, local.num_nodes, -1, started_at=time.time())
             job.start()
-            member = Member(job_id, local.num_nodes, -1)
             stopper = self._reclaim(job, reclaim, member) if reclaim else None
             member.exit_code = job.wait(self.timeout)
+            member.exited_at = time.time()
             if stopper is not None:
                 stopper.join(STOP_GRACE + 60)
             codes = job.wait_all(STOP_GRACE + 10)
@@ -240,13 +243,17 @@ class ContinuedRun:
 
 def overhead(members: Sequence[Member]) -> list[dict[str, float | int]]:
     """Per continuation: seconds from the reclaim's SIGTERM to the continuation's first
-    logged step, and the steps it computed again (stop step minus the step it resumed)."""
+    logged step (and its parts: to the main node's exit, to the continuation's start, to its
+    first step), and the steps it computed again (stop step minus the step it resumed)."""
     rows: list[dict[str, float | int]] = []
     for before, after in zip(members, members[1:], strict=False):
         if before.sigterm_at is None or after.first_step_at is None:
             continue
-        rows.append({"nodes": after.nodes,
+        rows.append({"nodes": after.nodes, "exit_code": before.exit_code,
                      "seconds": after.first_step_at - before.sigterm_at,
+                     "stop": before.exited_at - before.sigterm_at,
+                     "decide_and_start": after.started_at - before.exited_at,
+                     "first_step": after.first_step_at - after.started_at,
                      "recomputed": (before.stop_step or 0) - (after.resumed_step or 0)})
     return rows
 
