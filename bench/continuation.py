@@ -14,6 +14,7 @@ here (continuation/README.md).
 from __future__ import annotations
 
 import json
+import secrets
 import statistics
 import tempfile
 from pathlib import Path
@@ -38,10 +39,13 @@ def _run(config: dict, image: str, steps: int) -> list:  # noqa: ANN401 - emulat
         command=("python", "-m", "solver", "heat", "--nx", "129", "--ny", "97", "--steps",
                  str(steps), "--checkpoint-every", "10", "--log-every", "1", "--no-png"),
         tags={"mnp:min-nodes": "2"}))
+    # One stack secret for every job: checkpoint keys derive from it (launcher/jobkeys.py).
+    stack = {"MNP_RENDEZVOUS_SECRET": secrets.token_hex(32)}
     with tempfile.TemporaryDirectory(prefix="bench-continuation-") as scratch:
         def make_job(local, job_id):  # noqa: ANN001, ANN202
             return ContainerJob(local, image, efs_dir=Path(scratch) / "efs",
-                                log_dir=Path(scratch) / "logs", job_id=job_id, max_delay=0.0)
+                                log_dir=Path(scratch) / "logs", job_id=job_id, max_delay=0.0,
+                                secret_values=stack)
 
         members = ContinuedRun(definition, request, make_job,
                                owner=access_point_owner(config),

@@ -170,7 +170,9 @@ class ContinuedRun:
             queues = [queue_spec(local)]
             decision = decide(family, queues, int(time.time() * 1000), capacity)
             member.decision = decision
-            self.say(f"job {member.job_id} ({member.nodes} nodes) exited {member.exit_code}; "
+            held = f" (checkpoint at step {member.stop_step})" if member.stop_step else ""
+            self.say(f"job {member.job_id} ({member.nodes} nodes) exited {member.exit_code}"
+                     f"{held}; "
                      f"capacity left {capacity[QUEUE]} node(s); decide: {decision.action}: "
                      f"{decision.reason}")
             if decision.action is not Action.CONTINUE:
@@ -194,6 +196,8 @@ class ContinuedRun:
             codes = job.wait_all(STOP_GRACE + 10)
             stopped = int(time.time() * 1000)
             self._read_log(job, member)
+            if member.resumed_step is not None:
+                self.say(f"job {job_id} resumed from step {member.resumed_step}")
         codes = {i: (-1 if c is None else c) for i, c in codes.items()}
         member.descriptions = describe(request, local, job_id, {**codes, local.main_node:
                                        member.exit_code}, started, stopped,

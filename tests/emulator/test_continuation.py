@@ -8,6 +8,8 @@ import json
 import os
 import random
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +29,9 @@ from emulator.continuations import (
 from emulator.jobdef import LocalJob, access_point_owner, apply_request, multinode_definition
 from jobs.request import JobSpec, submit_request
 from launcher.contract import EFS_MOUNT_PATH, NODE_LOST, STOPPED
-from tests.emulator.conftest import container_skip_reason
+from tests.emulator.conftest import REPO, container_skip_reason
 
 _WHY = container_skip_reason()
-pytestmark = [pytest.mark.containers,
-              pytest.mark.skipif(_WHY is not None, reason=f"no container engine: {_WHY}")]
 
 # docs/CONTRACTS.md "The summary line": compared fields agree to 1e-12, the field bit for bit.
 COMPARED = ("grid", "steps", "t", "l2_error", "max_error")
@@ -52,6 +52,8 @@ def _request(definition: dict, nodes: int, min_nodes: int | None) -> dict:
         attempts=1, tags=tags))
 
 
+@pytest.mark.containers
+@pytest.mark.skipif(_WHY is not None, reason=f"no container engine: {_WHY}")
 def test_a_run_reclaimed_twice_continues_on_3_then_2_nodes_bit_identical(
         image: str, synthesized_config: dict, scratch: Path) -> None:
     seed = int(os.environ.get("MNP_TEST_SEED") or random.randrange(2**32))
@@ -111,3 +113,19 @@ def test_a_reclaimed_members_description_makes_decide_continue_on_one_node_fewer
     assert (family.min_nodes, family.checkpoint_dir) == (2, f"{OUTPUT}/job-1/checkpoints")
     decision = decide(family, [queue_spec(local)], 3000, {QUEUE: 3})
     assert (decision.action, decision.nodes, decision.restart) == (Action.CONTINUE, 3, True)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--min-nodes", "5"], "--min-nodes 5 is more than --nodes 4: allowed 1..4"),
+    (["--reclaim-after", "10"], "--reclaim-after needs --min-nodes"),
+    (["--min-nodes", "2", *["--reclaim-after", "10"] * 4], "at most 3"),
+])
+def test_run_local_refuses_a_run_it_cannot_continue_before_starting_anything(
+        project: Path, args: list[str], message: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "jobs", "run-local", "--nodes", "4", "--vcpus",
+                          "1", "--memory", "1024", "--image", "mnp-no-such-image:x", *args,
+                          "--", "true"], cwd=project,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
