@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import BenchError, Options, Row, Section
-from bench.start import stack_config
+from bench.start import bench_image, stack_config
 
 STEPS = {True: 120, False: 400}
 RECLAIM_AFTER = 20  # steps into each member: both reclaims land early in their job
@@ -59,13 +59,8 @@ def _run(config: dict, image: str, steps: int) -> list:  # noqa: ANN401 - emulat
 def measure(opts: Options) -> Section:
     """One reclaimed run (two continuations); each continuation's overhead and recomputation."""
     sec = Section("continuation", "Continuation after a reclaim (containers of the image)")
-    try:
-        from emulator import engine
-
-        engine.ensure_running()
-        image = engine.build_image(f"mnp-solver:bench-{engine.context_digest()}")
-    except Exception as exc:  # noqa: BLE001 - no engine here: say why, keep the other parts
-        sec.skipped = f"no container engine: {exc}"
+    image = bench_image(sec)
+    if image is None:
         return sec
     from emulator.continuations import overhead
 
