@@ -20,7 +20,7 @@ TARGET_WARM_S = 3.0
 STEP1 = "step 1/"
 
 
-def _config(opts: Options) -> dict:
+def stack_config(opts: Options) -> dict:
     """The stack as `make synth` writes it: the synth part's (QUICK), else made here."""
     from jobs.outputs import synthesized_config
 
@@ -65,18 +65,25 @@ def _once(config: dict, image: str, nodes: int, cold: bool) -> float:
     return first[0] - began
 
 
-def measure(opts: Options) -> Section:
-    """Cold and warm starts at 1 and 4 containers, in turns; medians."""
-    sec = Section("start", "Job start in the real image")
+def bench_image(sec: Section) -> str | None:
+    """The image built from this checkout, or None with `sec.skipped` saying why not."""
     try:
         from emulator import engine
 
         engine.ensure_running()
-        image = engine.build_image(f"mnp-solver:bench-{engine.context_digest()}")
+        return engine.build_image(f"mnp-solver:bench-{engine.context_digest()}")
     except Exception as exc:  # noqa: BLE001 - no engine here: say why, keep the other parts
         sec.skipped = f"no container engine: {exc}"
+        return None
+
+
+def measure(opts: Options) -> Section:
+    """Cold and warm starts at 1 and 4 containers, in turns; medians."""
+    sec = Section("start", "Job start in the real image")
+    image = bench_image(sec)
+    if image is None:
         return sec
-    config = _config(opts)
+    config = stack_config(opts)
     reps = 1 if opts.quick else 3
     results: dict[str, list[float]] = {}
     for _ in range(reps):

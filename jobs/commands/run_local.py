@@ -18,7 +18,7 @@ from emulator.jobdef import (
     apply_request,
     multinode_definition,
 )
-from jobs import localstaging, validate
+from jobs import localcontinuation, localstaging, validate
 from jobs.commands.common import add_job_arguments, dry_run, ignored_note
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
@@ -78,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-delay", type=validate.positive_seconds, default=1.0,
                         metavar="S", help="children start in random order up to S s after "
                         "the main node (default 1)")
+    localcontinuation.add_arguments(parser)
     localstaging.add_arguments(parser)
     parser.epilog = (
         f"{ignored_note(IGNORED, 'no local meaning; a submit line runs unchanged')}"
@@ -197,12 +198,13 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     for flag, path in (("--input-path", args.input_path), ("--output-path", args.output_path)):
         validate.check_under_mount(flag, path, mounts[0] if mounts else EFS_MOUNT_PATH)
     plan = localstaging.plan(args, definition)
+    localcontinuation.check(args, plan is not None)
     spec = JobSpec(name=args.job_name, queue="local", definition=definition[
         "jobDefinitionName"], nodes=args.nodes, vcpus=args.vcpus, memory=args.memory,
         input_path=plan.dest if plan and plan.dest else args.input_path,
         output_path=args.output_path,
         command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
-        env=validate.check_env(args.env))
+        env=validate.check_env(args.env), tags=localcontinuation.tags(args))
     request = submit_request(spec)
     if args.dry_run:
         return dry_run(ctx, [request], None)
@@ -230,6 +232,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     job_id, attempt = (args.job_id or "").split("#")[0] or None, args.first_attempt
     _, workdir = stack_workdir(project_root(), ctx.settings.stack)
     stack = stack_secret_values(workdir / "run-local-secret")
+    if args.min_nodes:
+        return localcontinuation.run(ctx, args, definition, request,
+                                     access_point_owner(config), stack)
     while True:
         code, job_id = _attempt(ctx, args, local, attempt, job_id, stack, plan, last)
         if attempt >= last or not _retried(code):
