@@ -37,6 +37,16 @@ def test_version() -> None:
     assert (run.returncode, run.stdout) == (0, f"python -m jobs {__version__}\n")
 
 
+def test_the_installed_console_script_runs_outside_the_checkout(tmp_path) -> None:
+    # `make install` installs the project editable with pyproject's package list: a package the
+    # CLI imports but the list lacks is found only from the checkout (it broke `mnp` once).
+    mnp = os.path.join(os.path.dirname(sys.executable), "mnp")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([mnp, "--version"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env=env)
+    assert (run.returncode, run.stdout) == (0, f"mnp {__version__}\n"), run.stderr
+
+
 @pytest.mark.parametrize(("argv", "meant"), [
     (["submit", *JOB, "--attempt", "2"], "--attempts"),
     (["submit", *JOB, "--no-prefligt"], "--no-preflight"),
