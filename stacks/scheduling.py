@@ -27,6 +27,7 @@ from launcher.contract import (
     RENDEZVOUS_SECRET_ENV,
     RENDEZVOUS_TIMEOUT_ENV,
     RUN_AS_ENV,
+    STUCK_RUNNABLE_REASONS,
 )
 from stacks import efa
 from stacks.compute import Compute
@@ -34,12 +35,6 @@ from stacks.config import NodeDefaults, PlatformConfig, name, tags
 from stacks.jsontext import Template, dumps
 from stacks.variables import EFA_ENABLED, SPOT_ENABLED, counted_ref
 
-# Queue reasons after which a RUNNABLE job can never start on its own.
-STUCK_RUNNABLE_REASONS = (
-    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
-    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
-)
 EFS_VOLUME = "efs"
 
 

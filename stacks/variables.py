@@ -26,6 +26,7 @@ COMPLIANCE_ENABLED = "var.enable_compliance"
 RECORDER_CHOICES = ("create", "existing")
 RECORDER_CREATED = 'var.config_recorder == "create"'
 EFA_ENABLED = "var.enable_efa"
+CONTINUATION_ENABLED = "var.enable_continuation"
 EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
                        "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
                        "devices and settings are written at synth time).")
@@ -140,6 +141,11 @@ class Variables(Construct):
             None if settings.enable_efa else "!var.enable_efa",
             None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
         self._add_compliance(settings)
+        self.enable_continuation = self._add(
+            "enable_continuation", "bool", True,
+            "The continuation controller: a Lambda function that continues runs submitted with "
+            "--min-nodes on fewer nodes after a lost node, a stop or a capacity wait "
+            "(continuation/README.md). Jobs without that tag are left alone.", None, None)
 
     def _add_compliance(self, settings: StackSettings) -> None:
         """The audit switch and whether the account's Config recorder is ours to create."""
