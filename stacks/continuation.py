@@ -109,7 +109,7 @@ class Continuation(Construct):
     def _add_package(self) -> TerraformAsset:
         """The handler's package and the project modules it imports, zipped reproducibly."""
         controller = self._config.controller
-        staged = Path(App.of(self).outdir, "build", PACKAGE_FILE)
+        staged = Path(App.of(self).outdir).resolve() / "build" / PACKAGE_FILE
         staged.parent.mkdir(parents=True, exist_ok=True)
         staged.write_bytes(build_zip(closure(controller.package)))
         # A fixed asset folder: the stack's JSON stays the same when only the code changes;

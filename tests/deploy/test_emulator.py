@@ -155,3 +155,22 @@ def test_group_referencing_rule_keeps_its_description(endpoint: str) -> None:
         Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]
     (ingress,) = [r for r in rules if not r["IsEgress"]]
     assert ingress["Description"] == "peers"
+
+
+def test_function_keeps_its_dead_letter_config(endpoint: str) -> None:
+    iam = client("iam", endpoint, REGION)
+    role = iam.create_role(RoleName="dlq-fn", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    sqs = client("sqs", endpoint, REGION)
+    url = sqs.create_queue(QueueName="dlq-fn")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    lam = client("lambda", endpoint, REGION)
+    lam.create_function(FunctionName="dlq-fn", Runtime="python3.13", Handler="m.h",
+                        Role=role["Role"]["Arn"], Code={"ZipFile": b"PK\x05\x06" + bytes(18)},
+                        DeadLetterConfig={"TargetArn": arn})
+    assert lam.get_function(FunctionName="dlq-fn")["Configuration"]["DeadLetterConfig"] == {
+        "TargetArn": arn}
+    lam.update_function_configuration(FunctionName="dlq-fn", DeadLetterConfig={"TargetArn": ""})
+    assert "DeadLetterConfig" not in lam.get_function_configuration(FunctionName="dlq-fn")
