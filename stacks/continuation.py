@@ -37,6 +37,7 @@ from continuation.handler import QUEUES_ENV
 from stacks.bundle import build_zip, closure
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
+from stacks.policy import trust_policy
 from stacks.variables import CONTINUATION_ENABLED, counted_ref
 
 PACKAGE_FILE = "continuation.zip"
@@ -137,9 +138,7 @@ class Continuation(Construct):
     def _add_role(self, queue_arn: str, job_definition_name: str) -> IamRole:
         count = continuation_count()
         role = IamRole(self, "role", count=count, name=name(self._cluster, "continuation"),
-                       assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                           {"Effect": "Allow", "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "lambda.amazonaws.com"}}]}),
+                       assume_role_policy=trust_policy("lambda.amazonaws.com"),
                        tags=tags(self._cluster))
         IamRolePolicy(self, "role_policy", count=count, role=_ref(role, "id"),
                       name=name(self._cluster, "continuation"),

@@ -159,9 +159,10 @@ def test_group_referencing_rule_keeps_its_description(endpoint: str) -> None:
 
 def test_function_keeps_its_dead_letter_config(endpoint: str) -> None:
     iam = client("iam", endpoint, REGION)
-    role = iam.create_role(RoleName="dlq-fn", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    trust = {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "lambda.amazonaws.com"}}
+    role = iam.create_role(RoleName="dlq-fn", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [trust]}))
     sqs = client("sqs", endpoint, REGION)
     url = sqs.create_queue(QueueName="dlq-fn")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][

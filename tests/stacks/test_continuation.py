@@ -16,7 +16,7 @@ from moto.events.models import EventPattern
 from launcher.contract import STUCK_RUNNABLE_REASONS
 from stacks.bundle import REPO, base64_sha256, build_zip, closure
 from stacks.config import ControllerDefaults, NodeDefaults, PlatformLimits
-from tests.stacks.conftest import only, resources
+from tests.stacks.conftest import only
 
 COUNT = "${var.enable_continuation ? 1 : 0}"
 QUEUE = "aws_batch_job_queue.scheduling_job_queue"
