@@ -248,8 +248,8 @@ sys.modules["boto3"] = types.SimpleNamespace(client=lambda service: Batch())
 import continuation.handler as handler
 print(json.dumps({
     "records": handler.lambda_handler({"detail-type": "Scheduled Event"}, None),
-    "files": sorted({m.__name__: m.__file__ for m in list(sys.modules.values())
-                     if m.__name__.split(".")[0] in ("continuation", "launcher")}.values())}))
+    "files": sorted(m.__file__ for n, m in list(sys.modules.items())
+                    if n.split(".")[0] in ("continuation", "launcher"))}))
 """
 
 

@@ -157,7 +157,10 @@ def test_queues_cancel_jobs_stuck_runnable(synthesized: dict) -> None:
 
 
 def test_alarms_use_the_queue_dimension(synthesized: dict) -> None:
-    alarms = {a["metric_name"]: a for a in resources(synthesized, "aws_cloudwatch_metric_alarm")}
+    # The queue's alarms (the continuation controller's watch its function and DLQ).
+    alarms = {a["metric_name"]: a for key, a in
+              synthesized["resource"]["aws_cloudwatch_metric_alarm"].items()
+              if key.startswith("monitoring_")}
     assert set(alarms) == {"JobsMovedToFailed", "JobAttemptRunnableToStartingDuration"}
     for alarm in alarms.values():
         assert alarm["namespace"] == "AWS/Batch"
@@ -175,7 +178,7 @@ def test_dashboard_shows_only_real_batch_metrics(synthesized: dict) -> None:
 
 
 def test_failed_jobs_notify_an_encrypted_topic(synthesized: dict) -> None:
-    rule = only(synthesized, "aws_cloudwatch_event_rule")
+    rule = only(synthesized, "aws_cloudwatch_event_rule", "monitoring_job_failed")
     pattern = json.loads(rule["event_pattern"])
     assert pattern["detail-type"] == ["Batch Job State Change"]
     assert pattern["detail"]["status"] == ["FAILED"]
