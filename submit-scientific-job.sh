@@ -10,6 +10,7 @@ usage() {
   cat <<'USAGE'
 Usage: submit-scientific-job.sh --job-name NAME --nodes N --vcpus V --memory MIB
                                 [--input-path DIR] [--output-path DIR]
+                                [--stage-in s3://BUCKET/PREFIX] [--stage-out s3://BUCKET/PREFIX]
                                 [other `python -m jobs submit` flags] [-- COMMAND...]
 
 Submit a multi-node MPI job to the stack's AWS Batch queue.
@@ -20,6 +21,11 @@ Submit a multi-node MPI job to the stack's AWS Batch queue.
   --memory MIB        memory per node in MiB (at least 4)
   --input-path DIR    input directory under the EFS mount /mnt/efs (sets INPUT_PATH)
   --output-path DIR   output parent directory under /mnt/efs; the run writes DIR/<job id>/
+  --stage-in S3       copy s3://BUCKET/PREFIX (below the stack's data_input_prefix) to the
+                      shared file system in a staging job first; the job reads the copy
+                      (INPUT_PATH)
+  --stage-out S3      when the job ends, copy DIR/<job id>/ to S3 (below data_output_prefix);
+                      download it with: python -m jobs fetch JOB_ID
   -h, --help          show this help
 
 Any other flag goes to `python -m jobs submit` unchanged, e.g. --wait, --dry-run,

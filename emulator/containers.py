@@ -117,7 +117,8 @@ class ContainerJob(BatchNodeGroup):
         self._closed = False
 
     # -- setup and teardown ------------------------------------------------------------------
-    def _labels(self) -> list[str]:
+    def labels(self) -> list[str]:
+        """Labels that tie a container to this run (removed with it, or by cleanup_stale)."""
         return ["--label", f"{LABEL_RUN}={self.tag}", "--label", f"{LABEL_OWNER}={os.getpid()}"]
 
     def _create_network(self) -> str:
@@ -127,7 +128,7 @@ class ContainerJob(BatchNodeGroup):
         for octet in third[:32]:
             subnet = f"10.214.{octet}.0/24"
             res = docker("network", "create", "--driver", "bridge", "--subnet", subnet,
-                         *self._labels(), self.network, check=False)
+                         *self.labels(), self.network, check=False)
             if res.returncode == 0:
                 return subnet
             if "overlap" not in res.stderr:
@@ -145,7 +146,7 @@ class ContainerJob(BatchNodeGroup):
                 node = ContainerNode(i, ip, "ip-" + ip.replace(".", "-"),
                                      f"{self.network}-p{i}", f"{self.network}-n{i}")
                 docker("run", "-d", "--name", node.pause, "--network", self.network,
-                       "--ip", ip, "--hostname", node.hostname, *self._labels(),
+                       "--ip", ip, "--hostname", node.hostname, *self.labels(),
                        "--entrypoint", "sleep", self.image, "infinity")
                 self.nodes.append(node)
                 for args in ecs_eth0_commands():
@@ -255,6 +256,10 @@ class ContainerJob(BatchNodeGroup):
         if text not in self.notes:
             self.notes.append(text)
 
+    def efs_mounts(self, index: int | None = None) -> list[str]:
+        """`-v` flags of node `index`'s (default: the main node's) EFS mount points."""
+        return self._mounts(self.job.containers[self.job.main_node if index is None else index])
+
     def _mounts(self, container: dict) -> list[str]:
         volumes = {v["name"]: v for v in container.get("volumes", [])}
         args: list[str] = []
@@ -273,7 +278,7 @@ class ContainerJob(BatchNodeGroup):
         env_args = [a for k, v in self.node_env(index).items() for a in ("-e", f"{k}={v}")]
         user = ["--user", container["user"]] if container.get("user") else []
         docker("run", "-d", "--name", node.name, "--network", f"container:{node.pause}",
-               *self._labels(), *user, *self._limits(container), *self._mounts(container),
+               *self.labels(), *user, *self._limits(container), *self._mounts(container),
                *env_args, self.image, *container.get("command", []))
         node.started = True
 

@@ -137,8 +137,8 @@ def context_digest(context: Path = REPO, dockerfile: Path = DOCKERFILE) -> str:
     so that checkouts building side by side never retag each other's image."""
     h = hashlib.sha256(dockerfile.read_bytes())
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
-                             "solver", "launcher", "image"], cwd=context, capture_output=True,
-                            text=True, check=False).stdout.split()
+                             "solver", "launcher", "staging", "image"], cwd=context,
+                            capture_output=True, text=True, check=False).stdout.split()
     for name in sorted(listed):
         path = context / name
         if path.is_file():

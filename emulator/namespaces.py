@@ -35,6 +35,9 @@ SUBNETS = ipaddress.ip_network("10.213.0.0/16")
 # Every node has an address of the emulation's /24 (network and broadcast excluded).
 MAX_NODES = 254
 STATE_DIR_ENV = "MNP_STATE_DIR"  # where the launcher makes its per-node state (roles.py)
+# Batch gives these to the nodes of a multi-node parallel job only, never to array children.
+MNP_ONLY = ("AWS_BATCH_JOB_NUM_NODES", "AWS_BATCH_JOB_NODE_INDEX",
+            "AWS_BATCH_JOB_MAIN_NODE_INDEX", "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS")
 
 
 def free_subnet() -> str:
@@ -77,6 +80,7 @@ class Emulation(BatchNodeGroup):
         seed: int | None = None,
         capture: bool = True,
         secret: str | None = None,
+        gang: bool = False,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
@@ -91,6 +95,8 @@ class Emulation(BatchNodeGroup):
         # job must share it (their checkpoints are sealed with a key derived from it): pass it.
         self.secret = secret or secrets.token_hex(32)
         self.extra_env = dict(env or {})
+        # An array job of single-node jobs (a Spot gang) instead of a multi-node parallel job.
+        self.gang = gang
         self.max_delay = max_delay
         self.capture = capture
         self._rng = random.Random(seed)
@@ -158,7 +164,7 @@ class Emulation(BatchNodeGroup):
                     f.close()
             netns.remove(self.tag, [n.ns for n in self.nodes])
         # roles.state_dir's names: mnp-<job>-a<attempt>-n<index>-<random>
-        job = glob.escape(self.job_id.split("#")[0])
+        job = glob.escape(self.job_id.split("#")[0].split(":")[0])
         for path in self.state_dir.glob(f"mnp-{job}-a{self.attempt}-n*-*") \
                 if self.state_dir else ():
             shutil.rmtree(path, ignore_errors=True)
@@ -177,6 +183,11 @@ class Emulation(BatchNodeGroup):
             env[STATE_DIR_ENV] = str(self.state_dir)
         env.update(self.extra_env)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        if self.gang:
+            for name in MNP_ONLY:
+                env.pop(name, None)
+            env.setdefault("MNP_GANG_DIR", str(self.shared_dir / ".mnp" / "gang"))
+            return {**env, **self.gang_env(index)}
         env.update({
             "AWS_BATCH_JOB_ID": f"{self.job_id}#{index}",
             "AWS_BATCH_JOB_ATTEMPT": str(self.attempt),
@@ -190,6 +201,17 @@ class Emulation(BatchNodeGroup):
         if index != 0:
             env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = self.nodes[0].ip
         return env
+
+    def gang_env(self, index: int) -> dict[str, str]:
+        """What Batch gives array child `index` (docs.aws.amazon.com/batch/latest/userguide/
+        job_env_vars.html, array_jobs.html: id `<parent>:<index>`), plus the gang's opt-in and
+        nothing of a multi-node job's."""
+        return {"AWS_BATCH_JOB_ID": f"{self.job_id}:{index}",
+                "AWS_BATCH_JOB_ATTEMPT": str(self.attempt),
+                "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
+                "AWS_BATCH_JOB_ARRAY_SIZE": str(len(self.nodes)),
+                "AWS_BATCH_CE_NAME": "emulated", "AWS_BATCH_JQ_NAME": "emulated",
+                "MNP_GANG": "1"}
 
     def entrypoint(self, cmd: Sequence[str], launcher_args: Sequence[str] = ()) -> list[str]:
         """The image's ENTRYPOINT followed by the job's command."""

@@ -14,6 +14,7 @@ from jobs import __version__
 from jobs.client import BatchJobs
 from jobs.commands import (
     cancel,
+    fetch,
     listing,
     logs,
     preflight,
@@ -29,7 +30,7 @@ from jobs.outputs import OUTPUTS_FILE_ENV, STACK_ENV, Settings
 from jobs.render import printable
 from jobs.validate import job_command
 
-COMMANDS = (submit, preflight, status, watch, logs, cancel, listing, scale, run_local)
+COMMANDS = (submit, preflight, status, watch, logs, fetch, cancel, listing, scale, run_local)
 # The console script's name; `python -m jobs` passes its own spelling.
 PROG = "mnp"
 

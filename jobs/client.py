@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs.errors import NotFound, translate
+from jobs.errors import AwsError, NotFound, translate
 
 # Standard mode retries throttling and transient errors with backoff; AWS_MAX_ATTEMPTS still
 # applies because max_attempts is not pinned here.
@@ -20,7 +20,7 @@ BOTO_CONFIG = Config(retries={"mode": "standard"}, user_agent_extra="mnp-batch-j
 PREFLIGHT_CONFIG = BOTO_CONFIG.merge(Config(user_agent_extra="mnp-batch-jobs preflight"))
 # The Price List API answers in us-east-1 (also eu-central-1, ap-south-1) for every region.
 PRICING_REGION = "us-east-1"
-_SERVICES = ("batch", "logs", "ecr", "ec2", "ecs", "service-quotas", "pricing")
+_SERVICES = ("batch", "logs", "ecr", "ec2", "ecs", "service-quotas", "pricing", "s3")
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 _ECR_IMAGE_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([^:@]+)")
 
@@ -107,6 +107,11 @@ class BatchJobs:
     def ecr(self) -> Any:
         """The ECR client."""
         return self._client("ecr")
+
+    @cached_property
+    def s3(self) -> Any:
+        """The S3 client (staged data: manifests, fetch's transfer manager)."""
+        return self._client("s3")
 
     @staticmethod
     def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -206,6 +211,23 @@ class BatchJobs:
             raise translate(exc) from exc
         except BotoCoreError as exc:
             raise translate(exc) from exc
+
+    def object_bytes(self, bucket: str, key: str, limit: int) -> bytes | None:
+        """An S3 object's bytes (at most ``limit``), None when there is no such key."""
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            data = body.read(limit + 1)
+        except ClientError as exc:
+            # S3 answers NoSuchKey only to a caller with s3:ListBucket; else AccessDenied,
+            # which stays an error (GetObject in the S3 API reference, "Permissions").
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise translate(exc) from exc
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+        if len(data) > limit:
+            raise AwsError(f"s3://{bucket}/{key} is larger than {limit} bytes: not ours")
+        return bytes(data)
 
     def last_lines(self, group: str, stream: str, limit: int = 50) -> list[str]:
         """The newest `limit` messages of a log stream, oldest first."""

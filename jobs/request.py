@@ -40,6 +40,7 @@ class JobSpec:
     tags: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # --env, checked; MNP_RANKS_PER_NODE wins
     single_node: bool = False  # a container job (the Spot queue), not a multi-node one
+    parameters: dict[str, str] = field(default_factory=dict)  # e.g. the stage-out location
 
 
 def submit_request(spec: JobSpec) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def submit_request(spec: JobSpec) -> dict[str, Any]:
             "numNodes": spec.nodes,
             "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": container}],
         }
+    if spec.parameters:
+        request["parameters"] = dict(spec.parameters)
     if spec.attempts is not None:
         request["retryStrategy"] = {
             "attempts": spec.attempts,

@@ -7,6 +7,7 @@ import json
 import posixpath
 import re
 import unicodedata
+import urllib.parse
 from collections.abc import Callable
 
 from jobs.errors import InvalidInput
@@ -284,3 +285,12 @@ def check_tags(tags: list[tuple[str, str]], reserved: dict[str, str]) -> dict[st
             f"({', '.join(sorted(reserved))}) exceed Batch's limit of {MAX_TAGS} tags per job"
         )
     return merged
+
+
+def endpoint_url(value: str) -> str:
+    """An http(s) URL with a host: where an S3 emulator answers."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an endpoint URL: expected "
+                                         "http://HOST:PORT (e.g. http://mnp-s3:5000)")
+    return value

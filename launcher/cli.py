@@ -83,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"mnp: error: {e}", file=sys.stderr)
         return contract.USAGE
+    if node.gang:
+        # The ranks' job is the gang (the array's parent id), as an MNP node's is its parent's:
+        # the solver writes under it and the checkpoint key is derived from it.
+        os.environ["AWS_BATCH_JOB_ID"] = node.job
     # Read once: nothing the launcher starts (ssh-keygen, sshd, mpiexec, ssh, ranks) gets it.
     os.environ.pop(SECRET_ENV, None)
     if knobs.secret is not None:

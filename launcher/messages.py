@@ -52,6 +52,9 @@ MESSAGES: dict[str, dict[str, _Field]] = {
     "reject": {"reason": _text(1024)},
     "ping": {}, "sync": {}, "synced": {},
     "exit": {"code": _int(0, 255)},
+    # Before `exit` when the main node gives up on the job: the line saying why, for every
+    # node's log (a gang's members are separate Batch jobs, each with its own log).
+    "why": {"reason": _text(1024)},
 }
 
 

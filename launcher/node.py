@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from launcher import account, fabric, settings
+from launcher import account, fabric, gang, settings
 from launcher.inputs import whole_number
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
@@ -23,6 +23,7 @@ class BatchNode:
     main_ip: str | None
     job_id: str
     attempt: int
+    gang: bool = False  # MNP_GANG=1: an array child of a Spot gang (launcher.gang)
 
     @property
     def is_main(self) -> bool:
@@ -30,7 +31,10 @@ class BatchNode:
 
     @property
     def job(self) -> str:
-        """The parent job id (`<uuid>#<node>` without `#<node>`), safe in paths."""
+        """The parent job id (`<uuid>#<node>` without `#<node>`, a gang member's
+        `<uuid>:<index>` without `:<index>`), safe in paths."""
+        if self.gang:
+            return self.job_id.split(gang.CHILD_SEPARATOR, 1)[0]
         return self.job_id.split("#", 1)[0]
 
     @classmethod
@@ -50,6 +54,8 @@ class BatchNode:
                 raise ValueError(f"{name}={value} must be at least {low}")
             return value
 
+        if settings.value(env, gang.GANG_ENV):
+            return cls._gang_member(env, num)
         nodes = num("AWS_BATCH_JOB_NUM_NODES", 1, 1)
         multi = nodes > 1
         index = num("AWS_BATCH_JOB_NODE_INDEX", None if multi else 0, 0)
@@ -69,6 +75,25 @@ class BatchNode:
         attempt = num("AWS_BATCH_JOB_ATTEMPT", 1, 1)
         return cls(index, nodes, main, main_ip, job_id, attempt)
 
+    @classmethod
+    def _gang_member(cls, env: Mapping[str, str], num: Callable[..., int]) -> BatchNode:
+        """An array child of a gang: its array index is its node index, index 0 the main node
+        (whose address comes from the shared file system, launcher.gang)."""
+        if env.get("AWS_BATCH_JOB_NUM_NODES", "").strip():
+            raise ValueError(f"{gang.GANG_ENV}=1 but AWS_BATCH_JOB_NUM_NODES is set: a gang is "
+                             "an array job of single-node jobs, not a multi-node parallel job")
+        for name in (gang.ARRAY_SIZE_ENV, gang.ARRAY_INDEX_ENV, "AWS_BATCH_JOB_ID"):
+            if not env.get(name, "").strip():
+                raise ValueError(f"{gang.GANG_ENV}=1 but {name} is not set: submit the gang as "
+                                 "an array job (arrayProperties.size = the node count)")
+        size = num(gang.ARRAY_SIZE_ENV, None, 2)
+        index = num(gang.ARRAY_INDEX_ENV, None, 0)
+        if index >= size:
+            raise ValueError(f"{gang.ARRAY_INDEX_ENV}={index} is not below "
+                             f"{gang.ARRAY_SIZE_ENV}={size}")
+        return cls(index, size, 0, None, env["AWS_BATCH_JOB_ID"].strip(),
+                   num("AWS_BATCH_JOB_ATTEMPT", 1, 1), gang=True)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -86,6 +111,8 @@ class Settings:
     ssh_port: int | None = None  # MNP_SSH_PORT; None: a free port
     state_dir: str | None = None  # MNP_STATE_DIR; None: $TMPDIR
     run_as: account.Account | None = None  # MNP_RUN_AS; None: the launcher's own user
+    gang_dir: str = settings.GANG_DIR  # MNP_GANG_DIR
+    gang_bound: gang.Bound | None = None  # a gang member's wait; None: not in a gang
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
@@ -94,11 +121,22 @@ class Settings:
         knobs = settings.read(env, num_nodes=num_nodes)
         if num_nodes > 1 and knobs.secret is None and not knobs.insecure_rendezvous:
             raise ValueError(NO_SECRET)
+        bound, port = None, knobs.rendezvous_port
+        if knobs.gang:
+            if knobs.gang_cost_cap is not None and knobs.gang_price is None:
+                raise ValueError("MNP_GANG_COST_CAP is set but MNP_GANG_PRICE_PER_NODE_HOUR is "
+                                 "not: the cap needs the price of one member per hour")
+            bound = gang.wait_bound(knobs.gang_timeout, num_nodes, knobs.gang_cost_cap,
+                                    knobs.gang_price)
+            # The address is published with the port: any free one will do, so two gangs'
+            # main nodes on one instance (host networking) cannot collide.
+            if not env.get("MNP_RENDEZVOUS_PORT", "").strip():
+                port = 0
         return cls(
             slots=knobs.ranks_per_node or os.cpu_count() or 1,
-            rendezvous_timeout=knobs.rendezvous_timeout if timeout_flag is None
-            else timeout_flag,
-            port=knobs.rendezvous_port,
+            rendezvous_timeout=bound.seconds if bound is not None
+            else knobs.rendezvous_timeout if timeout_flag is None else timeout_flag,
+            port=port,
             hb_interval=knobs.heartbeat_interval,
             hb_timeout=knobs.heartbeat_timeout,
             mpiexec_args=knobs.mpiexec_args,
@@ -108,6 +146,8 @@ class Settings:
             ssh_port=knobs.ssh_port,
             state_dir=knobs.state_dir,
             run_as=knobs.run_as,
+            gang_dir=knobs.gang_dir,
+            gang_bound=bound,
         )
 
 

@@ -143,7 +143,7 @@ class Peer:
                 "host_key": self.host_key, "public_key": self.public_key}
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """`text` as a protocol field: printable, at most 1,024 characters, never empty."""
     return "".join(c if c.isprintable() else " " for c in text)[:1024] or "no reason given"
 
@@ -178,6 +178,7 @@ class Client:
         # `peered` goes back only after it returned.
         self.on_peers: Callable[[list[Peer]], None] | None = None
         self._peers: list[Peer] = []
+        self.why: str | None = None  # the main node's reason for ending the job, if it gave one
         self._ch: Channel | None = None
         self._stop = threading.Event()
 
@@ -239,11 +240,11 @@ class Client:
 
     def unfit(self, reason: str) -> None:
         """Tell the main node this node cannot run the job's fabric (instead of `ready`)."""
-        self._tell(t="unfit", reason=_printable(reason))
+        self._tell(t="unfit", reason=printable(reason))
 
     def fail(self, code: int, reason: str) -> None:
         """Tell the main node this node failed getting ready and exits `code` (not `ready`)."""
-        self._tell(t="failed", code=code, reason=_printable(reason))
+        self._tell(t="failed", code=code, reason=printable(reason))
 
     def _tell(self, **msg: object) -> None:
         assert self._ch is not None
@@ -263,9 +264,13 @@ class Client:
         assert self._ch is not None
         while not self._stop.is_set():
             try:
-                msg = self._ch.recv(self.hb_timeout, ("ping", "sync", "exit", "peer", "peers"))
+                msg = self._ch.recv(self.hb_timeout,
+                                    ("ping", "sync", "exit", "peer", "peers", "why"))
                 if msg["t"] in ("peer", "peers"):
                     self._take_peer(msg)
+                    continue
+                if msg["t"] == "why":
+                    self.why = msg["reason"]
                     continue
             except (ChannelClosed, ProtocolError, OSError) as e:
                 if not self._stop.is_set():

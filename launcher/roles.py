@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher import contract, fabric, gate, netif, procs, sshd
+from launcher import contract, fabric, gang, gate, netif, procs, sshd
 from launcher.flavours import Flavour
 from launcher.rendezvous import (
     HANDSHAKE_TIMEOUT,
@@ -241,17 +241,20 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
         return contract.USAGE
     state = state_dir(node, settings.state_dir)
     server: Server | None = None
+    published: Path | None = None
     try:
         key = state / "id_ed25519"
         try:
             server = _serve(node, settings, key)
+            if node.gang:
+                published = gang.announce(node, settings, server.port)
         except RendezvousError as e:
             log.error("%s", e)
             return contract.USAGE
-        peers = _admit(server, settings, flavour, term)
-        if isinstance(peers, int):
-            server.finish(peers)
-            return peers
+        peers = _admit(server, settings, flavour, term, node)
+        if isinstance(peers, tuple):
+            server.finish(peers[0], why=peers[1])
+            return peers[0]
         hosts = [(server.local_ip, settings.slots)]
         hosts += [(peers[i].ip, peers[i].slots) for i in sorted(peers)]
         config = sshd.write_ssh_client(state, key, peers.values())
@@ -269,6 +272,8 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
     finally:
         if server is not None:
             server.close()
+        if published is not None:
+            gang.withdraw(published)
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -290,25 +295,33 @@ def _serve(node: BatchNode, settings: Settings, key: Path) -> Server:
     return server
 
 
-def _admit(server: Server, settings: Settings, flavour: Flavour,
-           term: TermSignal) -> dict[int, Peer] | int:
-    """Every child ready (and, for a spawn tree, holding its peers' keys), else the exit code."""
+def _admit(server: Server, settings: Settings, flavour: Flavour, term: TermSignal,
+           node: BatchNode) -> dict[int, Peer] | tuple[int, str | None]:
+    """Every child ready (and, for a spawn tree, holding its peers' keys), else the exit code
+    and the line the children are told."""
     started = time.monotonic()
     try:
         peers = server.wait_ready(settings.rendezvous_timeout, stop=term.event)
     except NodeFailed as e:
         retry = ", retryable" if e.code in contract.RETRYABLE else ""
         log.error("%s: ending the job (exit %d%s)", e, e.code, retry)
-        return e.code
+        return e.code, None
     except RendezvousError as e:
         log.error("%s", e)
-        return contract.STOPPED if term.event.is_set() else contract.RENDEZVOUS_TIMEOUT
+        if term.event.is_set():
+            return contract.STOPPED, None
+        why = None
+        if settings.gang_bound is not None:
+            missing = sorted(server.expected - set(server.peers))
+            why = gang.missing_line(missing, settings.gang_bound, node.num_nodes)
+            log.error("%s", why)
+        return contract.RENDEZVOUS_TIMEOUT, why
     if not server.lost.empty():
         index, why = server.lost.get()
         log.error("node %d lost before the run (%s)", index, why)
-        return contract.NODE_LOST
+        return contract.NODE_LOST, None
     if flavour.tree_spawn and not _peers_installed(server):
-        return contract.NODE_LOST
+        return contract.NODE_LOST, None
     log.info("all %d nodes ready after %.1fs", len(peers) + 1, time.monotonic() - started)
     return peers
 
@@ -353,6 +366,11 @@ def _precheck(check: gate.Check, node: BatchNode, world: _World, term: TermSigna
 
 def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
     """Child node: report to the main node, serve its remote starts until told to exit."""
+    if node.gang:
+        joined = gang.join(node, settings, term.event)
+        if isinstance(joined, int):
+            return joined
+        node, settings = joined
     state = state_dir(node, settings.state_dir)
     assert node.main_ip is not None
     client = Client(key=derive_key(node.job, node.attempt, settings.secret), job=node.job,
@@ -383,7 +401,7 @@ def run_child(node: BatchNode, settings: Settings, term: TermSignal) -> int:
         client.on_peers = lambda peers: sshd.join_peers(state, main_key, peers)
         client.ready(port, host_key, public)
         log.info("ready: sshd on port %d admits only this attempt's keys", port)
-        return _follow(client, term)
+        return _follow(client, term, in_gang=node.gang)
     finally:
         client.close()
         shutil.rmtree(state, ignore_errors=True)
@@ -415,8 +433,11 @@ def _unfit(node: BatchNode, settings: Settings, missing: str, client: Client | N
     return contract.NODE_LOST
 
 
-def _follow(client: Client, term: TermSignal) -> int:
-    """Serve until the main node says exit or goes silent; on SIGTERM let ranks finish."""
+def _follow(client: Client, term: TermSignal, in_gang: bool = False) -> int:
+    """Serve until the main node says exit or goes silent; on SIGTERM let ranks finish.
+
+    A gang member is a Batch job of its own: it ends with the world's code, so the array's
+    children all fail (or succeed) together."""
     forwarded_at: float | None = None
     while True:
         if term.event.is_set():
@@ -434,7 +455,11 @@ def _follow(client: Client, term: TermSignal) -> int:
         except queue.Empty:
             continue
         if kind == "exit":
+            if client.why:
+                log.error("main node: %s", client.why)
             log.info("main node ended the job with %s; exiting", value)
-            return contract.STOPPED if term.event.is_set() else 0
+            if term.event.is_set():
+                return contract.STOPPED
+            return int(value) if in_gang else 0  # type: ignore[call-overload]
         log.error("main node lost (%s): stopping local ranks", value)
         return contract.NODE_LOST

@@ -26,6 +26,7 @@ from launcher.rendezvous import (
     encode,
     log,
     mac,
+    printable,
 )
 
 # Connections that have not yet proved they hold the key, each with its own thread. A real
@@ -329,14 +330,16 @@ class Server:
         lost += [(i, f"no answer within {timeout:g}s") for i in silent]
         return sorted(lost)
 
-    def finish(self, code: int, grace: float = 5.0) -> None:
-        """Tell every child to exit with `code`, wait up to `grace` s for them to hang up."""
+    def finish(self, code: int, grace: float = 5.0, why: str | None = None) -> None:
+        """Tell every child to exit with `code` (after `why`, when given), wait up to `grace`
+        s for them to hang up."""
         with self._cond:
             self._finishing = True
             chans = list(self._chans.items())
+        said = encode({"t": "why", "reason": printable(why)}) if why else b""
         for _, ch in chans:
             try:
-                ch.send(t="exit", code=code)
+                ch.send_raw(said + encode({"t": "exit", "code": code}))
             except ChannelClosed:
                 pass
         deadline = time.monotonic() + grace

@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from launcher import account, contract
+from launcher import account, contract, gang
 from launcher.fabric import NETWORKS
 from launcher.flavours import FLAVOURS
 from launcher.inputs import DECIMAL, whole_number
@@ -44,6 +44,11 @@ class Kind:
 
 def seconds(low: float, high: float) -> Kind:
     """A finite number of seconds from `low` to `high`."""
+    return number(low, high, "seconds")
+
+
+def number(low: float, high: float, unit: str) -> Kind:
+    """A finite number of `unit` from `low` to `high`."""
     def parse(text: str) -> float:
         if not DECIMAL.fullmatch(text):
             raise ValueError("not a number")
@@ -53,7 +58,7 @@ def seconds(low: float, high: float) -> Kind:
         if not low <= value <= high:
             raise ValueError("out of range")
         return value
-    return Kind(parse, f"a number of seconds from {low:g} to {high:g} (ASCII digits)")
+    return Kind(parse, f"a number of {unit} from {low:g} to {high:g} (ASCII digits)")
 
 
 def whole(low: int, high: int) -> Kind:
@@ -96,6 +101,12 @@ def _directory(text: str) -> str:
     return text
 
 
+def _absolute(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError("not an absolute path")
+    return text
+
+
 def _path_list(text: str) -> str:
     if any(c.isspace() or not c.isprintable() for c in text):
         raise ValueError("it holds a blank or control character")
@@ -109,6 +120,7 @@ def _secret(text: str) -> str:
 
 
 MIN_SECRET = 16
+GANG_DIR = f"{contract.EFS_MOUNT_PATH}/.mnp/gang"
 PORT = whole(1, 65535)
 FLAG = Kind(lambda text: choice(("0", "1")).parse(text) == "1", "0 or 1")
 # shlex's ValueError ("No closing quotation") becomes the refusal's why.
@@ -183,6 +195,20 @@ KNOBS: tuple[Knob, ...] = (
          (), "none", "more variables every rank gets from the main node"),
     Knob("MNP_DEBUG_USR1", "debug_usr1", FLAG, False, "0",
          "1: forward SIGTERM to ranks as SIGUSR1 (for debugging the stop path)"),
+    Knob(gang.GANG_ENV, "gang", FLAG, False, "0",
+         "1: this Batch array job's children form one MPI world (a Spot gang: index 0 is the "
+         "main node; launcher/README.md, Spot gangs)"),
+    Knob("MNP_GANG_DIR", "gang_dir", Kind(_absolute, "an absolute path on the shared file "
+                                          "system"), GANG_DIR, GANG_DIR,
+         "where a gang's main node publishes its sealed address per job and attempt"),
+    Knob("MNP_GANG_TIMEOUT", "gang_timeout", seconds(1, DAY), 600.0, "600",
+         "seconds every member of a gang waits for the others before the gang gives up "
+         "(exit 3)"),
+    Knob("MNP_GANG_COST_CAP", "gang_cost_cap", number(0, 1e6, "dollars"), None, "none",
+         "dollars the gang's waiting may cost (all members billed); with the price it "
+         "shortens the wait"),
+    Knob("MNP_GANG_PRICE_PER_NODE_HOUR", "gang_price", number(0, 1e4, "dollars"), None,
+         "none", "the price of one member per hour (the CLI sets the Spot price)"),
     # Not the launcher's own, but it writes PATH into each child's sshd config (SetEnv,
     # which splits at blanks), where the MPI's daemons must be found.
     Knob("PATH", "path", Kind(_path_list, "directories separated by ':', without blanks"),
@@ -214,6 +240,11 @@ class Values:
     state_dir: str | None
     forward_env: tuple[str, ...]
     debug_usr1: bool
+    gang: bool
+    gang_dir: str
+    gang_timeout: float
+    gang_cost_cap: float | None
+    gang_price: float | None
     path: str | None
 
 

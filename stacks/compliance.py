@@ -24,30 +24,10 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
-    S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from constructs import Construct
 
+from stacks.buckets import private_bucket, tls_only_statement
 from stacks.config import name, tags
 from stacks.encryption import Encryption
 from stacks.policy import trust_policy
@@ -68,7 +48,6 @@ MANAGED_RULES = (
 # interfaces' group by design (network.py), and this rule would report it every time.
 TCP_ONLY_RULES = ("VPC_DEFAULT_SECURITY_GROUP_CLOSED",)
 # The AWS managed policy for a recorder's own role (config developer guide, iamrole-permissions).
-NONCURRENT_DAYS = 90  # overwritten or deleted log objects are kept this long
 CONFIG_ROLE_POLICY = "arn:{partition}:iam::aws:policy/service-role/AWS_ConfigRole"
 
 
@@ -112,50 +91,15 @@ class Compliance(Construct):
 
     def _add_bucket(self) -> S3Bucket:
         """Encrypted with the stack's key, versioned, never public, TLS only, ACLs off."""
-        count = compliance_count()
-        bucket = S3Bucket(self, "bucket", count=count,
-                          bucket_prefix=f"{name(self._cluster, 'audit')}-",
-                          # As ECR's force_delete: `terraform destroy` works; copy the logs
-                          # first when they must outlive the stack.
-                          force_destroy=True, tags=tags(self._cluster))
-        bucket_id = self._ref(bucket, "id")
-        S3BucketPublicAccessBlock(self, "public_access", count=count, bucket=bucket_id,
-                                  block_public_acls=True, block_public_policy=True,
-                                  ignore_public_acls=True, restrict_public_buckets=True)
-        S3BucketOwnershipControls(self, "ownership", count=count, bucket=bucket_id,
-                                  rule=S3BucketOwnershipControlsRule(
-                                      object_ownership="BucketOwnerEnforced"))
-        S3BucketVersioningA(self, "versioning", count=count, bucket=bucket_id,
-                            versioning_configuration=S3BucketVersioningVersioningConfiguration(
-                                status="Enabled"))
-        S3BucketServerSideEncryptionConfigurationA(
-            self, "encryption", count=count, bucket=bucket_id,
-            rule=[S3BucketServerSideEncryptionConfigurationRuleA(
-                bucket_key_enabled=True,
-                apply_server_side_encryption_by_default=(
-                    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                        sse_algorithm="aws:kms", kms_master_key_id=self._encryption.key.arn)))])
-        # Old versions (the bucket is versioned) and stray multipart uploads do not pile up;
-        # current log files stay.
-        S3BucketLifecycleConfiguration(
-            self, "lifecycle", count=count, bucket=bucket_id,
-            rule=[S3BucketLifecycleConfigurationRule(
-                id="old-versions", status="Enabled",
-                filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-                noncurrent_version_expiration=[
-                    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
-                        noncurrent_days=NONCURRENT_DAYS)],
-                abort_incomplete_multipart_upload=[
-                    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(
-                        days_after_initiation=1)])])
-        self.policy = S3BucketPolicy(self, "bucket_policy", count=count, bucket=bucket_id,
-                                     policy=self._bucket_policy(bucket))
-        return bucket
+        made = private_bucket(self, cluster=self._cluster, label="audit",
+                              count=compliance_count(), key_arn=self._encryption.key.arn)
+        self.policy = S3BucketPolicy(self, "bucket_policy", count=compliance_count(),
+                                     bucket=made.id, policy=self._bucket_policy(made.arn))
+        return made.bucket
 
-    def _bucket_policy(self, bucket: S3Bucket) -> str:
+    def _bucket_policy(self, arn: str) -> str:
         """CloudTrail and Config may write their prefixes; nothing over plain HTTP."""
         enc = self._encryption
-        arn = self._ref(bucket, "arn")
         logs = f"{arn}/AWSLogs/{enc.account_id}/*"
         same_account = {"StringEquals": {"aws:SourceAccount": enc.account_id}}
         # The statements the CloudTrail and Config guides give for a delivery bucket
@@ -163,9 +107,7 @@ class Compliance(Construct):
         # config/latest/developerguide/s3-bucket-policy.html).
         services = ["cloudtrail.amazonaws.com", "config.amazonaws.com"]
         return json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
-             "Action": "s3:*", "Resource": [arn, f"{arn}/*"],
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            tls_only_statement(arn),
             {"Sid": "ServicesCheckAcl", "Effect": "Allow", "Principal": {"Service": services},
              "Action": ["s3:GetBucketAcl", "s3:ListBucket"], "Resource": arn,
              "Condition": same_account},

@@ -37,6 +37,12 @@ S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # Same page: no '..', no IP-address form, and these prefixes and suffixes are reserved.
 S3_BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"),
                       ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
+# A data prefix: one or more folders, each ending in '/', of S3's "safe characters" for keys
+# (docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html) without '*': IAM reads '*'
+# and '?' in a resource ARN as wildcards, so the staging role's grants stay on these folders.
+S3_PREFIX_PATTERN = r"^([A-Za-z0-9!_.'()-]+/)+$"
+S3_PREFIX_RULE = ("one or more folders of letters, digits and !_.'()- each ending in '/', "
+                  "like input/ or projects/cfd/in/")
 STATE_OPTIONS = ("STATE_KEY", "STATE_REGION")  # only meaningful with STATE_BUCKET
 # The rendezvous key is written through an ephemeral resource and a write-only argument
 # (Terraform 1.11); older versions stop on parser errors that do not say why.
@@ -209,6 +215,16 @@ class ControllerDefaults:
     timeout_s: int = 120  # a sweep describes every managed RUNNABLE or recently FAILED job
     sweep_schedule: str = "rate(5 minutes)"  # the deadline clock and the net for lost events
     dead_letter_retention_s: int = 14 * 86400  # SQS's longest: time to read what failed
+class StagingDefaults:
+    """The data bucket's folders and the single-node staging jobs (docs/CONTRACTS.md)."""
+
+    input_prefix: str = "input/"  # default of data_input_prefix: stage-in reads below it
+    output_prefix: str = "output/"  # default of data_output_prefix: stage-out writes below it
+    vcpus: int = 2  # Fargate task size: 2 vCPU with 4 GiB is a valid Fargate pair
+    memory_mib: int = 4096
+    max_vcpus: int = 16  # Fargate environment ceiling: 8 staging jobs at once
+    attempts: int = 3  # retry strategy: exit 1 (an S3 or file-system error) is retried
+    attempt_timeout_s: int = 6 * 3600  # a staging copy that hangs is stopped after 6 h
 
 
 @dataclass(frozen=True)
@@ -256,6 +272,7 @@ class PlatformConfig:
     node: NodeDefaults = field(default_factory=NodeDefaults)
     limits: PlatformLimits = field(default_factory=PlatformLimits)
     controller: ControllerDefaults = field(default_factory=ControllerDefaults)
+    staging: StagingDefaults = field(default_factory=StagingDefaults)
     state: RemoteState | None = None  # None: local state file beside the project
     stack_name: str = STACK_NAME
 

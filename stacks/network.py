@@ -42,6 +42,9 @@ TASK_RULES = (
     ("egress", "to_https", "HTTPS to AWS APIs (endpoints, NAT)", "tcp", 443, "anywhere"),
     ("egress", "to_efs", "NFS to the EFS mount targets", "tcp", 2049, "efs"),
 )
+# A staging job (Fargate, stacks/staging.py) needs what a node needs except MPI: S3 and the
+# AWS APIs over HTTPS, NFS to EFS; nothing reaches it.
+STAGING_RULES = tuple(rule for rule in TASK_RULES if rule[5] != "self")
 # The groups that must admit a task interface, as (id prefix, what it serves, port).
 ADMITTING = (("efs", "NFS", 2049), ("endpoints", "HTTPS", 443))
 # The actions the VPC Flow Logs guide lists for publishing to CloudWatch Logs
@@ -81,6 +84,9 @@ class Network(Construct):
         self.endpoint_security_group = self._add_security_group(
             "endpoint_sg", "endpoints",
             "Interface VPC endpoints (HTTPS): port 443 from compute nodes only")
+        self.staging_security_group = self._add_security_group(
+            "staging_sg", "staging",
+            "Staging jobs (Fargate): HTTPS to S3 and AWS APIs, NFS to EFS; nothing inbound")
         self.default_security_group = self._lock_default_security_group()
         self._add_security_group_rules()
         # --- Private access to AWS APIs, and flow logs
@@ -167,18 +173,25 @@ class Network(Construct):
 
     def _add_security_group_rules(self) -> list[SecurityGroupRule]:
         compute = self.compute_security_group.id
-        peers = {"self": compute, "efs": self.efs_security_group.id}
+        staging = self.staging_security_group.id
         admitting = {"efs": self.efs_security_group.id,
                      "endpoints": self.endpoint_security_group.id}
         kinds = {"ingress": VpcSecurityGroupIngressRule, "egress": VpcSecurityGroupEgressRule}
-        rules = [self._add_rule(kinds[direction], f"compute_{suffix}", compute, description,
-                                protocol, port=port, peer_group=peers.get(peer),
-                                cidr=ANYWHERE if peer == "anywhere" else None)
-                 for direction, suffix, description, protocol, port, peer in TASK_RULES]
+        rules = []
+        for label, group, table in (("compute", compute, TASK_RULES),
+                                    ("staging", staging, STAGING_RULES)):
+            peers = {"self": group, "efs": self.efs_security_group.id}
+            rules += [self._add_rule(kinds[direction], f"{label}_{suffix}", group, description,
+                                     protocol, port=port, peer_group=peers.get(peer),
+                                     cidr=ANYWHERE if peer == "anywhere" else None)
+                      for direction, suffix, description, protocol, port, peer in table]
         for label, service, port in ADMITTING:
             rules.append(self._add_rule(VpcSecurityGroupIngressRule, f"{label}_from_compute",
                                         admitting[label], f"{service} from compute nodes", "tcp",
                                         port=port, peer_group=compute))
+            rules.append(self._add_rule(VpcSecurityGroupIngressRule, f"{label}_from_staging",
+                                        admitting[label], f"{service} from staging jobs", "tcp",
+                                        port=port, peer_group=staging))
             if self._efa:  # the task interfaces of an EFA stack are in the default group
                 rules.append(self._add_rule(
                     VpcSecurityGroupIngressRule, f"{label}_from_default", admitting[label],

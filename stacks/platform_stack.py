@@ -10,6 +10,7 @@ from stacks.compliance import Compliance
 from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
 from stacks.continuation import Continuation
+from stacks.data import DataBucket
 from stacks.efa import Efa
 from stacks.encryption import Encryption
 from stacks.iam import Roles
@@ -19,6 +20,8 @@ from stacks.network import Network
 from stacks.registry import Registry
 from stacks.scheduling import JobWiring, Scheduling
 from stacks.secrets import RendezvousSecret
+from stacks.stage_out import StageOutRule
+from stacks.staging import StagingJobs
 from stacks.storage import SharedStorage
 from stacks.variables import Variables, spot_count
 from stacks.zones import Zones
@@ -35,7 +38,8 @@ class PlatformStack(TerraformStack):
         super().__init__(scope, id_)
         self._add_backend(config, id_)
         AwsProvider(self, "aws", region=config.settings.region)
-        variables = Variables(self, "variables", settings=config.settings)
+        variables = Variables(self, "variables", settings=config.settings,
+                              staging=config.staging)
         cluster = variables.cluster_name.string_value
         # --- Foundations
         encryption = Encryption(self, "encryption", config=config, cluster=cluster)
@@ -47,6 +51,8 @@ class PlatformStack(TerraformStack):
                           encryption=encryption)
         storage = SharedStorage(self, "storage", config=config, cluster=cluster,
                                 variables=variables, network=network, encryption=encryption)
+        data = DataBucket(self, "data", cluster=cluster, variables=variables,
+                          encryption=encryption)
         registry = Registry(self, "registry", config=config, cluster=cluster,
                             encryption=encryption)
         monitoring = Monitoring(self, "monitoring", config=config, cluster=cluster,
@@ -58,7 +64,6 @@ class PlatformStack(TerraformStack):
                       repository_arn=registry.repository.arn,
                       log_group_arn=monitoring.log_group.arn, storage=storage,
                       rendezvous_secret_arn=secret.secret.arn)
-        storage.add_policy(roles.job_role.arn)
         # --- Batch
         instance_types = InstanceTypes(self, "instance_types",
                                        instance_types=variables.instance_types,
@@ -83,6 +88,13 @@ class PlatformStack(TerraformStack):
             rendezvous_secret_arn=secret.secret.arn)
         scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
                                 compute=compute, wiring=wiring, spot_count=spot_count())
+        # --- Data in and out: staging jobs, and stage-out when a multi-node job ends
+        staging = StagingJobs(self, "staging", config=config, cluster=cluster, data=data,
+                              network=network, storage=storage, wiring=wiring,
+                              region=encryption.region)
+        StageOutRule(self, "stage_out", cluster=cluster, queue_arn=scheduling.job_queue.arn,
+                     staging=staging)
+        storage.add_policy([roles.job_role.arn, staging.job_role.arn])
         # --- Audit (counted by enable_compliance)
         Compliance(self, "compliance", cluster=cluster, encryption=encryption,
                    tcp_only=not config.settings.enable_efa)
@@ -99,6 +111,21 @@ class PlatformStack(TerraformStack):
                         description="The continuation controller's function ('' when off)")
         TerraformOutput(self, "continuation_log_group_name", value=continuation.log_group_name,
                         description="Log group of its decisions, one JSON line each ('' when off)")
+        self._add_data_outputs(data, staging)
+
+    def _add_data_outputs(self, data: DataBucket, staging: StagingJobs) -> None:
+        """Where `submit --stage-in/--stage-out` and `jobs fetch` find the data (CONTRACTS.md)."""
+        for output_id, value, description in [
+            ("data_bucket", data.name, "S3 bucket of job inputs and outputs"),
+            ("data_input_prefix", data.input_prefix,
+             "Folder of the data bucket stage-in may read (--stage-in below it)"),
+            ("data_output_prefix", data.output_prefix,
+             "Folder of the data bucket stage-out writes (--stage-out below it)"),
+            ("staging_job_queue_name", staging.job_queue.name, "Queue of the staging jobs"),
+            ("staging_job_definition_name", staging.job_definition.name,
+             "Staging job definition (python -m staging in|out)"),
+        ]:
+            TerraformOutput(self, output_id, value=value, description=description)
 
     def _add_outputs(self, config: PlatformConfig, variables: Variables, registry: Registry,
                      storage: SharedStorage, monitoring: Monitoring, scheduling: Scheduling, *,

@@ -74,6 +74,25 @@ def fabric_environment(*, multinode: bool, fabric: bool) -> list:
     return [_env(*pair) for pair in (TCP_MULTINODE if multinode else TCP_MULTINODE[:1])]
 
 
+def shared_file_system(wiring: JobWiring, mount_path: str) -> dict:
+    """`volumes` and `mountPoints`: EFS over TLS through the access point, as the job role."""
+    return {
+        "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
+            "fileSystemId": wiring.file_system_id,
+            "transitEncryption": "ENABLED",
+            "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}],
+        "mountPoints": [{"sourceVolume": EFS_VOLUME, "containerPath": mount_path,
+                         "readOnly": False}],
+    }
+
+
+def log_configuration(wiring: JobWiring, stream_prefix: str) -> dict:
+    """awslogs into the stack's job log group, streams named '<prefix>/...'."""
+    return {"logDriver": "awslogs", "options": {
+        "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
+        "awslogs-stream-prefix": stream_prefix}}
+
+
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
                          efa_on: bool = False) -> dict:
     """The container block (Batch API shape) of both job definitions; EFA only on multinode."""
@@ -100,15 +119,8 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
         # API_ContainerProperties.html, user): root for the launcher only (see RUN_AS_ENV).
         "user": "0:0",
         "privileged": False,
-        "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": {
-            "fileSystemId": wiring.file_system_id,
-            "transitEncryption": "ENABLED",
-            "authorizationConfig": {"accessPointId": wiring.access_point_id, "iam": "ENABLED"}}}],
-        "mountPoints": [{"sourceVolume": EFS_VOLUME, "containerPath": node.efs_mount_path,
-                         "readOnly": False}],
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": wiring.log_group_name, "awslogs-region": wiring.region,
-            "awslogs-stream-prefix": "mnp"}},
+        **shared_file_system(wiring, node.efs_mount_path),
+        "logConfiguration": log_configuration(wiring, "mnp"),
         # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
         "linuxParameters": {"sharedMemorySize": node.shared_memory_mib,
                             "initProcessEnabled": True},
@@ -136,12 +148,29 @@ def node_properties(node: NodeDefaults, wiring: JobWiring, *, efa_on: bool = Fal
                 node, wiring, multinode=True, efa_on=efa_on)}]}
 
 
-def retry_rules() -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
-    """The contract's evaluateOnExit rules as provider blocks (RETRY 3, 4, 143, Host EC2*)."""
+def retry_rules(rules: tuple[dict[str, str], ...] = EVALUATE_ON_EXIT,
+                ) -> list[BatchJobDefinitionRetryStrategyEvaluateOnExit]:
+    """evaluateOnExit rules as provider blocks (default: the contract's RETRY 3, 4, 143, Host
+    EC2*)."""
     keys = {"onStatusReason": "on_status_reason", "onExitCode": "on_exit_code",
             "onReason": "on_reason", "action": "action"}
     return [BatchJobDefinitionRetryStrategyEvaluateOnExit(**{keys[k]: v for k, v in rule.items()})
-            for rule in EVALUATE_ON_EXIT]
+            for rule in rules]
+
+
+def add_job_queue(scope: Construct, id_: str, *, queue_name: str, environment_arn: str,
+                  cancel_after_s: int, cluster: str, count: float | None = None) -> BatchJobQueue:
+    """A queue on one compute environment that cancels jobs stuck RUNNABLE."""
+    return BatchJobQueue(
+        scope, id_, name=queue_name, state="ENABLED", priority=1, count=count,
+        compute_environment_order=[BatchJobQueueComputeEnvironmentOrder(
+            order=1, compute_environment=environment_arn)],
+        # A job that cannot get capacity would otherwise sit RUNNABLE forever; it is
+        # cancelled (then FAILED, which the failed-job alarm counts).
+        job_state_time_limit_action=[BatchJobQueueJobStateTimeLimitAction(
+            state="RUNNABLE", action="CANCEL", max_time_seconds=cancel_after_s, reason=reason)
+            for reason in STUCK_RUNNABLE_REASONS],
+        tags=tags(cluster))
 
 
 def _when_spot(reference: str) -> str:
@@ -176,17 +205,10 @@ class Scheduling(Construct):
 
     def _add_queue(self, id_: str, label: str, environment_arn: str, *,
                    count: float | None = None) -> BatchJobQueue:
-        cancel_after = self._config.limits.runnable_cancel_after_s
-        return BatchJobQueue(
-            self, id_, name=name(self._cluster, label), state="ENABLED", priority=1, count=count,
-            compute_environment_order=[BatchJobQueueComputeEnvironmentOrder(
-                order=1, compute_environment=environment_arn)],
-            # A job that cannot get capacity would otherwise sit RUNNABLE forever; it is
-            # cancelled (then FAILED, which the failed-job alarm counts).
-            job_state_time_limit_action=[BatchJobQueueJobStateTimeLimitAction(
-                state="RUNNABLE", action="CANCEL", max_time_seconds=cancel_after, reason=reason)
-                for reason in STUCK_RUNNABLE_REASONS],
-            tags=tags(self._cluster))
+        return add_job_queue(self, id_, queue_name=name(self._cluster, label),
+                             environment_arn=environment_arn, count=count,
+                             cancel_after_s=self._config.limits.runnable_cancel_after_s,
+                             cluster=self._cluster)
 
     def _add_job_definition(self, id_: str, label: str, type_: str, *,
                             count: float | None = None, **properties: str) -> BatchJobDefinition:

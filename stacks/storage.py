@@ -70,15 +70,16 @@ class SharedStorage(Construct):
                     owner_uid=limits.posix_uid, owner_gid=limits.posix_gid, permissions="0750")),
             tags=tags(self._cluster, Name=name(self._cluster, "jobs")))
 
-    def add_policy(self, job_role_arn: str) -> EfsFileSystemPolicy:
-        """Deny plain NFS; allow the job role to mount and write through the access point only."""
+    def add_policy(self, role_arns: list[str]) -> EfsFileSystemPolicy:
+        """Deny plain NFS; allow the roles (the MPI job's, the staging job's) to mount and write
+        through the access point only."""
         fs_arn = self.file_system.arn
         document = policy_document(self, "file_system_policy_doc", [
             Statement(sid="DenyUnencryptedTransport", effect="Deny", actions=["*"],
                       resources=[fs_arn], principals={"AWS": ["*"]},
                       conditions=[("Bool", "aws:SecureTransport", ["false"])]),
             Statement(sid="JobsThroughAccessPoint", actions=EFS_CLIENT_ACTIONS,
-                      resources=[fs_arn], principals={"AWS": [job_role_arn]},
+                      resources=[fs_arn], principals={"AWS": role_arns},
                       conditions=[("StringEquals", "elasticfilesystem:AccessPointArn",
                                    [self.access_point.arn])]),
         ])

@@ -15,9 +15,13 @@ from stacks.config import (
     IMAGE_TAG_PATTERN,
     INSTANCE_TYPE_PATTERN,
     MAX_VCPUS_LIMIT,
+    S3_BUCKET_PATTERN,
+    S3_PREFIX_PATTERN,
+    S3_PREFIX_RULE,
     VPC_PREFIX_MAX,
     VPC_PREFIX_MIN,
     StackSettings,
+    StagingDefaults,
 )
 from stacks.zones import ZONE_ID_PATTERN
 
@@ -52,7 +56,8 @@ def _hcl(pattern: str) -> str:
 class Variables(Construct):
     """Declares every input a user sets in terraform.tfvars; defaults come from StackSettings."""
 
-    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings) -> None:
+    def __init__(self, scope: Construct, id_: str, *, settings: StackSettings,
+                 staging: StagingDefaults) -> None:
         # One declaration per variable, in tfvars order: long because the table is.
         super().__init__(scope, id_)
         modes = ", ".join(f'"{m}"' for m in EFS_THROUGHPUT_MODES)
@@ -146,6 +151,7 @@ class Variables(Construct):
             "The continuation controller: a Lambda function that continues runs submitted with "
             "--min-nodes on fewer nodes after a lost node, a stop or a capacity wait "
             "(continuation/README.md). Jobs without that tag are left alone.", None, None)
+        self._add_data(staging)
 
     def _add_compliance(self, settings: StackSettings) -> None:
         """The audit switch and whether the account's Config recorder is ours to create."""
@@ -163,6 +169,29 @@ class Variables(Construct):
             f"contains([{choices}], var.config_recorder)",
             f"config_recorder must be one of {choices}: an account and region hold one AWS "
             "Config recorder, so use \"existing\" where one already records.")
+
+    def _add_data(self, staging: StagingDefaults) -> None:
+        """The data bucket (created, or an existing one by name) and its two folders."""
+        self.data_bucket_name = self._add(
+            "data_bucket_name", "string", "",
+            "S3 bucket for job inputs and outputs: \"\" creates one (encrypted with the stack's "
+            "key, versioned, TLS only, never public); a name uses that existing bucket of the "
+            "stack's region as it is (SSE-S3 or the stack's key).",
+            f'var.data_bucket_name == "" || (can(regex({_hcl(S3_BUCKET_PATTERN)}, '
+            'var.data_bucket_name)) && !strcontains(var.data_bucket_name, ".."))',
+            'data_bucket_name must be "" (create one) or an S3 bucket name: 3-63 lowercase '
+            "letters, digits, dots or hyphens.")
+        self.data_input_prefix = self._add_prefix("input", staging.input_prefix, "read")
+        self.data_output_prefix = self._add_prefix("output", staging.output_prefix, "write")
+
+    def _add_prefix(self, label: str, default: str, verb: str) -> TerraformVariable:
+        var_name = f"data_{label}_prefix"
+        return self._add(
+            var_name, "string", default,
+            f"Folder of the data bucket that staging jobs {verb} below (their role may {verb} "
+            f"nothing else there): {S3_PREFIX_RULE}.",
+            f"can(regex({_hcl(S3_PREFIX_PATTERN)}, var.{var_name}))",
+            f"{var_name} must be {S3_PREFIX_RULE}.")
 
     def _add(self, var_name: str, type_: str, default: object, description: str,
              condition: str | None, message: str | None) -> TerraformVariable:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     finished: str = ""
     format: int = FORMAT
+    note: str = ""  # why the copy holds what it holds, when that needs saying (no outputs)
 
     @property
     def bytes(self) -> int:
@@ -61,7 +62,8 @@ class Manifest:
                      for f in data["files"]]
             return cls(job_id=str(data["job_id"]), status=str(data["status"]),
                        source=str(data["source"]), files=files,
-                       finished=str(data.get("finished", "")))
+                       finished=str(data.get("finished", "")),
+                       note=str(data.get("note", "")))
         except (AttributeError, KeyError, TypeError, json.JSONDecodeError) as err:
             raise ValueError(f"not a manifest: {err}") from err
 
@@ -87,10 +89,12 @@ def scan(root: Path, *, skip: tuple[str, ...] = (INPUT_MANIFEST,)) -> list[FileE
     return sorted(entries, key=lambda entry: entry.path)
 
 
-def build(job_id: str, status: str, root: Path) -> Manifest:
-    """The manifest of ``root`` as it is now."""
-    return Manifest(job_id=job_id, status=status, source=str(root), files=scan(root),
-                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+def build(job_id: str, status: str, root: Path, *, source: str | None = None,
+          skip: tuple[str, ...] = (INPUT_MANIFEST,)) -> Manifest:
+    """The manifest of ``root`` as it is now (``source``: where the copy came from)."""
+    return Manifest(job_id=job_id, status=status, source=source or str(root),
+                    files=scan(root, skip=skip),
+                    finished=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def problems(root: Path, manifest: Manifest) -> list[str]:

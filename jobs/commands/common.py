@@ -10,12 +10,12 @@ from typing import Any
 
 from rich.text import Text
 
-from jobs import validate, wholenode
+from jobs import stage, validate, wholenode
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.preflight import gate
 from jobs.render import printable
-from jobs.request import CLI_TAGS, JobSpec, images_of, revision_request, submit_request
+from jobs.request import CLI_TAGS, JobSpec, submit_request
 from launcher.contract import RANKS_PER_NODE_ENV
 
 # What a registered revision's ARN can hold besides the name (partition, region, account).
@@ -193,13 +193,32 @@ def job_specs(args: argparse.Namespace, ctx: Context, names_nodes: list[tuple[st
                 tags={**tags, **(extra_tags or {})}, env=env, single_node=spot)
         for name, count in names_nodes
     ]
+    check_sizes(specs, args.image_tag)
+    return specs
+
+
+def check_sizes(specs: list[JobSpec], image_tag: str | None) -> None:
+    """Refuse a request Batch would, as sent (with --image-tag: the new revision's ARN)."""
     for spec in specs:
         request = submit_request(spec)
-        if args.image_tag:  # sent with the new revision's ARN in place of the name
-            name = definition.rpartition("/")[2].partition(":")[0]
+        if image_tag:
+            name = spec.definition.rpartition("/")[2].partition(":")[0]
             request["jobDefinition"] = f"{LONGEST_ARN_PREFIX}{name}:99999999"
         validate.check_request_size(request, f"the SubmitJob request for {spec.name}")
-    return specs
+
+
+def staged(args: argparse.Namespace, ctx: Context, specs: list[JobSpec],
+           name: str) -> tuple[list[JobSpec], stage.Staging]:
+    """--stage-in/--stage-out applied to the specs (one stage-in, named ``name``, for all)."""
+    staging = stage.plan(args, ctx, name, specs[0].definition)
+    if staging == stage.Staging():
+        return specs, staging
+    specs = [stage.apply(spec, staging) for spec in specs]
+    check_sizes(specs, args.image_tag)
+    if staging.stage_in:
+        validate.check_request_size(stage.stage_in_request(staging.stage_in, name, {}),
+                                    "the stage-in SubmitJob request")
+    return specs, staging
 
 
 def spot_names(args: argparse.Namespace, ctx: Context, counts: list[int]) -> tuple[str, str]:
@@ -249,45 +268,19 @@ def preflight(ctx: Context, args: argparse.Namespace, specs: list[JobSpec]) -> N
         ctx.err.print(Text(printable(f"dry run: submit would refuse this job: {exc}")))
 
 
-def register_image(ctx: Context, definition: str, tag: str) -> str:
-    """Register a revision of `definition` with image tag `tag`; returns its ARN."""
-    current = ctx.api.latest_definition(definition)
-    request = revision_request(current, tag)
-    for image in images_of(request):
-        ctx.api.check_image(image)
-    created = ctx.api.register(request)
-    ctx.err.print(
-        f"registered {request['jobDefinitionName']}:{created.get('revision')} "
-        f"(copy of revision {current.get('revision')}) with image "
-        f"{', '.join(sorted(set(images_of(request))))}"
-    )
-    return str(created["jobDefinitionArn"])
-
-
-def dry_run(ctx: Context, requests: list[dict[str, Any]], image_tag: str | None) -> int:
-    """Print the request(s) exactly as they would be sent."""
+def dry_run(ctx: Context, requests: list[dict[str, Any]], image_tag: str | None,
+            staging: stage.Staging | None = None, stage_name: str = "") -> int:
+    """Print the request(s) exactly as they would be sent (a stage-in job's first, the
+    others then naming it in dependsOn)."""
     if image_tag:
         ctx.err.print(f"dry run: --image-tag {image_tag} would first register a revision of "
                       f"{requests[0]['jobDefinition']} with that tag and submit against it")
+    if staging is not None and staging.stage_in is not None:
+        first = stage.stage_in_request(staging.stage_in, stage_name or requests[0]["jobName"],
+                                       requests[0]["tags"])
+        ctx.err.print(f"dry run: the stage-in job {first['jobName']} would be submitted first "
+                      "and the job after it, depending on its id")
+        requests = [first, *(stage.depending_on(r, "<stage-in job id>") for r in requests)]
     body = requests[0] if len(requests) == 1 else requests
     print(json.dumps(body, indent=2, sort_keys=True))
     return 0
-
-
-def submit_all(ctx: Context, specs: list[JobSpec], image_tag: str | None) -> list[dict[str, Any]]:
-    """Submit each spec (after the --image-tag registration); returns the SubmitJob results."""
-    requests = [submit_request(spec) for spec in specs]
-    if image_tag:
-        arn = register_image(ctx, specs[0].definition, image_tag)
-        for request in requests:
-            request["jobDefinition"] = arn
-    results = []
-    for spec, request in zip(specs, requests, strict=True):
-        result = ctx.api.submit(request)
-        ctx.err.print(
-            f"submitted {spec.name} as {result['jobId']}: {spec.nodes} nodes x {spec.vcpus} "
-            f"vCPUs, {spec.memory} MiB, queue {spec.queue}"
-        )
-        results.append({"jobId": result["jobId"], "jobName": result["jobName"],
-                        "jobArn": result.get("jobArn"), "nodes": spec.nodes})
-    return results

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from jobs.commands import submit
-from jobs.commands.common import SENDING_FLAGS, ignored_note, job_specs
+from jobs.commands.common import SENDING_FLAGS, ignored_note, job_specs, staged
 from jobs.context import Context
 from jobs.preflight import gate
 
@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Print the report (table or --json); exit 2 when a check failed."""
-    specs = job_specs(args, ctx, [(args.job_name, args.nodes)])
+    # The staging locations are checked as submit would (exit 2 naming them).
+    specs, _ = staged(args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)]),
+                      args.job_name)
     reports = gate.run(ctx.api, specs, args.image_tag)
     if args.json:  # the whole report even when nothing was decided
         print(json.dumps(reports[0].as_dict(), indent=2))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator import engine
-from emulator.containers import ContainerJob, stack_secret_values
+from emulator.containers import STOP_GRACE, ContainerJob, stack_secret_values
 from emulator.interrupts import exit_code, stop_signals_interrupt
 from emulator.jobdef import (
     JobDefinitionError,
@@ -18,13 +18,13 @@ from emulator.jobdef import (
     apply_request,
     multinode_definition,
 )
-from jobs import validate
+from jobs import localstaging, validate
 from jobs.commands.common import add_job_arguments, dry_run, ignored_note
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError
 from jobs.outputs import project_root, stack_workdir, synthesized_config
 from jobs.request import JobSpec, submit_request, with_tag
-from launcher.contract import EFS_MOUNT_PATH, EVALUATE_ON_EXIT
+from launcher.contract import EFS_MOUNT_PATH, EVALUATE_ON_EXIT, STOPPED
 
 NAME = "run-local"
 HELP = ("run a multi-node job as Batch would, as one container of the image per node on this "
@@ -78,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-delay", type=validate.positive_seconds, default=1.0,
                         metavar="S", help="children start in random order up to S s after "
                         "the main node (default 1)")
+    localstaging.add_arguments(parser)
     parser.epilog = (
         f"{ignored_note(IGNORED, 'no local meaning; a submit line runs unchanged')}"
         "\nexample:\n  python -m jobs "
@@ -106,35 +107,70 @@ def _follow(job: ContainerJob) -> subprocess.Popen[bytes]:
 
 
 def _attempt(ctx: Context, args: argparse.Namespace, local: Any, attempt: int,
-             job_id: str | None, stack: dict[str, str]) -> tuple[int, str]:
+             job_id: str | None, stack: dict[str, str], plan: localstaging.Plan | None,
+             last: int) -> tuple[int, str]:
     with ContainerJob(local, args.image, efs_dir=args.efs_dir.resolve(),
                       log_dir=args.log_dir.resolve(), job_id=job_id, attempt=attempt,
                       max_delay=args.max_delay, secret_values=stack) as job:
         ctx.err.print(f"run-local: job {job.job_id} attempt {attempt}: {local.num_nodes} "
                       f"containers of {args.image} on network {job.network}")
-        job.start()
-        for note in job.notes:  # the main node's container is made: its limits are known
-            ctx.err.print(f"run-local: note: {note}")
-        follower = _follow(job)
+        if plan is None:
+            return _nodes(ctx, args, local, job), job.job_id
+        plan.staging.attach(job)
         try:
-            code = job.wait(local.attempt_seconds or 10**9)
-        except subprocess.TimeoutExpired:
-            ctx.err.print(f"run-local: attempt timed out after {local.attempt_seconds}s: "
-                          "stopping every node as Batch does")
-            job.stop_job()
-            code = job.wait(60)
-        except KeyboardInterrupt:
-            follower.kill()  # it would follow the main node until close() removes it
-            raise
+            return _staged(ctx, args, local, job, plan, attempt, last), job.job_id
         finally:
-            try:
-                follower.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                follower.kill()
-        job.write_logs()
-        streams = ", ".join(job.stream_name(n.index) for n in job.nodes if n.started)
-        ctx.err.print(f"run-local: node logs in {args.log_dir}: {streams}")
-        return code, job.job_id
+            plan.staging.detach(job)
+
+
+def _staged(ctx: Context, args: argparse.Namespace, local: Any, job: ContainerJob,
+            plan: localstaging.Plan, attempt: int, last: int) -> int:
+    """Stage-in (first attempt), the nodes, stage-out once the job is in a terminal state."""
+    try:
+        code = plan.before(ctx, job) if attempt == args.first_attempt else 0
+        if code != 0:
+            ctx.err.print("run-local: stage-in failed: no node starts (Batch fails a job "
+                          "whose dependency failed)")
+        else:
+            code = _nodes(ctx, args, local, job)
+            if attempt < last and _retried(code):
+                return code  # not terminal: the next attempt's stage-out will run
+    except KeyboardInterrupt:
+        if plan.stage_out:
+            ctx.err.print("run-local: stopped: stopping every node as Batch does (SIGTERM, "
+                          f"SIGKILL {STOP_GRACE} s later), then the stage-out job")
+            job.stop_job()
+            plan.after(ctx, job, STOPPED)
+        raise
+    plan.after(ctx, job, code)
+    return code
+
+
+def _nodes(ctx: Context, args: argparse.Namespace, local: Any, job: ContainerJob) -> int:
+    """Start the nodes, follow the main node, wait for it (stopping all at the time limit)."""
+    job.start()
+    for note in job.notes:  # the main node's container is made: its limits are known
+        ctx.err.print(f"run-local: note: {note}")
+    follower = _follow(job)
+    try:
+        code = job.wait(local.attempt_seconds or 10**9)
+    except subprocess.TimeoutExpired:
+        ctx.err.print(f"run-local: attempt timed out after {local.attempt_seconds}s: "
+                      "stopping every node as Batch does")
+        job.stop_job()
+        code = job.wait(60)
+    except KeyboardInterrupt:
+        follower.kill()  # it would follow the main node until close() removes it
+        raise
+    finally:
+        try:
+            follower.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+    job.write_logs()
+    streams = ", ".join(job.stream_name(n.index) for n in job.nodes if n.started)
+    ctx.err.print(f"run-local: node logs in {args.log_dir}: {streams}")
+    return code
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
@@ -150,6 +186,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     """Read the synthesized job definition, apply the request, run each attempt."""
+    localstaging.check_endpoint(args)
     config = synthesized_config(project_root(), ctx.settings.stack)
     try:
         definition = multinode_definition(config)
@@ -159,9 +196,11 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
               ["container"].get("mountPoints", [])]
     for flag, path in (("--input-path", args.input_path), ("--output-path", args.output_path)):
         validate.check_under_mount(flag, path, mounts[0] if mounts else EFS_MOUNT_PATH)
+    plan = localstaging.plan(args, definition)
     spec = JobSpec(name=args.job_name, queue="local", definition=definition[
         "jobDefinitionName"], nodes=args.nodes, vcpus=args.vcpus, memory=args.memory,
-        input_path=args.input_path, output_path=args.output_path,
+        input_path=plan.dest if plan and plan.dest else args.input_path,
+        output_path=args.output_path,
         command=tuple(args.job_command), attempts=args.attempts, timeout=args.timeout,
         env=validate.check_env(args.env))
     request = submit_request(spec)
@@ -180,6 +219,8 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         elif engine.built_from_here(args.image) is False:
             ctx.err.print(f"run-local: note: {args.image} was built from other sources than "
                           "this checkout's: add --build to run what is here")
+        if plan:
+            plan.check_image()
     except engine.EngineError as exc:
         raise EngineFailed(str(exc)) from exc
     local = apply_request(definition, request, access_point_owner(config))
@@ -190,13 +231,20 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     _, workdir = stack_workdir(project_root(), ctx.settings.stack)
     stack = stack_secret_values(workdir / "run-local-secret")
     while True:
-        code, job_id = _attempt(ctx, args, local, attempt, job_id, stack)
+        code, job_id = _attempt(ctx, args, local, attempt, job_id, stack, plan, last)
         if attempt >= last or not _retried(code):
             break
         ctx.err.print(f"run-local: attempt {attempt} exited {code}, which the retry rules "
                       f"retry: starting attempt {attempt + 1}")
         attempt += 1
     ctx.err.print(f"run-local: job {job_id} exited {code}")
+    result = {"jobId": job_id, "attempt": attempt, "exitCode": code}
+    if plan:
+        result.update(plan.summary())
+        if code == 0 and plan.out_code:
+            ctx.err.print(f"run-local: the job succeeded but its stage-out exited "
+                          f"{plan.out_code}: its outputs are not all in {args.stage_out}")
+            code = plan.out_code
     if args.json:
-        print(json.dumps({"jobId": job_id, "attempt": attempt, "exitCode": code}))
+        print(json.dumps(result))
     return code

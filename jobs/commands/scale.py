@@ -8,15 +8,16 @@ from typing import Any
 
 from rich.table import Table
 
-from jobs import render, validate
+from jobs import render, stage, validate
 from jobs.commands.common import (
     add_job_arguments,
     dry_run,
     job_specs,
     preflight,
-    submit_all,
+    staged,
 )
 from jobs.commands.logs import BATCH_DEFAULT_GROUP
+from jobs.commands.sending import submit_all
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
 from jobs.errors import JobsError
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="name prefix; jobs are named PREFIX-<n>n (default scale-test)")
     add_job_arguments(parser, validate.node_list,
                       "comma-separated node counts, each 1..1000, e.g. 2,4,8")
+    # One stage-in job for all counts: every job reads the same staged copy.
+    stage.add_arguments(parser.add_argument)
     parser.epilog = (
         "example:\n  python -m jobs scale-test --nodes 2,4,8 --vcpus 8 --memory 15000 --wait \\\n"
         "      -- python -m solver heat --nx 4097 --ny 4097"
@@ -98,11 +101,13 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Validate every count first, so nothing is submitted unless all of them fit."""
     counts = list(dict.fromkeys(args.nodes))
     names = [(f"{args.job_name}-{n}n", n) for n in counts]
-    specs = job_specs(args, ctx, names, extra_tags={"scale-test": args.job_name})
+    specs, staging = staged(args, ctx, job_specs(args, ctx, names, extra_tags={
+        "scale-test": args.job_name}), args.job_name)
     preflight(ctx, args, specs)
     if args.dry_run:
-        return dry_run(ctx, [submit_request(s) for s in specs], args.image_tag)
-    submitted = submit_all(ctx, specs, args.image_tag)
+        return dry_run(ctx, [submit_request(s) for s in specs], args.image_tag, staging,
+                       args.job_name)
+    submitted = submit_all(ctx, specs, args.image_tag, staging, args.job_name)
     if not args.wait:
         print(json.dumps(submitted, indent=2) if args.json else
               "\n".join(f"{s['nodes']} {s['jobId']}" for s in submitted))

@@ -6,14 +6,15 @@ import argparse
 import json
 from collections.abc import Collection, Mapping
 
-from jobs import validate
+from jobs import stage, validate
 from jobs.commands.common import (
     add_job_arguments,
     dry_run,
     job_specs,
     preflight,
-    submit_all,
+    staged,
 )
+from jobs.commands.sending import submit_all
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
 from jobs.request import submit_request
@@ -34,19 +35,24 @@ def add_arguments(parser: argparse.ArgumentParser, ignored: Collection[str] = ()
     parser.add_argument("--spot", action="store_true",
                         help="a single-node job (--nodes 1) on the stack's optional Spot queue "
                         "(spot_job_queue_name / spot_job_definition_name outputs)")
+    stage.add_arguments(parser.add_argument)
     parser.epilog = (
         "example:\n  python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 \\\n"
-        "      --output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097"
+        "      --output-path /mnt/efs/runs -- python -m solver heat --nx 4097 --ny 4097\n"
+        "  python -m jobs submit --job-name heat --nodes 2 --vcpus 8 --memory 15000 \\\n"
+        "      --stage-in s3://BUCKET/input/case1 --stage-out s3://BUCKET/output/\n"
+        "  python -m jobs fetch JOB_ID"
     )
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Validate and preflight, then print (--dry-run) or submit, and optionally watch."""
-    (spec,) = job_specs(args, ctx, [(args.job_name, args.nodes)])
+    (spec,), staging = staged(args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)]),
+                              args.job_name)
     preflight(ctx, args, [spec])
     if args.dry_run:
-        return dry_run(ctx, [submit_request(spec)], args.image_tag)
-    (result,) = submit_all(ctx, [spec], args.image_tag)
+        return dry_run(ctx, [submit_request(spec)], args.image_tag, staging)
+    (result,) = submit_all(ctx, [spec], args.image_tag, staging)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -83,6 +83,33 @@ def job_definition_node_properties(patch: Callable[[Any, str, Any], None] = seta
     patch(JobDefinition, "describe", describe)
 
 
+def input_template_quotes_strings(patch: Callable[[Any, str, Any], None] = setattr) -> None:
+    """An unquoted <variable> of a JSON input template becomes a JSON string when its value is
+    a string; moto pastes the bare text, which is not JSON.
+
+    EventBridge user guide, eb-transform-target-input.html ("Input transform examples"): the
+    template `{"instance" : <instance>, "state": <state>}` gives
+    `{"instance" : "i-0123456789", "state": "RUNNING"}`. `patch` as above.
+    """
+    import re
+
+    from jsonpath_ng.ext import parse as json_path
+    from moto.events.utils import EventTemplateParser
+
+    original = EventTemplateParser.parse
+
+    def parse(input_template: str, input_paths_map: dict[str, Any], event: Any) -> Any:
+        if input_template and input_template.lstrip().startswith(("{", "[")):
+            for name, path in (input_paths_map or {}).items():
+                found = json_path(path).find(event)
+                if found and isinstance(found[0].value, str):
+                    input_template = re.sub(rf'(?<!")<{re.escape(name)}>(?!")',
+                                            f'"<{name}>"', input_template)
+        return original(input_template, input_paths_map, event)
+
+    patch(EventTemplateParser, "parse", staticmethod(parse))
+
+
 def job_queue_time_limit_actions() -> None:
     """Job queues keep jobStateTimeLimitActions (API_CreateJobQueue.html, API_JobQueueDetail.html).
 
@@ -214,7 +241,7 @@ def lambda_dead_letter_config() -> None:
 FIXES: tuple[Callable[[], None], ...] = (
     batch_compute_environment_defaults, job_definition_node_properties,
     job_queue_time_limit_actions, launch_template_data_tags, group_rule_descriptions,
-    jobs_wait_for_capacity, lambda_dead_letter_config)
+    jobs_wait_for_capacity, input_template_quotes_strings, lambda_dead_letter_config)
 
 
 def apply_all() -> None:

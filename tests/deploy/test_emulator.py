@@ -175,3 +175,18 @@ def test_function_keeps_its_dead_letter_config(endpoint: str) -> None:
         "TargetArn": arn}
     lam.update_function_configuration(FunctionName="dlq-fn", DeadLetterConfig={"TargetArn": ""})
     assert "DeadLetterConfig" not in lam.get_function_configuration(FunctionName="dlq-fn")
+def test_input_template_quotes_string_values(endpoint: str) -> None:
+    sqs, events = client("sqs", endpoint, REGION), client("events", endpoint, REGION)
+    url = sqs.create_queue(QueueName="transformed")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.put_rule(Name="quotes", EventPattern=json.dumps({"source": ["demo"]}))
+    # The user guide's example (eb-transform-target-input.html): strings arrive quoted.
+    events.put_targets(Rule="quotes", Targets=[{"Id": "q", "Arn": arn, "InputTransformer": {
+        "InputPathsMap": {"instance": "$.detail.instance", "count": "$.detail.count"},
+        "InputTemplate": '{"instance" : <instance>, "count": <count>, "as text": "<instance>"}'}}])
+    events.put_events(Entries=[{"Source": "demo", "DetailType": "d",
+                                "Detail": json.dumps({"instance": "i-0123456789", "count": 3})}])
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"]) == {"instance": "i-0123456789", "count": 3,
+                                           "as text": "i-0123456789"}

@@ -39,6 +39,9 @@ def test_requirements_match_pipfile_lock() -> None:
     # every runtime dependency of the solver's packages is pinned, not left to the resolver
     for dep in ("llvmlite", "contourpy", "pillow", "kiwisolver", "fonttools", "pyparsing"):
         assert dep in pins
+    # the staging program's (staging/README.md): boto3 and what it needs besides the above
+    for dep in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil"):
+        assert dep in pins
 
 
 def test_dockerfile_contract() -> None:
@@ -51,6 +54,8 @@ def test_dockerfile_contract() -> None:
     assert re.search(r"^USER 1000:1000$", text, re.M)
     assert re.search(r"--uid 1000 --gid 1000", text)
     assert "NUMBA_CACHE_DIR=/var/cache/numba" in text
+    # staging jobs run `python -m staging` in this image (PYTHONPATH=/app)
+    assert "COPY staging/ /app/staging/" in text and "PYTHONPATH=/app" in text
     assert "install -d -o 1000 -g 1000 /var/cache/numba" in text
     assert "openssh-client openssh-server" in text
     # what the wheel's libfabric EFA provider needs (tests/emulator/test_image_efa.py)
@@ -94,3 +99,18 @@ def test_pinned_requirements_run_the_solver_in_a_fresh_venv(tmp_path: Path) -> N
     assert field.shape == (33, 33)
     assert (tmp_path / "out" / "venv" / "field.png").exists()
     assert os.listdir(tmp_path / "numba")  # kernels were cached where NUMBA_CACHE_DIR points
+
+
+S3_EMULATOR = REPO / "emulator" / "s3" / "Dockerfile"
+
+
+def test_the_s3_emulator_runs_pipfile_locks_moto_and_passes_hadolint() -> None:
+    """run-local's S3 endpoint in tests is the moto the jobs tests use (Pipfile.lock)."""
+    lock = json.loads((REPO / "Pipfile.lock").read_text())["develop"]
+    text = S3_EMULATOR.read_text()
+    assert f'"moto[server]{lock["moto"]["version"]}"' in text
+    base = re.compile(r"^ARG PYTHON_IMAGE=.*$", re.M)
+    assert base.search(text).group() == base.search(DOCKERFILE.read_text()).group()
+    hadolint = Path(sys.executable).parent / "hadolint"
+    proc = subprocess.run([str(hadolint), str(S3_EMULATOR)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -30,6 +30,12 @@ MAX_VCPUS = 64
 INSTANCE_TYPE = "c6i.2xlarge"  # the stack's default: 8 vCPUs, 16 GiB
 ZONE = f"{REGION}a"
 STANDARD_QUOTA = "L-1216C47A"
+# The data bucket and staging jobs of the stack (outputs as docs/CONTRACTS.md names them).
+DATA_BUCKET = f"mnp-batch-data-{ACCOUNT}"
+INPUT_PREFIX = "input/"
+OUTPUT_PREFIX = "output/"
+STAGING_QUEUE = "mnp-batch-staging"
+STAGING_DEFINITION = "mnp-batch-staging"
 # What moto does not model, read by the patched server (same process): EC2 vCPU quotas and
 # Price List answers. Reset by every Aws.setup().
 SEEDED_QUOTAS: dict[str, float] = {}
@@ -70,6 +76,7 @@ class Recorded:
     operation: str
     body: dict[str, Any]
     headers: dict[str, str]
+    url: str = ""
 
 
 class Aws:
@@ -84,6 +91,7 @@ class Aws:
         self.ecr = boto3.client("ecr", **kwargs)
         self.iam = boto3.client("iam", **kwargs)
         self.ec2 = boto3.client("ec2", **kwargs)
+        self.s3 = boto3.client("s3", **kwargs)
         self.outputs_file = tmp_path / "outputs.json"
         self.launch_template_id = ""
         self.instance_profile_arn = ""
@@ -110,23 +118,27 @@ class Aws:
                 "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}},
         )["LaunchTemplate"]["LaunchTemplateId"]
         env = self.create_environment("mnp-batch-ce", ZONE)
-        self.batch.create_job_queue(
-            jobQueueName=QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
+        # The MPI queue, the optional single-node Spot queue and the staging jobs' queue.
+        for queue in (QUEUE, SPOT_QUEUE, STAGING_QUEUE):
+            self.batch.create_job_queue(
+                jobQueueName=queue, state="ENABLED", priority=1,
+                computeEnvironmentOrder=[{"order": 1,
+                                          "computeEnvironment": env["computeEnvironmentArn"]}])
         self.batch.register_job_definition(
             jobDefinitionName=DEFINITION, type="multinode", platformCapabilities=["EC2"],
             nodeProperties=job_definition_properties(f"{REPOSITORY_URL}:v1"),
             retryStrategy={"attempts": 2}, propagateTags=True, tags={"project": "mnp-batch"})
-        # The optional single-node Spot queue (stacks/scheduling.py): a container job definition.
-        self.batch.create_job_queue(
-            jobQueueName=SPOT_QUEUE, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1,
-                                      "computeEnvironment": env["computeEnvironmentArn"]}])
+        # The Spot queue's and the staging jobs' definitions are single-node (container) ones
+        # (stacks/scheduling.py).
         container = job_definition_properties(f"{REPOSITORY_URL}:v1")["nodeRangeProperties"][0]
         self.batch.register_job_definition(
             jobDefinitionName=SPOT_DEFINITION, type="container", platformCapabilities=["EC2"],
             containerProperties=container["container"], propagateTags=True)
+        self.batch.register_job_definition(
+            jobDefinitionName=STAGING_DEFINITION, type="container", platformCapabilities=["EC2"],
+            containerProperties={**container["container"],
+                                 "command": ["python", "-m", "staging", "--help"]})
+        self.s3.create_bucket(Bucket=DATA_BUCKET)
         self.logs.create_log_group(logGroupName=LOG_GROUP)
         self.ecr.create_repository(repositoryName=REPOSITORY)
         for tag in ("v1", "v2"):
@@ -175,13 +187,18 @@ class Aws:
             nodeProperties=props, retryStrategy={"attempts": 2}, propagateTags=True)
         self.start_recording()
 
-    def write_outputs(self, **changes: Any) -> None:
-        """The file `cdktf deploy --outputs-file` would write for this stack."""
+    def write_outputs(self, *, without: tuple[str, ...] = (), **changes: Any) -> None:
+        """The file `cdktf deploy --outputs-file` would write for this stack (``without``:
+        outputs an older stack does not have)."""
         values = {"job_queue_name": QUEUE, "job_definition_name": DEFINITION,
                   "max_vcpus": MAX_VCPUS, "efs_mount_path": "/mnt/efs",
                   "log_group_name": LOG_GROUP, "ecr_repository_url": REPOSITORY_URL,
                   "image_tag": "v1", "region": REGION, "spot_job_queue_name": SPOT_QUEUE,
-                  "spot_job_definition_name": SPOT_DEFINITION, **changes}
+                  "spot_job_definition_name": SPOT_DEFINITION, "data_bucket": DATA_BUCKET,
+                  "data_input_prefix": INPUT_PREFIX, "data_output_prefix": OUTPUT_PREFIX,
+                  "staging_job_queue_name": STAGING_QUEUE,
+                  "staging_job_definition_name": STAGING_DEFINITION, **changes}
+        values = {k: v for k, v in values.items() if k not in without}
         self.outputs_file.write_text(json.dumps({"mnp-batch": values}))
 
     def start_recording(self) -> None:
@@ -213,7 +230,7 @@ class Aws:
             if not target and "Action=" in raw:  # EC2's query protocol: form-encoded body
                 body = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 operation = body["Action"]
-            found.append(Recorded(service, operation.lower(), body, headers))
+            found.append(Recorded(service, operation.lower(), body, headers, entry["url"]))
         return found
 
     def operations(self, preflight: bool = False) -> list[str]:

@@ -10,8 +10,8 @@ import pytest
 
 from tests.jobs.moto_env import REPO
 
-COMMANDS = ["submit", "preflight", "status", "watch", "logs", "cancel", "list", "scale-test",
-            "run-local"]
+COMMANDS = ["submit", "preflight", "status", "watch", "logs", "fetch", "cancel", "list",
+            "scale-test", "run-local"]
 
 
 def _help(*argv: str) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.jobs.moto_env import REPO
+from tests.jobs.moto_env import DATA_BUCKET, REPO
 
 SCRIPT = str(REPO / "submit-scientific-job.sh")
 RECIPE = ["--job-name", "heat-4n", "--nodes", "4", "--vcpus", "8", "--memory", "15000",
@@ -65,3 +65,24 @@ def test_script_falls_back_to_python3(aws, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["jobName"] == "heat-4n"
+
+
+def test_script_forwards_the_staging_flags(aws):
+    source, target = f"s3://{DATA_BUCKET}/input/case1/", f"s3://{DATA_BUCKET}/output/"
+    result = run_script(aws, *RECIPE, "--stage-in", source, f"--stage-out={target}",
+                        "--no-preflight", "--json")
+    assert result.returncode == 0, result.stderr
+    stage, job = aws.requests()
+    assert stage.body["containerOverrides"]["command"][:5] == [
+        "python", "-m", "staging", "in", source]
+    out = json.loads(result.stdout)
+    assert job.body["dependsOn"] == [{"jobId": out["stageIn"]["jobId"]}]
+    assert job.body["parameters"] == {"stageOut": target, "outputDir": "/mnt/efs/runs"}
+
+
+def test_script_refuses_a_stage_out_outside_the_stack(aws):
+    result = run_script(aws, *RECIPE, "--stage-out", "s3://elsewhere/out/")
+    assert result.returncode == 2
+    assert f"--stage-out s3://elsewhere/out/ is not below s3://{DATA_BUCKET}/output/" \
+        in result.stderr
+    assert aws.requests() == []

@@ -46,7 +46,8 @@ def test_switch_is_off_by_default_and_counts_every_part(synthesized: dict) -> No
         "bool", False)
     assert variables["config_recorder"]["default"] == "create"
     for type_, count in COUNTED.items():
-        found = resources(synthesized, type_)
+        found = [r for key, r in synthesized["resource"][type_].items()
+                 if key.startswith("compliance_")]
         assert found and all(r["count"] == count for r in found), type_
     config_roles = [r for r in resources(synthesized, "aws_iam_role")
                     if "config.amazonaws.com" in r["assume_role_policy"]]
@@ -64,15 +65,16 @@ def test_trail_is_validated_encrypted_and_covers_every_region(synthesized: dict)
 
 
 def test_bucket_is_encrypted_private_and_tls_only(synthesized: dict) -> None:
-    block = only(synthesized, "aws_s3_bucket_public_access_block")
+    block = only(synthesized, "aws_s3_bucket_public_access_block", "compliance")
     assert all(block[k] is True for k in ("block_public_acls", "block_public_policy",
                                           "ignore_public_acls", "restrict_public_buckets"))
-    (rule,) = only(synthesized, "aws_s3_bucket_server_side_encryption_configuration")["rule"]
+    (rule,) = only(synthesized, "aws_s3_bucket_server_side_encryption_configuration",
+                    "compliance")["rule"]
     assert rule["apply_server_side_encryption_by_default"] == {
         "sse_algorithm": "aws:kms", "kms_master_key_id": KEY_ARN}
-    ownership = only(synthesized, "aws_s3_bucket_ownership_controls")["rule"]
+    ownership = only(synthesized, "aws_s3_bucket_ownership_controls", "compliance")["rule"]
     assert ownership["object_ownership"] == "BucketOwnerEnforced"  # no ACLs at all
-    policy = json.loads(only(synthesized, "aws_s3_bucket_policy")["policy"])
+    policy = json.loads(only(synthesized, "aws_s3_bucket_policy", "compliance")["policy"])
     (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert all(s["Principal"] != "*" for s in policy["Statement"] if s["Effect"] == "Allow")

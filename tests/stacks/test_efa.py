@@ -45,12 +45,18 @@ def test_bad_enable_efa_is_named(raw: str) -> None:
                               "(also 1/0, yes/no, on/off)")
 
 
+def _ec2_environments(stack: dict) -> list[dict]:
+    """The multi-node and Spot environments (the staging one is Fargate: no EFA, own group)."""
+    return [ce for ce in resources(stack, "aws_batch_compute_environment")
+            if ce["compute_resources"]["type"] != "FARGATE"]
+
+
 def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
     assert not set(EFA_LOCALS) & set(synthesized["locals"])
     template = only(synthesized, "aws_launch_template")
     assert "dynamic" not in template and "network_interfaces" not in template
     assert "lifecycle" not in template
-    for ce in resources(synthesized, "aws_batch_compute_environment"):
+    for ce in _ec2_environments(synthesized):
         assert ce["compute_resources"]["security_group_ids"] == [GROUP]
     # Task interfaces use the environment's group: the VPC's default group stays empty.
     assert set(only(synthesized, "aws_default_security_group")) == {"vpc_id", "tags"}
@@ -60,8 +66,10 @@ def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
         by_name = {e["name"]: e["value"] for e in env}
         assert by_name["MNP_NETWORK"] == "tcp", key
         assert not {"FI_PROVIDER", "OMPI_MCA_pml", "OMPI_MCA_mtl"} & set(by_name), key
-        # The network self-check is off on TCP; the single-node spot job has nothing to check.
-        assert by_name.get("MNP_PRECHECK") == (None if "spot" in key else "0"), key
+        # The network self-check is off on TCP; single-node jobs (Spot, staging) have nothing
+        # to check.
+        single = "spot" in key or "staging" in key
+        assert by_name.get("MNP_PRECHECK") == (None if single else "0"), key
     definition = only(synthesized, "aws_batch_job_definition", "scheduling_job_definition")
     container = json.loads(definition["node_properties"])["nodeRangeProperties"][0]["container"]
     assert "devices" not in container["linuxParameters"]
@@ -121,7 +129,7 @@ def test_launch_template_gets_efa_interfaces_with_the_group(synthesized_efa: dic
 def test_task_interfaces_get_the_compute_rules_through_the_default_group(
         synthesized_efa: dict) -> None:
     # Batch refuses environment groups beside launch-template interfaces, so they go...
-    for ce in resources(synthesized_efa, "aws_batch_compute_environment"):
+    for ce in _ec2_environments(synthesized_efa):
         assert ce["compute_resources"]["security_group_ids"] == (
             f"${{var.enable_efa ? null : [{GROUP[2:-1]}]}}")
     # ...and then "If you don't specify a security group, the default security group for the

@@ -44,6 +44,11 @@ def test_rule_set_is_self_only_plus_efs_and_https(synthesized: dict) -> None:
         ("compute", "out", "tcp", 443, 443, "0.0.0.0/0"),
         ("efs", "in", "tcp", 2049, 2049, "compute"),
         ("endpoints", "in", "tcp", 443, 443, "compute"),
+        # Staging jobs (Fargate): S3 and the APIs over HTTPS, NFS to EFS; nothing inbound.
+        ("staging", "out", "tcp", 2049, 2049, "efs"),
+        ("staging", "out", "tcp", 443, 443, "0.0.0.0/0"),
+        ("efs", "in", "tcp", 2049, 2049, "staging"),
+        ("endpoints", "in", "tcp", 443, 443, "staging"),
     }
     for rule in resources(synthesized, "aws_vpc_security_group_ingress_rule"):
         assert not rule.get("cidr_ipv4") and not rule.get("cidr_ipv6"), rule

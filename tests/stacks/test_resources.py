@@ -105,8 +105,10 @@ def test_spot_queue_is_off_by_default_and_single_node(synthesized: dict) -> None
 
 
 def test_both_environments_share_one_launch_template(synthesized: dict) -> None:
+    # The EC2 environments; the staging one is Fargate (no instances, no template).
     template_ids = {ce["compute_resources"]["launch_template"]["launch_template_id"]
-                    for ce in resources(synthesized, "aws_batch_compute_environment")}
+                    for ce in resources(synthesized, "aws_batch_compute_environment")
+                    if ce["compute_resources"]["type"] != "FARGATE"}
     assert template_ids == {"${aws_launch_template.compute_launch_template_49E47A7C.id}"}
 
 
@@ -144,7 +146,7 @@ def test_retry_rules_follow_the_exit_code_contract(synthesized: dict) -> None:
 
 def test_queues_cancel_jobs_stuck_runnable(synthesized: dict) -> None:
     queues = resources(synthesized, "aws_batch_job_queue")
-    assert len(queues) == 2
+    assert len(queues) == 3  # multi-node, Spot, staging
     for queue in queues:
         actions = queue["job_state_time_limit_action"]
         assert {a["reason"] for a in actions} == {
@@ -178,7 +180,7 @@ def test_dashboard_shows_only_real_batch_metrics(synthesized: dict) -> None:
 
 
 def test_failed_jobs_notify_an_encrypted_topic(synthesized: dict) -> None:
-    rule = only(synthesized, "aws_cloudwatch_event_rule", "monitoring_job_failed")
+    rule = only(synthesized, "aws_cloudwatch_event_rule", "job_failed")
     pattern = json.loads(rule["event_pattern"])
     assert pattern["detail-type"] == ["Batch Job State Change"]
     assert pattern["detail"]["status"] == ["FAILED"]

@@ -49,9 +49,15 @@ def test_the_launcher_starts_as_root_and_runs_everything_as_the_access_points_us
     multi = only(synthesized, "aws_batch_job_definition", "scheduling_job_definition")
     containers = [r["container"] for r in
                   json.loads(multi["node_properties"])["nodeRangeProperties"]]
-    containers += [json.loads(d["container_properties"])
-                   for d in resources(synthesized, "aws_batch_job_definition")
-                   if "container_properties" in d]
+    singles = [json.loads(d["container_properties"])
+               for d in resources(synthesized, "aws_batch_job_definition")
+               if "container_properties" in d]
+    # The staging job (the stack's own image, `python -m staging`) gets no secret to keep from
+    # its programs: it runs as the image's user, which the access point maps to the same uid.
+    containers += [c for c in singles if "secrets" in c]
+    assert [c for c in singles if "secrets" not in c] == [
+        json.loads(only(synthesized, "aws_batch_job_definition", "staging")[
+            "container_properties"])]
     ap = only(synthesized, "aws_efs_access_point")["posix_user"]
     assert len(containers) == 2
     for container in containers:

@@ -57,6 +57,14 @@ def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) ->
     assert EFA_NOT_SYNTHESIZED.split(":")[0] in " ".join(proc.stderr.split())
 
 
+@pytest.mark.parametrize("assignment", [
+    "data_bucket_name=my-team-data", "data_bucket_name=data.example.org",
+    "data_input_prefix=projects/cfd/in/", "data_output_prefix=results_2026/(v1)/"])
+def test_good_data_values_pass(workdir: Path, assignment: str) -> None:
+    proc = _plan(workdir, f"-var={assignment}")
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize(("assignment", "message"), [
     ('cluster_name=Bad_Name', "cluster_name must be 1-32 lowercase letters"),
     ('cluster_name=-abc', "starting and ending with a letter or digit"),
@@ -79,6 +87,13 @@ def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) ->
     ('image_tag=-bad', "image_tag must be 1-128 letters"),
     ('config_recorder=mine', 'config_recorder must be one of "create", "existing"'),
     ('alarm_email=nobody', "alarm_email must be empty or an email address"),
+    ('data_bucket_name=My_Bucket', 'data_bucket_name must be "" (create one) or an S3 bucket'),
+    ('data_bucket_name=my..bucket', 'data_bucket_name must be "" (create one) or an S3 bucket'),
+    ('data_input_prefix=input', "data_input_prefix must be one or more folders"),
+    ('data_input_prefix=/input/', "data_input_prefix must be one or more folders"),
+    ('data_input_prefix=in//put/', "data_input_prefix must be one or more folders"),
+    ('data_output_prefix=out*/', "data_output_prefix must be one or more folders"),
+    ('data_output_prefix=', "data_output_prefix must be one or more folders"),
     ('enable_efa=true', "enable_efa = true needs a stack synthesized for EFA: run ENABLE_EFA=1 "
                         "make synth"),
 ])
