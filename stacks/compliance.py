@@ -30,6 +30,7 @@ from constructs import Construct
 from stacks.buckets import private_bucket, tls_only_statement
 from stacks.config import name, tags
 from stacks.encryption import Encryption
+from stacks.policy import trust_policy
 from stacks.variables import COMPLIANCE_ENABLED, RECORDER_CREATED, counted_ref
 
 # AWS managed rules for what this stack deploys, by identifier (the list of managed rules:
@@ -130,9 +131,7 @@ class Compliance(Construct):
         enc = self._encryption
         count = recorder_count()
         role = IamRole(self, "config_role", count=count, name=name(self._cluster, "config"),
-                       assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                           {"Effect": "Allow", "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "config.amazonaws.com"}}]}),
+                       assume_role_policy=trust_policy("config.amazonaws.com"),
                        tags=tags(self._cluster))
         IamRolePolicyAttachment(self, "config_role_managed", count=count,
                                 role=self._ref(role, "name"),

@@ -228,6 +228,18 @@ class PlatformLimits:
 
 
 @dataclass(frozen=True)
+class ControllerDefaults:
+    """The continuation controller's function (stacks/continuation.py, continuation/README.md)."""
+
+    package: str = "continuation"  # zipped with the project modules it imports
+    handler: str = "continuation.handler.lambda_handler"  # events and the sweep alike
+    # Supported until 2029-06-30 (docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html);
+    # also in the AWS provider 5.100's runtime list, unlike python3.14.
+    runtime: str = "python3.13"
+    memory_mib: int = 128  # a few Batch calls per decision
+    timeout_s: int = 120  # a sweep describes every managed RUNNABLE or recently FAILED job
+    sweep_schedule: str = "rate(5 minutes)"  # the deadline clock and the net for lost events
+    dead_letter_retention_s: int = 14 * 86400  # SQS's longest: time to read what failed
 class StagingDefaults:
     """The data bucket's folders and the single-node staging jobs (docs/CONTRACTS.md)."""
 
@@ -284,6 +296,7 @@ class PlatformConfig:
     settings: StackSettings = field(default_factory=StackSettings)
     node: NodeDefaults = field(default_factory=NodeDefaults)
     limits: PlatformLimits = field(default_factory=PlatformLimits)
+    controller: ControllerDefaults = field(default_factory=ControllerDefaults)
     staging: StagingDefaults = field(default_factory=StagingDefaults)
     state: RemoteState | None = None  # None: local state file beside the project
     stack_name: str = STACK_NAME

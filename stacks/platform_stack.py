@@ -9,6 +9,7 @@ from constructs import Construct
 from stacks.compliance import Compliance
 from stacks.compute import Compute, NodePlacement
 from stacks.config import PlatformConfig
+from stacks.continuation import Continuation
 from stacks.data import DataBucket
 from stacks.efa import Efa
 from stacks.encryption import Encryption
@@ -102,9 +103,19 @@ class PlatformStack(TerraformStack):
         # --- Audit (counted by enable_compliance)
         Compliance(self, "compliance", cluster=cluster, encryption=encryption,
                    tcp_only=not config.settings.enable_efa)
+        # --- The continuation controller (counted by enable_continuation)
+        continuation = Continuation(
+            self, "continuation", config=config, cluster=cluster, encryption=encryption,
+            queue_name=scheduling.job_queue.name, queue_arn=scheduling.job_queue.arn,
+            job_definition_name=scheduling.job_definition.name,
+            alarm_topic_arn=monitoring.topic.arn)
         dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
         self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
                           dashboard_name=dashboard.dashboard_name, region=encryption.region)
+        TerraformOutput(self, "continuation_function_name", value=continuation.function_name,
+                        description="The continuation controller's function ('' when off)")
+        TerraformOutput(self, "continuation_log_group_name", value=continuation.log_group_name,
+                        description="Log group of its decisions, one JSON line each ('' when off)")
         self._add_data_outputs(data, staging)
         self._add_fsx_outputs(lustre)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
@@ -26,6 +27,13 @@ class Statement:
     principals: dict[str, list[str]] = field(default_factory=dict)
     conditions: list[tuple[str, str, list[str]]] = field(default_factory=list)  # test, var, values
     sid: str | None = None
+
+
+def trust_policy(service: str) -> str:
+    """A role's trust policy as plain JSON: `service` may assume it (usable under `count`,
+    where a policy-document data source of a counted role's attributes is not)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]})
 
 
 def policy_document(scope: Construct, id_: str, statements: list[Statement]) -> str:

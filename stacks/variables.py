@@ -34,6 +34,7 @@ COMPLIANCE_ENABLED = "var.enable_compliance"
 RECORDER_CHOICES = ("create", "existing")
 RECORDER_CREATED = 'var.config_recorder == "create"'
 EFA_ENABLED = "var.enable_efa"
+CONTINUATION_ENABLED = "var.enable_continuation"
 EFA_NOT_SYNTHESIZED = ("enable_efa = true needs a stack synthesized for EFA: run "
                        "ENABLE_EFA=1 make synth, then plan again (the job definition's EFA "
                        "devices and settings are written at synth time).")
@@ -155,6 +156,11 @@ class Variables(Construct):
             None if settings.enable_efa else EFA_NOT_SYNTHESIZED)
         self._add_compliance(settings)
         self._add_fsx(settings)
+        self.enable_continuation = self._add(
+            "enable_continuation", "bool", True,
+            "The continuation controller: a Lambda function that continues runs submitted with "
+            "--min-nodes on fewer nodes after a lost node, a stop or a capacity wait "
+            "(continuation/README.md). Jobs without that tag are left alone.", None, None)
         self._add_data(staging)
 
     def _add_fsx(self, settings: StackSettings) -> None:

@@ -28,7 +28,7 @@ class Listing:
     service: str
     operation: str
     items: str
-    ident: str
+    ident: str  # "" when the items are the names themselves (SQS lists queue URLs)
     kwargs: tuple[tuple[str, Any], ...] = ()
     alive: Callable[[dict[str, Any]], bool] = _alive
 
@@ -73,6 +73,8 @@ LISTINGS = (
     Listing("cloudwatch", "describe_alarms", "MetricAlarms", "AlarmName"),
     Listing("cloudwatch", "list_dashboards", "DashboardEntries", "DashboardName"),
     Listing("events", "list_rules", "Rules", "Name"),
+    Listing("lambda", "list_functions", "Functions", "FunctionName"),
+    Listing("sqs", "list_queues", "QueueUrls", ""),
     Listing("sns", "list_topics", "Topics", "TopicArn"),
     Listing("sns", "list_subscriptions", "Subscriptions", "SubscriptionArn"),
     Listing("s3", "list_buckets", "Buckets", "Name"),
@@ -94,6 +96,7 @@ def read(endpoint: str, region: str) -> set[str]:
         api = clients.setdefault(listing.service,
                                     client(listing.service, endpoint, region))
         answer = getattr(api, listing.operation)(**dict(listing.kwargs))
-        found |= {f"{listing.service}/{listing.operation}/{item[listing.ident]}"
+        found |= {f"{listing.service}/{listing.operation}/"
+                  f"{item[listing.ident] if listing.ident else item}"
                   for item in answer.get(listing.items, []) if listing.alive(item)}
     return found | _kms_keys(endpoint, region)

@@ -262,10 +262,46 @@ def fsx_lustre_file_system() -> None:
     FileSystem.to_dict = to_dict
 
 
+def lambda_dead_letter_config() -> None:
+    """A function keeps the DeadLetterConfig it was created or updated with and returns it.
+
+    CreateFunction and UpdateFunctionConfiguration take DeadLetterConfig, and the function's
+    configuration returns it (lambda/latest/api/API_FunctionConfiguration.html,
+    DeadLetterConfig: "The function's dead letter queue"). moto drops it, so every plan would
+    add it again.
+    """
+    from moto.awslambda.models import LambdaFunction
+
+    init, update = LambdaFunction.__init__, LambdaFunction.update_configuration
+    configuration = LambdaFunction.get_configuration
+
+    def create(self: Any, account_id: str, spec: dict[str, Any], *args: Any,
+               **kwargs: Any) -> None:
+        init(self, account_id, spec, *args, **kwargs)
+        self.dead_letter_config = spec.get("DeadLetterConfig")
+
+    def updated(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+        if "DeadLetterConfig" in config_updates:
+            # An empty TargetArn removes the queue (the AWS provider sends that on removal).
+            self.dead_letter_config = config_updates["DeadLetterConfig"]
+        return update(self, config_updates)
+
+    def described(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = configuration(self, *args, **kwargs)
+        if (getattr(self, "dead_letter_config", None) or {}).get("TargetArn"):
+            config["DeadLetterConfig"] = self.dead_letter_config
+        return config
+
+    LambdaFunction.__init__ = create
+    LambdaFunction.update_configuration = updated
+    LambdaFunction.get_configuration = described
+
+
 FIXES: tuple[Callable[[], None], ...] = (
     batch_compute_environment_defaults, job_definition_node_properties,
     job_queue_time_limit_actions, launch_template_data_tags, group_rule_descriptions,
-    jobs_wait_for_capacity, input_template_quotes_strings, fsx_lustre_file_system)
+    jobs_wait_for_capacity, input_template_quotes_strings, fsx_lustre_file_system,
+    lambda_dead_letter_config)
 
 
 def apply_all() -> None:

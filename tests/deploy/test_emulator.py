@@ -157,6 +157,24 @@ def test_group_referencing_rule_keeps_its_description(endpoint: str) -> None:
     assert ingress["Description"] == "peers"
 
 
+def test_function_keeps_its_dead_letter_config(endpoint: str) -> None:
+    iam = client("iam", endpoint, REGION)
+    trust = {"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "lambda.amazonaws.com"}}
+    role = iam.create_role(RoleName="dlq-fn", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [trust]}))
+    sqs = client("sqs", endpoint, REGION)
+    url = sqs.create_queue(QueueName="dlq-fn")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    lam = client("lambda", endpoint, REGION)
+    lam.create_function(FunctionName="dlq-fn", Runtime="python3.13", Handler="m.h",
+                        Role=role["Role"]["Arn"], Code={"ZipFile": b"PK\x05\x06" + bytes(18)},
+                        DeadLetterConfig={"TargetArn": arn})
+    assert lam.get_function(FunctionName="dlq-fn")["Configuration"]["DeadLetterConfig"] == {
+        "TargetArn": arn}
+    lam.update_function_configuration(FunctionName="dlq-fn", DeadLetterConfig={"TargetArn": ""})
+    assert "DeadLetterConfig" not in lam.get_function_configuration(FunctionName="dlq-fn")
 def test_input_template_quotes_string_values(endpoint: str) -> None:
     sqs, events = client("sqs", endpoint, REGION), client("events", endpoint, REGION)
     url = sqs.create_queue(QueueName="transformed")["QueueUrl"]

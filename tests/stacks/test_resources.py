@@ -159,7 +159,10 @@ def test_queues_cancel_jobs_stuck_runnable(synthesized: dict) -> None:
 
 
 def test_alarms_use_the_queue_dimension(synthesized: dict) -> None:
-    alarms = {a["metric_name"]: a for a in resources(synthesized, "aws_cloudwatch_metric_alarm")}
+    # The queue's alarms (the continuation controller's watch its function and DLQ).
+    alarms = {a["metric_name"]: a for key, a in
+              synthesized["resource"]["aws_cloudwatch_metric_alarm"].items()
+              if key.startswith("monitoring_")}
     assert set(alarms) == {"JobsMovedToFailed", "JobAttemptRunnableToStartingDuration"}
     for alarm in alarms.values():
         assert alarm["namespace"] == "AWS/Batch"
