@@ -35,7 +35,9 @@ def main() -> int:
         return 2
     settings = config.settings
     print(f"region {settings.region} (from {settings.region_source})")
-    outdir = "cdktf.out"
+    # Absolute: the jsii runtime (a Node process started with the first import) keeps the
+    # working directory it started in, so a relative outdir would follow that one, not ours.
+    outdir = os.path.abspath("cdktf.out")
     build_app(config, outdir).synth()
     versions = {"terraform": {"required_version": TERRAFORM_REQUIRED_VERSION}}
     stack_dir = Path(outdir, "stacks", config.stack_name)
