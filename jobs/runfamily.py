@@ -1,12 +1,15 @@
 """`submit --min-nodes`: the tags that make a job the first of a run the continuation
 controller manages (continuation/README.md, "How members are linked").
 
-The first job carries only the run's settings: `mnp:family`, `mnp:generation`,
-`mnp:previous` and `mnp:checkpoint` belong to continuations, which the controller tags
-itself. The first job writes its checkpoints to its own default,
+The first job carries the run's settings; `mnp:family`, `mnp:generation` and
+`mnp:previous` belong to continuations, which the controller tags itself. The first job
+writes its checkpoints to its own default,
 `OUTPUT_PATH/<job id>/checkpoints` (docs/CONTRACTS.md "Files on the shared file system"),
-which is the directory every continuation resumes from (`Family.checkpoint_dir`), so the
-CLI only makes sure OUTPUT_PATH is in the request and nothing moves the checkpoints.
+which is the directory every continuation resumes from (`Family.checkpoint_dir`). That
+property reads the first job's OUTPUT_PATH from its description, which holds SubmitJob's
+nodeOverrides only if Batch reflects them there (unverified: continuation/README.md, "What
+only a real account can show"; moto does not), so once Batch has given the job its id the
+CLI tags it with `mnp:checkpoint`, which `Family.checkpoint_dir` reads first.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any
 from continuation.family import (
     DEFAULT_MAX_GENERATIONS,
     DEFAULT_RUNNABLE_DEADLINE_S,
+    TAG_CHECKPOINT,
     TAG_MAX_GENERATIONS,
     TAG_MIN_NODES,
     TAG_RUNNABLE_DEADLINE,
 )
 from jobs import validate
-from jobs.errors import InvalidInput
+from jobs.context import Context
+from jobs.errors import InvalidInput, JobsError
 
 # The solver flag that would put checkpoints outside the run's one directory.
 CHECKPOINT_FLAG = "--checkpoint-dir"
@@ -88,12 +93,25 @@ def tags(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
-def summary(job_id: str, output_path: str, run_tags: dict[str, str]) -> dict[str, Any]:
+def tag_checkpoint(ctx: Context, result: dict[str, object], output_path: str) -> str:
+    """Tag the submitted first job with its run's checkpoint directory; returns it. A failed
+    TagResource leaves the job running, so it is a warning naming what it costs."""
+    directory = posixpath.join(output_path, str(result["jobId"]), "checkpoints")
+    try:
+        ctx.api.tag(str(result["jobArn"]), {TAG_CHECKPOINT: directory})
+    except JobsError as exc:
+        ctx.err.print(f"warning: could not tag {result['jobId']} with {TAG_CHECKPOINT} "
+                      f"({exc.line()}): the controller will look for OUTPUT_PATH in its "
+                      "description instead")
+    return directory
+
+
+def summary(job_id: str, checkpoint_dir: str, run_tags: dict[str, str]) -> dict[str, Any]:
     """The run as `submit --json` reports it: its id (the first job's) and its bounds."""
     return {
         "id": job_id,
         "minNodes": int(run_tags[TAG_MIN_NODES]),
         "maxGenerations": int(run_tags[TAG_MAX_GENERATIONS]),
         "runnableDeadlineSeconds": int(run_tags[TAG_RUNNABLE_DEADLINE]),
-        "checkpointDir": posixpath.join(output_path, job_id, "checkpoints"),
+        "checkpointDir": checkpoint_dir,
     }

@@ -56,7 +56,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         return dry_run(ctx, [submit_request(spec)], args.image_tag, staging)
     (result,) = submit_all(ctx, [spec], args.image_tag, staging)
     if run_tags:
-        result["family"] = runfamily.summary(result["jobId"], args.output_path, run_tags)
+        checkpoints = runfamily.tag_checkpoint(ctx, result, args.output_path)
+        result["family"] = runfamily.summary(result["jobId"], checkpoints, run_tags)
         ctx.err.print(f"run {result['jobId']}: continues on {args.min_nodes}..{args.nodes} "
                       f"nodes, at most {result['family']['maxGenerations']} jobs")
     if args.json:

@@ -10,6 +10,7 @@ import pytest
 from continuation.family import (
     DEFAULT_MAX_GENERATIONS,
     DEFAULT_RUNNABLE_DEADLINE_S,
+    TAG_CHECKPOINT,
     TAG_MAX_GENERATIONS,
     TAG_MIN_NODES,
     TAG_RUNNABLE_DEADLINE,
@@ -37,6 +38,12 @@ def test_min_nodes_tags_the_first_job_as_the_controller_reads_them(aws):
     family = family_of([described])
     assert (family.id, family.min_nodes, family.max_generations,
             family.runnable_deadline_s) == (job_id, 2, 5, 900)
+    # Tagged after SubmitJob (the id is Batch's), so it does not hang on whether Batch's
+    # description shows the nodeOverrides' OUTPUT_PATH: moto's does not.
+    assert family.checkpoint_dir == f"/mnt/efs/runs/{job_id}/checkpoints"
+    tagging = aws.requests()[1]  # TagResource is POST /v1/tags/<job ARN>
+    assert "/v1/tags/" in tagging.url and tagging.body == {
+        "tags": {TAG_CHECKPOINT: f"/mnt/efs/runs/{job_id}/checkpoints"}}
     assert json.loads(result.stdout)["family"] == {
         "id": job_id, "minNodes": 2, "maxGenerations": 5, "runnableDeadlineSeconds": 900,
         "checkpointDir": f"/mnt/efs/runs/{job_id}/checkpoints"}
