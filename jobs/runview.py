@@ -111,3 +111,12 @@ def chain_table(family: Family) -> Table:
                       "-" if row["exitCode"] is None else str(row["exitCode"]),
                       printable(row["reason"] or "-"))
     return table
+
+
+def successor(ctx: Context, job: dict[str, Any]) -> Member | None:
+    """The member after `job` in its run, if the controller has submitted one."""
+    family = find(ctx, job)
+    if family is None:
+        return None
+    generation = Member(job).generation
+    return next((m for m in family.members if m.generation > generation), None)

@@ -79,3 +79,21 @@ def test_a_plain_job_has_no_family(aws):
     result = aws.cli("status", plain.stdout.strip(), "--json")
     assert result.returncode == 0, result.stderr
     assert "family" not in json.loads(result.stdout)
+
+
+def test_watch_follows_a_run_through_its_continuations(aws):
+    ids = three_generations(aws)
+    aws.set_status(ids[2], "SUCCEEDED")
+    result = aws.cli("watch", ids[0], "--interval", "0.1", "--max-wait", "30")
+    assert result.returncode == 0, result.stderr
+    assert f"{ids[0]} continued as {ids[1]} (generation 2, " in result.stderr
+    assert f"{ids[1]} continued as {ids[2]} (generation 3, " in result.stderr
+    assert f"{ids[2]} SUCCEEDED" in result.stdout
+
+
+def test_watch_of_a_run_whose_newest_member_failed_exits_1(aws):
+    ids = three_generations(aws)
+    aws.set_status(ids[2], "FAILED", "Essential container in task exited")
+    result = aws.cli("watch", ids[1], "--interval", "0.1", "--max-wait", "30")
+    assert result.returncode == 1
+    assert f"{ids[2]} FAILED" in result.stdout
