@@ -131,3 +131,40 @@ def gang_request(spec: JobSpec, size: int) -> dict[str, Any]:
     # A gang member that exits is the world's outcome: no evaluateOnExit rule may retry it.
     request["retryStrategy"] = {"attempts": 1}
     return request
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The same world as an on-demand multi-node job and as a Spot gang, per hour."""
+
+    nodes: int
+    on_demand_type: str | None
+    on_demand_hourly: float | None  # one node
+    spot_type: str
+    spot_hourly: float  # one member, the dearest zone's current price
+    timeout_s: int | None
+
+    def lines(self) -> list[str]:
+        """What preflight prints."""
+        gang = self.nodes * self.spot_hourly
+        spot = (f"Spot gang: {self.nodes} x {self.spot_type} at ${self.spot_hourly:.4f}/h "
+                f"(current Spot price) = ${gang:.4f}/h")
+        if self.on_demand_hourly is None:
+            return [f"on-demand MNP: price unknown for {self.on_demand_type}", spot]
+        mnp = self.nodes * self.on_demand_hourly
+        lines = [f"on-demand MNP: {self.nodes} x {self.on_demand_type} at "
+                 f"${self.on_demand_hourly:.4f}/h = ${mnp:.4f}/h", spot]
+        if mnp > 0:
+            lines.append(f"the gang costs {gang / mnp:.0%} of the on-demand job per hour "
+                         "(Spot prices change; a reclaimed member ends the attempt)")
+        if self.timeout_s is not None:
+            hours = self.timeout_s / 3600
+            lines.append(f"over the {hours:g} h attempt timeout: on-demand ${mnp * hours:,.2f}"
+                         f", gang ${gang * hours:,.2f}")
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (preflight --json's spotGang)."""
+        return {"nodes": self.nodes, "onDemandInstanceType": self.on_demand_type,
+                "onDemandHourlyUsd": self.on_demand_hourly, "spotInstanceType": self.spot_type,
+                "spotHourlyUsd": self.spot_hourly, "attemptTimeoutSeconds": self.timeout_s}

@@ -82,3 +82,24 @@ def test_gang_bounds_need_spot_gang(aws):
                      "2048", "--gang-timeout", "60")
     assert result.returncode == 2
     assert "--gang-timeout bound a Spot gang: add --spot-gang" in result.stderr
+
+
+def test_preflight_sets_on_demand_mnp_beside_the_spot_gang(aws):
+    aws.write_outputs()
+    argv = ["preflight", "--job-name", "gang-heat", "--nodes", "4", "--spot-gang",
+            "--timeout", "7200"]
+    result = aws.cli(*argv, "--json")
+    assert "Traceback" not in result.stderr
+    gang = json.loads(result.stdout)["spotGang"]
+    # The on-demand price is the one moto_env seeds for the Price List API (SEEDED_PRICES).
+    assert gang == {"nodes": 4, "onDemandInstanceType": INSTANCE_TYPE,
+                    "onDemandHourlyUsd": 0.34, "spotInstanceType": INSTANCE_TYPE,
+                    "spotHourlyUsd": current_spot_price(aws), "attemptTimeoutSeconds": 7200}
+    table = aws.cli(*argv)
+    spot = current_spot_price(aws)
+    assert f"on-demand MNP: 4 x {INSTANCE_TYPE} at $0.3400/h = $1.3600/h" in table.stdout
+    assert (f"Spot gang: 4 x {INSTANCE_TYPE} at ${spot:.4f}/h (current Spot price) = "
+            f"${4 * spot:.4f}/h") in table.stdout
+    assert (f"over the 2 h attempt timeout: on-demand $2.72, gang ${8 * spot:,.2f}"
+            in table.stdout)
+    assert "submitjob" not in [r.operation for r in aws.requests()]
