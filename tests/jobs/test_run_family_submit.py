@@ -73,6 +73,8 @@ def test_without_min_nodes_no_run_tags(aws):
      "--max-generations 0 is out of range: must be between 1 and 1000"),
     (["--min-nodes", "2", "--runnable-deadline", "60"],
      "--runnable-deadline (seconds) 60 is out of range: must be between 300 and 86400"),
+    (["--min-nodes", "2", "--stage-out", "s3://mnp-batch-data/output/"],
+     "--min-nodes with --stage-out: a continuation does not stage out yet"),
     (["--min-nodes", "2", "--", "python", "-m", "solver", "heat", "--checkpoint-dir=/x"],
      "drop --checkpoint-dir from the command"),
 ])
