@@ -7,16 +7,7 @@ import json
 
 import pytest
 
-from continuation.family import (
-    DEFAULT_MAX_GENERATIONS,
-    DEFAULT_RUNNABLE_DEADLINE_S,
-    TAG_CHECKPOINT,
-    TAG_MAX_GENERATIONS,
-    TAG_MIN_NODES,
-    TAG_RUNNABLE_DEADLINE,
-    family_of,
-    is_managed,
-)
+from continuation import family as run
 
 BASE = ["submit", "--job-name", "heat-run", "--nodes", "4", "--vcpus", "8", "--memory", "15000",
         "--output-path", "/mnt/efs/runs", "--no-preflight"]
@@ -28,14 +19,14 @@ def test_min_nodes_tags_the_first_job_as_the_controller_reads_them(aws):
                      "heat")
     assert result.returncode == 0, result.stderr
     body = aws.requests()[0].body
-    assert body["tags"] == {"submitted-by": "mnp-batch-jobs-cli", TAG_MIN_NODES: "2",
-                            TAG_MAX_GENERATIONS: "5", TAG_RUNNABLE_DEADLINE: "900"}
+    assert body["tags"] == {"submitted-by": "mnp-batch-jobs-cli", run.TAG_MIN_NODES: "2",
+                            run.TAG_MAX_GENERATIONS: "5", run.TAG_RUNNABLE_DEADLINE: "900"}
     job_id = json.loads(result.stdout)["jobId"]
     described = aws.batch.describe_jobs(jobs=[job_id])["jobs"][0]
     # What the controller will read back from Batch: a managed run of one member whose
     # checkpoints are the first job's own default directory (continuation/README.md).
-    assert is_managed(described)
-    family = family_of([described])
+    assert run.is_managed(described)
+    family = run.family_of([described])
     assert (family.id, family.min_nodes, family.max_generations,
             family.runnable_deadline_s) == (job_id, 2, 5, 900)
     # Tagged after SubmitJob (the id is Batch's), so it does not hang on whether Batch's
@@ -43,7 +34,7 @@ def test_min_nodes_tags_the_first_job_as_the_controller_reads_them(aws):
     assert family.checkpoint_dir == f"/mnt/efs/runs/{job_id}/checkpoints"
     tagging = aws.requests()[1]  # TagResource is POST /v1/tags/<job ARN>
     assert "/v1/tags/" in tagging.url and tagging.body == {
-        "tags": {TAG_CHECKPOINT: f"/mnt/efs/runs/{job_id}/checkpoints"}}
+        "tags": {run.TAG_CHECKPOINT: f"/mnt/efs/runs/{job_id}/checkpoints"}}
     assert json.loads(result.stdout)["family"] == {
         "id": job_id, "minNodes": 2, "maxGenerations": 5, "runnableDeadlineSeconds": 900,
         "checkpointDir": f"/mnt/efs/runs/{job_id}/checkpoints"}
@@ -53,8 +44,8 @@ def test_defaults_are_the_controllers_own(aws):
     result = aws.cli(*BASE, "--min-nodes", "4")
     assert result.returncode == 0, result.stderr
     tags = aws.requests()[0].body["tags"]
-    assert tags[TAG_MAX_GENERATIONS] == str(DEFAULT_MAX_GENERATIONS)
-    assert tags[TAG_RUNNABLE_DEADLINE] == str(DEFAULT_RUNNABLE_DEADLINE_S)
+    assert tags[run.TAG_MAX_GENERATIONS] == str(run.DEFAULT_MAX_GENERATIONS)
+    assert tags[run.TAG_RUNNABLE_DEADLINE] == str(run.DEFAULT_RUNNABLE_DEADLINE_S)
     assert "continues on 4..4 nodes" in result.stderr
 
 
