@@ -124,6 +124,10 @@ class BatchJobs:
         """SubmitJob; returns jobId, jobName, jobArn."""
         return self._call(self.batch.submit_job, **request)
 
+    def tag(self, arn: str, tags: dict[str, str]) -> None:
+        """TagResource on a job (its ARN)."""
+        self._call(self.batch.tag_resource, resourceArn=arn, tags=tags)
+
     def describe(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         """DescribeJobs for any number of ids, keyed by job id (missing ids are absent)."""
         found: dict[str, dict[str, Any]] = {}

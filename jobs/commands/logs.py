@@ -7,12 +7,13 @@ import json
 import time
 from typing import Any
 
-from jobs import render, validate
+from jobs import render, runview, validate
 from jobs.context import Context
 from jobs.errors import InvalidInput, NotFound
 
 NAME = "logs"
-HELP = "print a job's log (every node, or one with --node); --follow until it ends"
+HELP = ("print a job's log (every node, or one with --node); of a job of a run, each "
+        "generation's main-node log in order; --follow until it ends")
 BATCH_DEFAULT_GROUP = "/aws/batch/job"
 
 
@@ -21,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", type=validate.job_id, metavar="JOB_ID")
     parser.add_argument("--node", type=validate.node_index, metavar="I",
                         help="only node I (0 is the main node)")
+    parser.add_argument("--generation", type=validate.int_range(1, None, "--generation"),
+                        metavar="N", help="of a job of a run (submit --min-nodes): only the "
+                        "job of generation N (1 is the first), every node unless --node")
     parser.add_argument("--follow", action="store_true",
                         help="keep printing new lines until the job ends")
     parser.add_argument("--log-group", metavar="NAME",
@@ -31,6 +35,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: jobId (of the node), timestamp (ms), "
                         "message")
+
+
+def main_node(job: dict[str, Any]) -> int:
+    """The index of a multi-node job's main node (NodeProperties.mainNode)."""
+    return int((job.get("nodeProperties") or {}).get("mainNode") or 0)
+
+
+def members(ctx: Context, job: dict[str, Any],
+            generation: int | None) -> list[tuple[str, dict[str, Any], int | None]]:
+    """(label, job, node) to print: the job itself (all nodes) when it is not part of a run;
+    each generation's main node, labelled [g<n>]; or the one generation asked for."""
+    family = runview.find(ctx, job)
+    if family is None:
+        if generation is not None:
+            raise InvalidInput(f"--generation {generation}: {job['jobId']} is not part of a "
+                               "run (submitted without --min-nodes)")
+        return [("", job, None)]
+    if generation is not None:
+        chosen = [m for m in family.members if m.generation == generation]
+        if not chosen:
+            known = ", ".join(str(m.generation) for m in family.members)
+            raise InvalidInput(f"--generation {generation}: run {family.id} has generations "
+                               f"{known}")
+        return [("", chosen[0].description, None)]
+    return [(f"[g{m.generation}] ", m.description, main_node(m.description))
+            for m in family.members]
 
 
 def targets(ctx: Context, job: dict[str, Any], node: int | None) -> list[tuple[str, dict]]:
@@ -76,14 +106,27 @@ def _drain(ctx: Context, group: str, label: str, stream: str, token: str | None,
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
-    """Print the streams once, or poll them until the job is SUCCEEDED or FAILED."""
+    """Print the streams once, or poll them until the job is SUCCEEDED or FAILED; of a run,
+    each generation in order (--follow follows the newest)."""
     job = ctx.api.job(args.job_id)
     group = (args.log_group or ctx.settings.optional("LOG_GROUP_NAME", "log_group_name")
              or render.log_group(job) or BATCH_DEFAULT_GROUP)
+    chosen = members(ctx, job, args.generation)
+    for index, (prefix, member, node) in enumerate(chosen):
+        follow = args.follow and index == len(chosen) - 1
+        print_job(ctx, args, group, member, node if args.node is None else args.node,
+                  prefix, follow)
+    return 0
+
+
+def print_job(ctx: Context, args: argparse.Namespace, group: str, job: dict[str, Any],
+              node: int | None, prefix: str, follow: bool) -> None:
+    """One job's streams (``prefix`` before each node's label), polled while ``follow``."""
     tokens: dict[str, str | None] = {}
     reported: set[str] = set()
     while True:
-        for label, target in targets(ctx, job, args.node):
+        for node_label, target in targets(ctx, job, node):
+            label = prefix + node_label
             stream = render.log_stream(target)
             if stream is None:
                 if target["jobId"] not in reported:
@@ -97,13 +140,13 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
                                         target["jobId"] if args.json else None)
             except NotFound:
                 # A starting container's stream can lag its description by a few seconds.
-                if not args.follow or job.get("status") in validate.TERMINAL:
+                if not follow or job.get("status") in validate.TERMINAL:
                     raise
                 if stream not in reported:
                     ctx.err.print(render.printable(f"{label}waiting for log stream {stream}"))
                     reported.add(stream)
-        if not args.follow or job.get("status") in validate.TERMINAL:
-            return 0
+        if not follow or job.get("status") in validate.TERMINAL:
+            return
         time.sleep(args.interval)
         # Read once more after the job ends so its last lines are not lost.
-        job = ctx.api.job(args.job_id)
+        job = ctx.api.job(job["jobId"])

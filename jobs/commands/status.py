@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from jobs import render, stage, validate
+from jobs import render, runview, stage, validate
 from jobs.context import Context
 from staging.manifest import OUTPUT_MANIFEST
 
@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", type=validate.job_id, metavar="JOB_ID")
     parser.add_argument("--json", action="store_true",
                         help="print the DescribeJobs results of the job and its nodes, and "
-                        "its data (stageIn: job, source, dest; stageOut: location, complete)")
+                        "its data (stageIn: job, source, dest; stageOut: location, complete) and, "
+                        "for a job of a run (submit --min-nodes), the run's family: id, bounds "
+                        "and members (generation, jobId, nodes, status, exitCode, reason)")
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
@@ -28,9 +30,11 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     job = ctx.api.job(args.job_id)
     nodes = ctx.api.nodes(job)
     data = stage.whereabouts(ctx, job)
+    family = runview.find(ctx, job)
     if args.json:
-        print(json.dumps({"job": job, "nodes": nodes, "data": data}, indent=2, default=str,
-                         ensure_ascii=False))
+        extra = {"family": runview.summary(family)} if family else {}
+        print(json.dumps({"job": job, "nodes": nodes, "data": data, **extra}, indent=2,
+                         default=str, ensure_ascii=False))
         return 0
     ctx.out.print(render.job_table(job))
     for line in data_lines(job["jobId"], data):
@@ -39,6 +43,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.print(render.attempts_table(job))
     if nodes:
         ctx.out.print(render.nodes_table(nodes))
+    if family:
+        ctx.out.print(runview.chain_table(family))
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Collection, Mapping
 
-from jobs import stage, validate
+from jobs import runfamily, spotgang, stage, validate
 from jobs.commands.common import (
     add_job_arguments,
     dry_run,
@@ -14,6 +14,7 @@ from jobs.commands.common import (
     preflight,
     staged,
 )
+from jobs.commands.gang import submit_gang
 from jobs.commands.sending import submit_all
 from jobs.commands.watch import watch_jobs
 from jobs.context import Context
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser, ignored: Collection[str] = ()
     parser.add_argument("--spot", action="store_true",
                         help="a single-node job (--nodes 1) on the stack's optional Spot queue "
                         "(spot_job_queue_name / spot_job_definition_name outputs)")
+    runfamily.add_arguments(parser)
+    spotgang.add_arguments(parser)
     stage.add_arguments(parser.add_argument)
     parser.epilog = (
         "example:\n  python -m jobs submit --job-name heat --nodes 4 --vcpus 8 --memory 15000 \\\n"
@@ -47,12 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser, ignored: Collection[str] = ()
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
     """Validate and preflight, then print (--dry-run) or submit, and optionally watch."""
-    (spec,), staging = staged(args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)]),
-                              args.job_name)
+    run_tags = runfamily.tags(args)
+    spotgang.check(args)
+    if args.spot_gang:
+        return submit_gang(args, ctx)
+    (spec,), staging = staged(
+        args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)], run_tags), args.job_name)
     preflight(ctx, args, [spec])
     if args.dry_run:
         return dry_run(ctx, [submit_request(spec)], args.image_tag, staging)
     (result,) = submit_all(ctx, [spec], args.image_tag, staging)
+    if run_tags:
+        checkpoints = runfamily.tag_checkpoint(ctx, result, args.output_path)
+        result["family"] = runfamily.summary(result["jobId"], checkpoints, run_tags)
+        ctx.err.print(f"run {result['jobId']}: continues on {args.min_nodes}..{args.nodes} "
+                      f"nodes, at most {result['family']['maxGenerations']} jobs")
     if args.json:
         print(json.dumps(result, indent=2))
     else:

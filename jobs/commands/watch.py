@@ -7,12 +7,13 @@ import json
 import time
 from datetime import UTC, datetime
 
-from jobs import render, validate
+from jobs import render, runview, validate
 from jobs.commands.common import add_wait_arguments
 from jobs.context import Context
 
 NAME = "watch"
-HELP = "follow a job until SUCCEEDED (exit 0) or FAILED (exit 1)"
+HELP = ("follow a job until SUCCEEDED (exit 0) or FAILED (exit 1); a job of a run is followed "
+        "through its continuations")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +33,11 @@ def outcome(job: dict) -> dict:
 
 
 def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: float,
-               as_json: bool = False) -> int:
+               as_json: bool = False, since: float | None = None) -> int:
     """Poll until every job is SUCCEEDED or FAILED, printing each change; 0 if all SUCCEEDED
-    (``as_json``: each outcome as a JSON line on stdout)."""
-    deadline = time.monotonic() + max_wait
+    (``as_json``: each outcome as a JSON line on stdout; ``since``: the monotonic time
+    ``max_wait`` counts from, default now)."""
+    deadline = (time.monotonic() if since is None else since) + max_wait
     last: dict[str, str] = {}
     final: dict[str, str] = {}
     while True:
@@ -73,5 +75,23 @@ def watch_jobs(ctx: Context, job_ids: list[str], interval: float, max_wait: floa
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
-    """Watch one job."""
-    return watch_jobs(ctx, [args.job_id], args.interval, args.max_wait, args.json)
+    """Watch one job; when it fails and belongs to a run (submit --min-nodes), go on with the
+    continuation the controller submitted, if it has one a poll interval later."""
+    started = time.monotonic()
+    deadline = started + args.max_wait
+    job_id = args.job_id
+    while True:
+        code = watch_jobs(ctx, [job_id], args.interval, args.max_wait, args.json, started)
+        job = ctx.api.job(job_id)
+        if (code == 0 or job.get("status") not in validate.TERMINAL
+                or runview.family_id(job) is None):
+            return code
+        following = runview.successor(ctx, job)
+        if following is None and time.monotonic() + args.interval < deadline:
+            time.sleep(args.interval)  # the controller reacts to the FAILED event in seconds
+            following = runview.successor(ctx, job)
+        if following is None:
+            return code
+        ctx.err.print(f"{job_id} continued as {following.job_id} (generation "
+                      f"{following.generation}, {following.num_nodes} nodes)")
+        job_id = following.job_id
