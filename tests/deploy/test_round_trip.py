@@ -12,9 +12,13 @@ import os
 
 import pytest
 
+from tests.deploy.roundtrip import STEP_TIMEOUT
 from tests.deploy.scenario import VARIANTS, Outcome
 
 NAMES = [v.name for v in VARIANTS]
+# The session's round trips run inside the first test's setup, under its timeout: the longest
+# variant's every step (fsx: apply, plan, jobs, then destroy with its 10-minute FSx wait).
+pytestmark = pytest.mark.timeout(max(v.destroy_timeout for v in VARIANTS) + 3 * STEP_TIMEOUT)
 
 
 def _variant(outcomes: dict[str, Outcome], name: str) -> Outcome:
