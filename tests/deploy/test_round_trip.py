@@ -1,8 +1,9 @@
 """`terraform apply` of the stack by the real CLI and provider against the AWS emulator.
 
 For each variant (default, EFA, state in S3, FSx for Lustre): apply creates every resource, a
-second plan is empty, the jobs CLI works on what Terraform made, and destroy leaves nothing (read
-with the AWS API, not the state). `make e2e` runs only these, printing Terraform's output as it comes.
+second plan is empty, the jobs CLI works on what Terraform made, and destroy leaves nothing
+(read with the AWS API, not the state). `make e2e` runs only these, printing Terraform's output
+as it comes.
 """
 
 from __future__ import annotations
