@@ -34,6 +34,7 @@ class Variant:
     name: str
     env: dict[str, str]
     state_bucket: str = ""
+    destroy_timeout: float = STEP_TIMEOUT
 
 
 @dataclass

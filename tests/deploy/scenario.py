@@ -17,11 +17,12 @@ from typing import Any, TextIO
 
 from tests.deploy import emulator_process, inventory
 from tests.deploy.emulator_process import client
-from tests.deploy.roundtrip import REGION, RoundTrip, Step, Variant
+from tests.deploy.roundtrip import REGION, STEP_TIMEOUT, RoundTrip, Step, Variant
 
 # The state lock Terraform's S3 backend writes beside the state (use_lockfile:
 # developer.hashicorp.com/terraform/language/backend/s3#state-locking): "<key>.tflock".
 LOCK_SUFFIX = ".tflock"
+FSX_DELETE_DELAY = 600
 VARIANTS = (
     Variant("default", {}),
     # Two EFA-capable types offered together in us-east-1 (one network card, and two);
@@ -31,8 +32,12 @@ VARIANTS = (
     # State in S3, with the audit and compliance switch on (CloudTrail, AWS Config).
     Variant("s3-state", {"STATE_BUCKET": "mnp-roundtrip-tfstate", "CLUSTER_NAME": "s3state",
                          "ENABLE_COMPLIANCE": "1"}, state_bucket="mnp-roundtrip-tfstate"),
-    # FSx for Lustre linked to the data bucket, mounted through the node user data.
-    Variant("fsx", {"ENABLE_FSX": "1", "CLUSTER_NAME": "fsx"}),
+    # FSx for Lustre linked to the data bucket, mounted through the node user data. Provider
+    # 5.100.0 waits a fixed 10 minutes after DeleteFileSystem before it first asks whether a
+    # Lustre file system is gone (waitFileSystemDeleted: Delay 10 min, PollInterval 10 s, read
+    # from the binary: README "The FSx destroy wait"), so its destroy needs that on top.
+    Variant("fsx", {"ENABLE_FSX": "1", "CLUSTER_NAME": "fsx"},
+            destroy_timeout=STEP_TIMEOUT + FSX_DELETE_DELAY),
 )
 
 
@@ -161,7 +166,7 @@ def run(variant: Variant, root: Path, log: TextIO = sys.stdout) -> Outcome:
                 outcome.attempt("state lock", lambda: _state_lock(trip, outcome))
         if "init" in outcome.steps and outcome.steps["init"].code == 0:
             outcome.attempt("destroy", lambda: _record(outcome, "destroy", trip.terraform(
-                "destroy", "-auto-approve", "-input=false")))
+                "destroy", "-auto-approve", "-input=false", timeout=variant.destroy_timeout)))
         outcome.after = inventory.read(endpoint, REGION)
     outcome.emulator_log = (root / "emulator.log").read_text(errors="replace")
     shutil.rmtree(root, ignore_errors=True)

@@ -190,3 +190,28 @@ def test_input_template_quotes_string_values(endpoint: str) -> None:
     (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
     assert json.loads(message["Body"]) == {"instance": "i-0123456789", "count": 3,
                                            "as text": "i-0123456789"}
+
+
+def test_deleted_lustre_file_system_is_deleting_then_not_found(endpoint: str) -> None:
+    # What the provider's delete waiter reads (README "The FSx destroy wait"): the delete's
+    # Lifecycle, then DescribeFileSystems of the id until FileSystemNotFound.
+    ec2, fsx = client("ec2", endpoint, REGION), client("fsx", endpoint, REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    fs_id = fsx.create_file_system(
+        FileSystemType="LUSTRE", StorageCapacity=1200, SubnetIds=[subnet],
+        LustreConfiguration={"DeploymentType": "PERSISTENT_2", "PerUnitStorageThroughput": 125},
+    )["FileSystem"]["FileSystemId"]
+    (found,) = fsx.describe_file_systems(FileSystemIds=[fs_id])["FileSystems"]
+    assert found["Lifecycle"] == "AVAILABLE"
+    deleted = fsx.delete_file_system(FileSystemId=fs_id,
+                                     LustreConfiguration={"SkipFinalBackup": True})
+    # API_DeleteFileSystem.html: "If the DeleteFileSystem operation is successful, this status
+    # is DELETING."
+    assert (deleted["FileSystemId"], deleted["Lifecycle"]) == (fs_id, "DELETING")
+    # API_DescribeFileSystems.html, Errors: FileSystemNotFound, HTTP Status Code: 400.
+    with pytest.raises(ClientError) as gone:
+        fsx.describe_file_systems(FileSystemIds=[fs_id])
+    assert gone.value.response["Error"]["Code"] == "FileSystemNotFound"
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert fs_id not in [f["FileSystemId"] for f in fsx.describe_file_systems()["FileSystems"]]

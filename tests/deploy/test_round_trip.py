@@ -1,9 +1,9 @@
 """`terraform apply` of the stack by the real CLI and provider against the AWS emulator.
 
 For each variant (default, EFA, state in S3, FSx for Lustre): apply creates every resource, a
-second plan is empty, the jobs CLI works on what Terraform made, and destroy leaves nothing (read
-with the AWS API, not the state). `make e2e` runs only these, printing Terraform's output as it
-comes.
+second plan is empty, the jobs CLI works on what Terraform made, and destroy leaves nothing
+(read with the AWS API, not the state). `make e2e` runs only these, printing Terraform's output
+as it comes.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ import os
 
 import pytest
 
+from tests.deploy.roundtrip import STEP_TIMEOUT
 from tests.deploy.scenario import VARIANTS, Outcome
 
 NAMES = [v.name for v in VARIANTS]
+# The session's round trips run inside the first test's setup, under its timeout: the longest
+# variant's every step (fsx: apply, plan, jobs, then destroy with its 10-minute FSx wait).
+pytestmark = pytest.mark.timeout(max(v.destroy_timeout for v in VARIANTS) + 3 * STEP_TIMEOUT)
 
 
 def _variant(outcomes: dict[str, Outcome], name: str) -> Outcome:
