@@ -109,9 +109,7 @@ def plan(args: argparse.Namespace, definition: dict[str, Any]) -> Plan | None:
     if not (args.stage_in or args.stage_out):
         return None
     check_endpoint(args)
-    container = definition["nodeProperties"]["nodeRangeProperties"][0]["container"]
-    defaults = {e["name"]: e["value"] for e in container.get("environment", [])}
-    output_dir = args.output_path or defaults.get(OUTPUT_PATH_ENV, "")
+    output_dir = args.output_path or stage.definition_output_path(definition) or ""
     if args.stage_out and not output_dir:
         raise InvalidInput("--stage-out needs --output-path (the job definition sets no "
                            f"{OUTPUT_PATH_ENV})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from tests.stacks.conftest import only
 
 COUNT = "${var.enable_continuation ? 1 : 0}"
 QUEUE = "aws_batch_job_queue.scheduling_job_queue"
-# The interpreter of the function's runtime when this machine has it (pyenv), else ours.
-RUNTIME_PYTHON = next((str(p) for p in sorted(Path("/root/.pyenv/versions").glob(
+# The interpreter of the function's runtime when this machine has it (pyenv's versions under
+# PYENV_ROOT, by default ~/.pyenv), else ours.
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"), "versions")
+RUNTIME_PYTHON = next((str(p) for p in sorted(PYENV_VERSIONS.glob(
     f"{ControllerDefaults().runtime.removeprefix('python')}*/bin/python3"))), sys.executable)
 
 
