@@ -79,7 +79,9 @@ def continuation_request(family: Family, decision: Decision,
         "propagateTags": True,
         "tags": family.tags_for(decision.generation, job),
     }
-    for key in ("retryStrategy", "timeout"):
+    # `parameters` carry --stage-out's location: each member's terminal-state event then
+    # stages out its own OUTPUT_PATH/<job id>/ (stacks/stage_out.py), the last one the result.
+    for key in ("retryStrategy", "timeout", "parameters"):
         if job.description.get(key):
             request[key] = job.description[key]
     return request

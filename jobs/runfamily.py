@@ -78,10 +78,6 @@ def tags(args: argparse.Namespace) -> dict[str, str]:
     if getattr(args, "spot", False):
         raise InvalidInput("--min-nodes continues a multi-node run; --spot submits a "
                            "single-node job: drop one of them")
-    if getattr(args, "stage_out", None):
-        raise InvalidInput("--min-nodes with --stage-out: a continuation does not stage out "
-                           "yet (the controller does not carry the job's stageOut parameter); "
-                           "drop one, and copy the outputs from OUTPUT_PATH")
     if not args.output_path:
         raise InvalidInput("--min-nodes needs --output-path: every job of the run writes its "
                            "checkpoints to OUTPUT_PATH/<first job id>/checkpoints")

@@ -16,7 +16,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from jobs import download, render, stage, validate
+from continuation.family import Member
+from jobs import download, render, runview, stage, validate
 from jobs.context import Context
 from jobs.errors import InvalidInput, JobsError, NotFound
 from staging.manifest import OUTPUT_MANIFEST, Manifest
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the stage-out location s3://BUCKET/PREFIX/ the outputs went to "
                         "(default: the job's stageOut parameter, from DescribeJobs; use this "
                         "once Batch has forgotten the job)")
+    parser.add_argument("--only-this-job", action="store_true",
+                        help="a job of a --min-nodes run: fetch this job's own outputs, not "
+                        "those of the run's newest job (the default; its result)")
     parser.add_argument("--json", action="store_true",
                         help="print jobId, source, to, status, files, bytes, downloaded, "
                         "skipped as JSON")
@@ -68,27 +72,45 @@ def _not_ready(ctx: Context, job_id: str, job: dict[str, Any] | None,
                     "says why if it failed")
 
 
-def _manifest(ctx: Context, args: argparse.Namespace) -> tuple[S3Location, Manifest]:
-    """Where the outputs are and their manifest; NotReady while it is not there."""
+def _newest_of_run(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
+    """The run's newest job when `job` belongs to a --min-nodes run (each member stages out
+    its own folder; the newest holds the run's result), else `job` itself."""
+    family = runview.find(ctx, job)
+    if family is None or family.newest.job_id == job["jobId"]:
+        return job
+    newest = family.newest
+    ctx.err.print(render.printable(
+        f"job {job['jobId']} is generation {Member(job).generation} of run {family.id}: "
+        f"fetching its newest job {newest.job_id} (generation {newest.generation}, "
+        f"{newest.status}); --only-this-job fetches {job['jobId']}'s own"))
+    return newest.description
+
+
+def _manifest(ctx: Context, args: argparse.Namespace) -> tuple[str, S3Location, Manifest]:
+    """Whose outputs, where they are and their manifest; NotReady while it is not there."""
     job = None
+    job_id = args.job_id
     if args.source is not None:
-        folder = args.source.child(args.job_id)
+        folder = args.source.child(job_id)
     else:
-        job = ctx.api.job(args.job_id)
+        job = ctx.api.job(job_id)
+        if not args.only_this_job:
+            job = _newest_of_run(ctx, job)
+            job_id = job["jobId"]
         found = stage.output_folder(job)
         if found is None:
-            raise InvalidInput(f"job {args.job_id} was submitted without --stage-out: its "
+            raise InvalidInput(f"job {job_id} was submitted without --stage-out: its "
                                "outputs stay on the shared file system",
                                hint="pass --from s3://BUCKET/PREFIX/ if they were copied "
                                "to S3 another way")
         folder = found
     manifest = stage.read_manifest(ctx, folder)
     if manifest is None:
-        raise _not_ready(ctx, args.job_id, job, folder)
-    if manifest.job_id != args.job_id:
+        raise _not_ready(ctx, job_id, job, folder)
+    if manifest.job_id != job_id:
         raise JobsError(f"{folder}{OUTPUT_MANIFEST} is the manifest of job {manifest.job_id}, "
-                        f"not of {args.job_id}: nothing downloaded")
-    return folder, manifest
+                        f"not of {job_id}: nothing downloaded")
+    return job_id, folder, manifest
 
 
 def execute(args: argparse.Namespace, ctx: Context) -> int:
@@ -97,8 +119,8 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
         parent = args.job_id.split("#")[0].split(":")[0]
         raise InvalidInput(f"{args.job_id} is one node or child of job {parent}, whose outputs "
                            f"are one folder: fetch {parent}")
-    folder, manifest = _manifest(ctx, args)
-    root = args.to / args.job_id
+    job_id, folder, manifest = _manifest(ctx, args)
+    root = args.to / job_id
     try:
         todo, skipped = download.plan(root, manifest)
         total = sum(entry.size for entry, _ in todo)
@@ -113,7 +135,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
             outcome = download.download(ctx.api.s3, folder, manifest, todo)
     except OSError as exc:
         raise JobsError(f"cannot write below {root}: {exc}") from None
-    result = {"jobId": args.job_id, "source": str(folder), "to": str(root),
+    result = {"jobId": job_id, "source": str(folder), "to": str(root),
               "status": manifest.status, "files": len(manifest.files), "bytes": manifest.bytes,
               "downloaded": len(outcome.downloaded), "skipped": len(skipped),
               "bytesDownloaded": outcome.bytes_downloaded}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from continuation.family import family_of
 from staging.manifest import FileEntry, Manifest, build
 from tests.jobs.moto_env import DATA_BUCKET, DEFINITION, QUEUE
 
@@ -267,3 +268,31 @@ def test_a_progress_bar_on_a_terminal_only(aws, tmp_path):
     assert proc.returncode == 0
     assert b"4 files" in screen and b"\xe2\x94\x81" in screen  # the description, the bar (━)
     assert out.decode().startswith(f"tty/{job_id}: 4 files")
+
+
+def test_a_run_is_fetched_from_its_newest_job(aws, run_main, tmp_path):
+    """Every member of a --min-nodes run stages out its own folder (the controller copies
+    `parameters`, continuation/apply.py); the run's result is the newest member's."""
+    submitted = run_main("submit", "--job-name", "heat", "--nodes", "2", "--vcpus", "8",
+                         "--memory", "15000", "--output-path", "/mnt/efs/runs", "--min-nodes",
+                         "1", "--stage-out", OUT, "--no-preflight", "--json")
+    assert submitted.code == 0, submitted.err
+    first = json.loads(submitted.out)["jobId"]
+    aws.set_status(first, "FAILED", "Host EC2 (instance i-0a1b2c3d4e5f60718) terminated.")
+    family = family_of(aws.batch.describe_jobs(jobs=[first])["jobs"])
+    second = aws.batch.submit_job(
+        jobName=family.continuation_name(2), jobQueue=QUEUE, jobDefinition=DEFINITION,
+        parameters={"stageOut": OUT, "outputDir": "/mnt/efs/runs"},
+        tags=family.tags_for(2, family.newest))["jobId"]
+    aws.set_status(second, "SUCCEEDED")
+    upload(aws, tmp_path, first, {"partial.txt": b"stopped at step 34\n"})
+    upload(aws, tmp_path, second)
+    result = run_main("fetch", first, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["jobId"] == second
+    assert local_tree(aws.tmp_path / "outputs" / second) == TREE
+    assert f"fetching its newest job {second} (generation 2, SUCCEEDED)" in \
+        " ".join(result.err.split())
+    own = run_main("fetch", first, "--only-this-job", "--json")
+    assert own.code == 0, own.err
+    assert local_tree(aws.tmp_path / "outputs" / first) == {"partial.txt": b"stopped at step 34\n"}

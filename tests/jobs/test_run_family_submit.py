@@ -8,6 +8,9 @@ import json
 import pytest
 
 from continuation import family as run
+from continuation.apply import continuation_request
+from continuation.decide import Action, QueueSpec, decide
+from tests.jobs.moto_env import DATA_BUCKET, QUEUE
 
 BASE = ["submit", "--job-name", "heat-run", "--nodes", "4", "--vcpus", "8", "--memory", "15000",
         "--output-path", "/mnt/efs/runs", "--no-preflight"]
@@ -64,8 +67,6 @@ def test_without_min_nodes_no_run_tags(aws):
      "--max-generations 0 is out of range: must be between 1 and 1000"),
     (["--min-nodes", "2", "--runnable-deadline", "60"],
      "--runnable-deadline (seconds) 60 is out of range: must be between 300 and 86400"),
-    (["--min-nodes", "2", "--stage-out", "s3://mnp-batch-data/output/"],
-     "--min-nodes with --stage-out: a continuation does not stage out yet"),
     (["--min-nodes", "2", "--", "python", "-m", "solver", "heat", "--checkpoint-dir=/x"],
      "drop --checkpoint-dir from the command"),
 ])
@@ -82,3 +83,24 @@ def test_min_nodes_needs_an_output_path(aws):
     assert result.returncode == 2
     assert "--min-nodes needs --output-path" in result.stderr
     assert aws.requests() == []
+
+
+def test_a_run_with_stage_out_hands_its_location_to_every_continuation(aws):
+    """Each member's terminal-state event stages out its own folder (stacks/stage_out.py
+    reads `parameters`), so the controller's SubmitJob must carry the first job's."""
+    result = aws.cli(*BASE, "--min-nodes", "1", "--stage-out", f"s3://{DATA_BUCKET}/output/",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    job_id = json.loads(result.stdout)["jobId"]
+    aws.set_status(job_id, "FAILED", "Host EC2 (instance i-0a1b2c3d4e5f60718) terminated.")
+    described = aws.batch.describe_jobs(jobs=[job_id])["jobs"][0]
+    assert described["parameters"] == {"stageOut": f"s3://{DATA_BUCKET}/output/",
+                                       "outputDir": "/mnt/efs/runs"}
+    family = run.family_of([described])
+    queues = [QueueSpec(QUEUE, slots=8, vcpus=8, memory_mib=15000)]
+    decision = decide(family, queues, now_ms=0)
+    # one node fewer than Batch describes (moto's description keeps the definition's count)
+    assert (decision.action, decision.nodes) == (Action.CONTINUE,
+                                                 family.newest.num_nodes - 1), decision.reason
+    assert continuation_request(family, decision, queues)["parameters"] == \
+        described["parameters"]
