@@ -75,13 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     refusal = mpi_starter_refusal(cmd)
     if refusal:
-        print(f"mnp: error: {refusal}", file=sys.stderr)
+        print(f"mnp-launch: error: {refusal}", file=sys.stderr)
         return contract.USAGE
     try:
         node = BatchNode.from_env(os.environ)
         knobs = Settings.from_env(os.environ, args.rendezvous_timeout, node.num_nodes)
     except ValueError as e:
-        print(f"mnp: error: {e}", file=sys.stderr)
+        print(f"mnp-launch: error: {e}", file=sys.stderr)
         return contract.USAGE
     if node.gang:
         # The ranks' job is the gang (the array's parent id), as an MNP node's is its parent's:

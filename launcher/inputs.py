@@ -62,12 +62,23 @@ def known_region(name: str) -> str:
     partitions = create_loader().load_data("partitions")["partitions"]
     regions = {r for p in partitions for r in p["regions"] if "global" not in r}
     if name not in regions:
-        near = sorted(r for r in regions if r.split("-")[0] == name.split("-")[0])[:6]
         raise ValueError(
             f"{name!r} is not an AWS region known to botocore {botocore_version} "
-            f"(e.g. {', '.join(near or ['us-east-1', 'eu-west-1'])}; a region newer than "
+            f"(did you mean {', '.join(nearest_regions(name, regions))}? a region newer than "
             "botocore needs a botocore upgrade)")
     return name
+
+
+def nearest_regions(name: str, regions: set[str]) -> list[str]:
+    """The regions a mistyped `name` most likely meant: those it begins (eu-west ->
+    eu-west-1..3), else the closest spellings, else those of its geography."""
+    import difflib
+
+    ordered = sorted(regions)
+    return ([r for r in ordered if r.startswith(name)][:6]
+            or difflib.get_close_matches(name, ordered, n=4, cutoff=0.6)
+            or [r for r in ordered if r.split("-")[0] == name.split("-")[0]][:6]
+            or ["us-east-1", "eu-west-1"])
 
 
 # Programs that start an MPI world themselves. The launcher already runs the job's command under

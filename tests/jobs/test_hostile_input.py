@@ -250,6 +250,9 @@ def test_truncated_outputs_file(aws, run_main, text):
     ("xx-fake-9", "'xx-fake-9' is not an AWS region known to botocore"),
     ("us-fake-1", "'us-fake-1' is not an AWS region known to botocore"),
     ("US-EAST-1", "'US-EAST-1' is not an AWS region"),
+    # the region a user most likely meant comes first (issue: eu-west did not suggest eu-west-1)
+    ("eu-west", "did you mean eu-west-1, eu-west-2, eu-west-3?"),
+    ("us-east1", "did you mean us-east-1,"),
     ("us-east-1\n", "is not an AWS region"),
     ("aws-global", "is not an AWS region"),
 ])

@@ -45,8 +45,8 @@ def test_the_launcher_exits_2_on_an_unknown_value_before_anything_starts() -> No
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "RAN" not in run.stdout
-    assert "mnp: error: MNP_NETWORK='rdma': unknown value; allowed: one of tcp, ofi-tcp, efa" \
-        in run.stderr
+    assert ("mnp-launch: error: MNP_NETWORK='rdma': unknown value; allowed: one of tcp, "
+            "ofi-tcp, efa") in run.stderr
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))

@@ -77,7 +77,7 @@ def test_the_main_node_exits_2_in_one_line_starting_nothing(tmp_path: Path, name
         env[name] = f"{Path(sys.executable).parent}:{value}"
     run = _launcher(["true"], **env)
     assert run.returncode == contract.USAGE, run.stderr
-    assert run.stderr.startswith(f"mnp: error: {name}=") and why in run.stderr
+    assert run.stderr.startswith(f"mnp-launch: error: {name}=") and why in run.stderr
     assert run.stderr.count("\n") == 1 and run.stdout == ""
     if name != "MNP_STATE_DIR":
         assert list(tmp_path.iterdir()) == []  # no key, no state
@@ -86,7 +86,7 @@ def test_the_main_node_exits_2_in_one_line_starting_nothing(tmp_path: Path, name
 def test_a_state_dir_that_does_not_exist_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     run = _launcher(["true"], **MAIN, MNP_STATE_DIR=str(tmp_path / "nonexistent"))
     assert run.returncode == contract.USAGE
-    assert run.stderr == (f"mnp: error: MNP_STATE_DIR='{tmp_path}/nonexistent': no such "
+    assert run.stderr == (f"mnp-launch: error: MNP_STATE_DIR='{tmp_path}/nonexistent': no such "
                           "directory this user can write here; allowed: an absolute path of "
                           "an existing, writable directory off the EFS mount\n")
 
