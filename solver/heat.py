@@ -55,7 +55,12 @@ def _plan(cfg: SolverConfig, environ: dict[str, str]) -> Plan:
     if found is None and cfg.restart_from:
         source = checkpoint.restart_dir(cfg.restart_from)
         found = checkpoint.find_latest(source, cfg, keys.for_restart())
-        if found is None:
+        if found is None and os.path.abspath(source) == ckpt_dir:
+            # A run's continuation resumes from the run's own directory (continuation/
+            # README.md): empty, no member reached a checkpoint, so the run starts over.
+            log(f"restart-from {cfg.restart_from}: this job's own checkpoint dir holds no "
+                "checkpoint yet; starting from step 0")
+        elif found is None:
             raise UsageError(f"restart-from {cfg.restart_from}: no valid checkpoint "
                              "there (for this run)")
     return Plan(jid, out_dir, ckpt_dir, found, keys.own)

@@ -212,3 +212,28 @@ def test_checkpoints_past_ten_digits_are_ordered_by_step(tmp_path: Path) -> None
     (tmp_path / "step-10000000000").rename(tmp_path / "step-010000000000")
     found = checkpoint.find_latest(str(tmp_path), cfg)
     assert found is not None and found.step == 9_999_999_999
+
+
+def test_a_runs_continuation_with_no_checkpoint_yet_starts_over(tmp_path: Path,
+                                                                  heat_here) -> None:
+    """A run's continuation names the run's own directory as both --checkpoint-dir and the
+    last --restart-from (continuation/README.md, "Checkpoints"); when no member reached a
+    checkpoint it is empty, and the run starts over rather than ending with exit 2."""
+    family = tmp_path / "first" / "checkpoints"
+    family.mkdir(parents=True)
+    args = ["--nx", "9", "--ny", "9", "--steps", "20", "--no-png", "--output-path",
+            str(tmp_path)]
+    continued = heat_here([*args, "--checkpoint-dir", str(family), "--restart-from",
+                           str(family)], env={"AWS_BATCH_JOB_ID": "second"})
+    assert continued.returncode == 0, continued.stderr
+    assert "holds no checkpoint yet; starting from step 0" in continued.stderr
+    plain = heat_here(args, env={"AWS_BATCH_JOB_ID": "plain"})
+    assert plain.returncode == 0, plain.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "second" / "field.npy"),
+                                  np.load(tmp_path / "plain" / "field.npy"))
+    # another job's directory with nothing in it is still a mistake
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    refused = heat_here([*args, "--restart-from", str(elsewhere)],
+                        env={"AWS_BATCH_JOB_ID": "third"})
+    assert refused.returncode == 2 and "no valid checkpoint there" in refused.stderr
