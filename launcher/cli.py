@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("%s", e)
             return contract.USAGE
     procs.become_subreaper()
-    term = TermSignal()
+    term = TermSignal(knobs.term_grace)
     log.info("node %d of %d (main is %d), %d slots%s", node.index, node.num_nodes,
              node.main_index, knobs.slots, f", {flavour.name} ({path})" if launches else "")
     try:

@@ -55,6 +55,7 @@ CHECKPOINT_KEY_ENV = "MNP_CHECKPOINT_KEY"  # launcher (one key per job) -> solve
 RUN_AS_ENV = "MNP_RUN_AS"  # job definition (its user is root) -> launcher: the ranks' UID:GID
 NETWORK_ENV = "MNP_NETWORK"  # job definition (tcp, or efa on an EFA stack) -> launcher
 PRECHECK_ENV = "MNP_PRECHECK"  # job definition (1 on an EFA stack, else 0) -> launcher's gate
+TERM_GRACE_ENV = "MNP_TERM_GRACE"  # Spot job definition (below its stop timeout) -> launcher
 INPUT_PATH_ENV = "INPUT_PATH"  # CLI -> solver (default of --input-path)
 OUTPUT_PATH_ENV = "OUTPUT_PATH"  # job definition, CLI -> solver (default of --output-path)
 

@@ -113,6 +113,7 @@ class Settings:
     run_as: account.Account | None = None  # MNP_RUN_AS; None: the launcher's own user
     gang_dir: str = settings.GANG_DIR  # MNP_GANG_DIR
     gang_bound: gang.Bound | None = None  # a gang member's wait; None: not in a gang
+    term_grace: float = settings.TERM_GRACE  # MNP_TERM_GRACE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout_flag: float | None,
@@ -148,6 +149,7 @@ class Settings:
             run_as=knobs.run_as,
             gang_dir=knobs.gang_dir,
             gang_bound=bound,
+            term_grace=knobs.term_grace,
         )
 
 

@@ -36,7 +36,6 @@ from launcher.settings import value as read_knob
 if TYPE_CHECKING:
     from launcher.node import BatchNode, Settings
 
-TERM_GRACE = 30.0  # Batch sends SIGKILL 30 s after SIGTERM
 LOSS_GRACE = 2.0  # after mpiexec fails, how long a lost node may take to show up as lost
 # Forwarded to every rank (mpiexec -x) when set: which job and attempt, where data lives.
 FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_NODES",
@@ -45,11 +44,13 @@ FORWARD_ENV = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JOB_NUM_N
 
 
 class TermSignal:
-    """Records SIGTERM; the run loops forward it to the local ranks."""
+    """Records SIGTERM; the run loops forward it to the local ranks and kill them `grace`
+    seconds later (MNP_TERM_GRACE)."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float) -> None:
         self.event = threading.Event()
         self.at = 0.0
+        self.grace = grace
         signal.signal(signal.SIGTERM, self._on)
 
     def _on(self, *_: object) -> None:
@@ -109,7 +110,7 @@ def _supervise(proc: subprocess.Popen[bytes], term: TermSignal,
             if not forwarded:
                 _forward_term(os.getpid())
                 forwarded = True
-            if time.monotonic() - term.at > TERM_GRACE:
+            if time.monotonic() - term.at > term.grace:
                 procs.kill_tree(proc.pid)
                 proc.wait()
                 return contract.STOPPED, None
@@ -447,7 +448,7 @@ def _follow(client: Client, term: TermSignal, in_gang: bool = False) -> int:
             ranks = procs.rank_pids(os.getpid())
             waited = time.monotonic() - forwarded_at
             # sshd stays up while ranks checkpoint; then a short wait for the main's word.
-            if waited > TERM_GRACE or (not ranks and waited > 5):
+            if waited > term.grace or (not ranks and waited > 5):
                 log.info("SIGTERM: local ranks ended; exiting")
                 return contract.STOPPED
         try:

@@ -144,6 +144,9 @@ class Knob:
 
 
 DAY = 86400.0
+# The ECS agent's default stop timeout: SIGKILL 30 s after SIGTERM (ECS_CONTAINER_STOP_TIMEOUT,
+# docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-agent-config.html).
+TERM_GRACE = 30.0
 KNOBS: tuple[Knob, ...] = (
     Knob(contract.RANKS_PER_NODE_ENV, "ranks_per_node",
          whole(1, contract.MAX_VCPUS_PER_NODE), None, "the node's CPU count",
@@ -193,6 +196,10 @@ KNOBS: tuple[Knob, ...] = (
          "where each node keeps its keys and configs for the attempt (removed at the end)"),
     Knob("MNP_FORWARD_ENV", "forward_env", Kind(_names, "variable names separated by commas"),
          (), "none", "more variables every rank gets from the main node"),
+    Knob(contract.TERM_GRACE_ENV, "term_grace", seconds(1, 3600), TERM_GRACE, f"{TERM_GRACE:g}",
+         "seconds the ranks may take after SIGTERM (to checkpoint) before the launcher kills "
+         "them; keep it below the ECS agent's stop timeout (ECS_CONTAINER_STOP_TIMEOUT), "
+         "after which the agent kills the container"),
     Knob("MNP_DEBUG_USR1", "debug_usr1", FLAG, False, "0",
          "1: forward SIGTERM to ranks as SIGUSR1 (for debugging the stop path)"),
     Knob(gang.GANG_ENV, "gang", FLAG, False, "0",
@@ -239,6 +246,7 @@ class Values:
     ssh_port: int | None
     state_dir: str | None
     forward_env: tuple[str, ...]
+    term_grace: float
     debug_usr1: bool
     gang: bool
     gang_dir: str

@@ -1,4 +1,4 @@
-"""EC2 capacity: cluster placement group, node launch template, both compute environments."""
+"""EC2 capacity: cluster placement groups, node launch templates, both compute environments."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from cdktf_cdktf_provider_aws.launch_template import (
 from cdktf_cdktf_provider_aws.placement_group import PlacementGroup
 from constructs import Construct
 
+from stacks import spot_interruption
 from stacks.config import PlatformConfig, name, tags
 from stacks.efa import INTERFACES_LOCAL, Efa
 from stacks.lustre import Lustre
@@ -30,6 +31,7 @@ from stacks.variables import EFA_ENABLED, FSX_ENABLED, counted_ref
 
 USER_DATA_BOUNDARY = "==MNPBOUNDARY=="
 FSX_USER_DATA_LOCAL = "node_user_data_fsx"  # the MIME text with the Lustre part
+SPOT_FSX_USER_DATA_LOCAL = "spot_node_user_data_fsx"  # the same for Spot instances
 # Keeps awsvpc containers (every MNP node) off the instance role's credentials: the documented
 # control for awsvpc tasks
 # (docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
@@ -72,6 +74,19 @@ def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
         "ascii")
 
 
+def _literal(text: str) -> str:
+    """`text` as a Terraform string template that renders to itself."""
+    # Template sequences (developer.hashicorp.com/terraform/language/expressions/strings).
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def _attribute(resource: LaunchTemplate, attribute: str) -> str:
+    """A reference to the template's attribute, of instance 0 when it is counted."""
+    if resource.count is None:
+        return Token.as_string(getattr(resource, attribute))
+    return f"${{{counted_ref(resource, attribute)}}}"
+
+
 @dataclass(frozen=True)
 class NodePlacement:
     """Where and as what nodes launch: shared by the on-demand and the Spot environment."""
@@ -83,11 +98,12 @@ class NodePlacement:
 
 
 class Compute(Construct):
-    """On-demand MNP capacity in one zone with a cluster placement group; optional Spot capacity."""
+    """On-demand MNP capacity and optional Spot capacity, each in one zone with a cluster
+    placement group and a launch template of its own."""
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
-                 placement: NodePlacement, pinned_subnet_id: str, subnet_ids: list[str],
-                 spot_count: float, efa: Efa | None = None, lustre: Lustre | None = None,
+                 placement: NodePlacement, pinned_subnet_id: str, spot_count: float,
+                 efa: Efa | None = None, lustre: Lustre | None = None,
                  checks: list[Precondition] | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
@@ -95,31 +111,49 @@ class Compute(Construct):
         self._placement = placement
         self._efa = efa
         self._lustre = lustre
-        # --- Shared by both environments
-        self.placement_group = self._add_placement_group()
-        self.launch_template = self._add_launch_template()
+        uid = int(config.node.user.split(":")[0])  # every job definition's "uid:gid"
+        self.placement_group = self._add_placement_group("placement_group", "mpi")
+        self.launch_template = self._add_launch_template(
+            "launch_template", "node", self._user_data(node_script(uid), FSX_USER_DATA_LOCAL))
+        # Spot gangs are one MPI world, so they get the same low-latency placement as a
+        # multi-node job: a cluster group of their own, existing only with the Spot queue. Its
+        # template adds the interruption handling (stacks/spot_interruption.py).
+        self.spot_placement_group = self._add_placement_group("spot_placement_group", "spot-mpi",
+                                                               count=spot_count)
+        self.spot_launch_template = self._add_launch_template(
+            "spot_launch_template", "spot-node",
+            self._user_data(node_script(uid, ECS_CONFIG + spot_interruption.ECS_CONFIG),
+                            SPOT_FSX_USER_DATA_LOCAL, spot_interruption.watcher_script()),
+            count=spot_count)
         # --- Environments
         # EC2 on-demand: multi-node jobs do not run on Spot or Fargate. One subnet: the cluster
         # placement group lives in a single zone.
         self.mnp_environment = self._add_environment(
             "compute_environment", "mnp", "node", "EC2", "BEST_FIT_PROGRESSIVE",
-            [pinned_subnet_id], placement_group=self.placement_group.name, checks=checks)
-        # Single-node work only, so no placement group and both subnets.
+            [pinned_subnet_id], self.launch_template, placement_group=self.placement_group.name,
+            checks=checks)
+        # The pinned subnet too: "A cluster placement group is a logical grouping of instances
+        # within a single Availability Zone" (docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+        # placement-strategies.html), so Spot capacity comes from that zone alone.
         self.spot_environment = self._add_environment(
             "spot_compute_environment", "spot", "spot-node", "SPOT",
-            "SPOT_PRICE_CAPACITY_OPTIMIZED", subnet_ids, count=spot_count)
+            "SPOT_PRICE_CAPACITY_OPTIMIZED", [pinned_subnet_id],
+            self.spot_launch_template, count=spot_count,
+            placement_group=f"${{{counted_ref(self.spot_placement_group, 'name')}}}")
         self.spot_environment_arn = f"${{{counted_ref(self.spot_environment, 'arn')}}}"
 
-    def _add_placement_group(self) -> PlacementGroup:
-        return PlacementGroup(self, "placement_group", name=name(self._cluster, "mpi"),
-                              strategy="cluster", tags=tags(self._cluster))
+    def _add_placement_group(self, id_: str, label: str, *,
+                             count: float | None = None) -> PlacementGroup:
+        return PlacementGroup(self, id_, name=name(self._cluster, label), strategy="cluster",
+                              count=count, tags=tags(self._cluster))
 
-    def _add_launch_template(self) -> LaunchTemplate:
-        """IMDSv2 only, ECS_AWSVPC_BLOCK_IMDS in user data, encrypted gp3 root volume; EFA."""
+    def _add_launch_template(self, id_: str, label: str, user_data_: str, *,
+                             count: float | None = None) -> LaunchTemplate:
+        """IMDSv2 only, `user_data_`, encrypted gp3 root volume; EFA interfaces."""
         efa = self._efa
         template = LaunchTemplate(
-            self, "launch_template", name_prefix=f"{name(self._cluster, 'node')}-",
-            user_data=self._user_data(),
+            self, id_, name_prefix=f"{name(self._cluster, label)}-", count=count,
+            user_data=user_data_,
             # Hop limit 1 keeps bridge-mode containers (an extra hop) off IMDS; awsvpc task
             # ENIs are kept off by ECS_AWSVPC_BLOCK_IMDS in the user data, not by this.
             metadata_options=LaunchTemplateMetadataOptions(
@@ -136,18 +170,18 @@ class Compute(Construct):
             self._add_efa_interfaces(template)
         return template
 
-    def _user_data(self) -> str:
-        """Base64 user data; with FSx synthesized, the Lustre part is added when enable_fsx."""
-        # The uid every job definition runs its container as ("uid:gid").
-        uid = int(self._config.node.user.split(":")[0])
-        plain = user_data(uid)
+    def _user_data(self, first: str, fsx_local: str, *more: str) -> str:
+        """Base64 user data of the parts `first` and `more`; with FSx synthesized, the Lustre
+        part (in the Terraform local `fsx_local`) follows `first` when enable_fsx."""
+        plain = base64.b64encode(user_data_text(first, *more).encode()).decode("ascii")
         if not self._lustre:
             return plain
-        # Terraform renders this part: it names the file system's DNS and mount names.
-        local = TerraformLocal(self, FSX_USER_DATA_LOCAL,
-                               user_data_text(node_script(uid), self._lustre.node_script()))
-        local.override_logical_id(FSX_USER_DATA_LOCAL)
-        return f'${{{FSX_ENABLED} ? base64encode(local.{FSX_USER_DATA_LOCAL}) : "{plain}"}}'
+        # Terraform renders this text (the Lustre part names the file system's DNS and mount
+        # names), so the other parts' own ${ and %{ are escaped for it.
+        local = TerraformLocal(self, fsx_local, user_data_text(
+            _literal(first), self._lustre.node_script(), *map(_literal, more)))
+        local.override_logical_id(fsx_local)
+        return f'${{{FSX_ENABLED} ? base64encode(local.{fsx_local}) : "{plain}"}}'
 
     def _add_efa_interfaces(self, template: LaunchTemplate) -> None:
         """One `efa` interface per network card the instance types allow (none when off)."""
@@ -163,17 +197,16 @@ class Compute(Construct):
                 # (docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start.html#efa-start-security).
                 "security_groups": [self._placement.security_group_id],
                 "delete_on_termination": "true",
-                # No subnet: the template serves both environments (Spot spans two subnets),
-                # so each environment's subnets place its instances; aws-samples/aws-batch-efa,
-                # with one environment, names its one subnet in both.
+                # No subnet: the environment's subnet places the instances; aws-samples/
+                # aws-batch-efa names its one subnet in both.
             }})
 
     def _add_environment(self, id_: str, label: str, node_label: str, capacity: str,
-                         allocation_strategy: str,
-                         subnet_ids: list[str], *, placement_group: str | None = None,
+                         allocation_strategy: str, subnet_ids: list[str],
+                         template: LaunchTemplate, *, placement_group: str | None = None,
                          count: float | None = None,
                          checks: list[Precondition] | None = None) -> BatchComputeEnvironment:
-        """A MANAGED environment on our launch template and the ECS AL2023 image."""
+        """A MANAGED environment on `template` and the ECS AL2023 image."""
         placement = self._placement
         return BatchComputeEnvironment(
             self, id_, name_prefix=f"{name(self._cluster, label)}-", type="MANAGED", count=count,
@@ -184,8 +217,8 @@ class Compute(Construct):
                 subnets=subnet_ids, security_group_ids=self._security_group_ids(),
                 instance_role=placement.instance_profile_arn, placement_group=placement_group,
                 launch_template=BatchComputeEnvironmentComputeResourcesLaunchTemplate(
-                    launch_template_id=self.launch_template.id,
-                    version=Token.as_string(self.launch_template.latest_version)),
+                    launch_template_id=_attribute(template, "id"),
+                    version=_attribute(template, "latest_version")),
                 ec2_configuration=[BatchComputeEnvironmentComputeResourcesEc2Configuration(
                     image_type="ECS_AL2023")],
                 tags=tags(self._cluster, Name=name(self._cluster, node_label))),

@@ -83,7 +83,7 @@ class PlatformStack(TerraformStack):
                 security_group_id=network.compute_security_group.id,
                 instance_profile_arn=roles.instance_profile.arn),
             pinned_subnet_id=network.pinned_subnet.id,
-            subnet_ids=[s.id for s in network.private_subnets], spot_count=spot_count(),
+            spot_count=spot_count(),
             efa=efa, lustre=lustre, checks=instance_types.capacity_preconditions())
         wiring = JobWiring(
             image=f"{registry.repository.repository_url}:{variables.image_tag.string_value}",

@@ -28,8 +28,9 @@ from launcher.contract import (
     RENDEZVOUS_TIMEOUT_ENV,
     RUN_AS_ENV,
     STUCK_RUNNABLE_REASONS,
+    TERM_GRACE_ENV,
 )
-from stacks import efa
+from stacks import efa, spot_interruption
 from stacks.compute import Compute
 from stacks.config import NodeDefaults, PlatformConfig, name, tags
 from stacks.jsontext import Template, dumps
@@ -115,8 +116,10 @@ def storage(node: NodeDefaults, wiring: JobWiring, *, fsx_on: bool) -> dict:
 
 
 def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bool,
-                         efa_on: bool = False, fsx_on: bool = False) -> dict:
-    """The container block (Batch API shape) of both job definitions; EFA only on multinode."""
+                         efa_on: bool = False, fsx_on: bool = False,
+                         term_grace_s: int | None = None) -> dict:
+    """The container block (Batch API shape) of both job definitions; EFA only on multinode;
+    MNP_TERM_GRACE when `term_grace_s` (else the launcher's default)."""
     fabric = multinode and efa_on
     container = {
         "image": wiring.image,
@@ -133,6 +136,7 @@ def container_properties(node: NodeDefaults, wiring: JobWiring, *, multinode: bo
             # The launcher starts as root (`user`), keeps the secret, then becomes this account
             # for everything it starts (README: Isolation between jobs of one stack).
             {"name": RUN_AS_ENV, "value": node.user},
+            *([_env(TERM_GRACE_ENV, str(term_grace_s))] if term_grace_s is not None else []),
         ],
         "jobRoleArn": wiring.job_role_arn,
         "executionRoleArn": wiring.execution_role_arn,
@@ -219,11 +223,13 @@ class Scheduling(Construct):
             node_properties=dumps(node_properties(node, wiring,
                                                   efa_on=config.settings.enable_efa,
                                                   fsx_on=config.settings.enable_fsx)))
-        # Single node: the launcher then runs the command under a local mpiexec.
+        # Single node: the launcher then runs the command under a local mpiexec. Its ranks
+        # may checkpoint until just before the Spot instances' stop timeout.
         self.spot_job_definition = self._add_job_definition(
             "spot_job_definition", "spot", "container", count=spot_count,
-            container_properties=dumps(container_properties(node, wiring, multinode=False,
-                                                            fsx_on=config.settings.enable_fsx)))
+            container_properties=dumps(container_properties(
+                node, wiring, multinode=False, fsx_on=config.settings.enable_fsx,
+                term_grace_s=spot_interruption.TERM_GRACE_S)))
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
 

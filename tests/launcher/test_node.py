@@ -269,3 +269,36 @@ def test_sigterm_reaches_every_rank_which_may_finish_its_checkpoint(tmp_path: Pa
     assert proc.returncode == 143, err
     assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
     assert "SIGTERM: forwarding to local ranks" in err
+
+
+IGNORES_TERM = """
+import signal, sys, time
+from pathlib import Path
+from mpi4py import MPI
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a checkpoint that would never end
+Path(sys.argv[1], f"started-{MPI.COMM_WORLD.Get_rank()}").write_text("ok")
+time.sleep(120)
+"""
+
+
+@pytest.mark.mpi
+def test_ranks_still_running_after_the_term_grace_are_killed(tmp_path: Path) -> None:
+    # MNP_TERM_GRACE=2: the launcher must end the run about 2 s after SIGTERM, not after the
+    # default 30 s (the Spot job definition sets it below the instance's stop timeout).
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "python", "-c", IGNORES_TERM,
+                             str(tmp_path)], env=_env(MNP_RANKS_PER_NODE="1",
+                                                      MNP_TERM_GRACE="2"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("started-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_tree(proc.pid)
+    waited = time.monotonic() - sent
+    assert proc.returncode == 143, err
+    # At least the grace, and well short of the default 30 s (slack for a loaded machine).
+    assert 2 <= waited < 15, (waited, err)

@@ -115,10 +115,30 @@ def test_the_secret_is_refused_without_showing_it() -> None:
     ({"MNP_MPIEXEC_ARGS": ""}, "mpiexec_args", ()),  # set but blank: no options at all
     ({"MNP_FORWARD_ENV": "A, B,,C_1"}, "forward_env", ("A", "B", "C_1")),
     ({"MNP_MPI": "openmpi4"}, "mpi", "openmpi4"),
+    ({}, "term_grace", 30.0),  # the ECS agent's default stop timeout
+    ({"MNP_TERM_GRACE": "80"}, "term_grace", 80.0),  # the Spot job definition's
+    ({"MNP_TERM_GRACE": "1"}, "term_grace", 1.0),
     ({"MNP_SSH_CONFIG": "/x"}, "ssh_port", None),  # the launcher's own, not refused
 ])
 def test_allowed_values_are_read_typed(env: dict, field: str, expected: object) -> None:
     assert getattr(settings.read(env, num_nodes=2), field) == expected
+
+
+@pytest.mark.parametrize(("value", "why"), [("0", "out of range"), ("3601", "out of range"),
+                                            ("nan", "not a number"), ("90s", "not a number")])
+def test_a_term_grace_outside_1_to_3600_seconds_is_refused(value: str, why: str) -> None:
+    # 0 would kill the ranks at once, leaving no time to checkpoint; "90s" is the agent's
+    # spelling (ECS_CONTAINER_STOP_TIMEOUT), not the launcher's.
+    with pytest.raises(settings.SettingError) as caught:
+        settings.read({"MNP_TERM_GRACE": value})
+    assert str(caught.value) == (f"MNP_TERM_GRACE={value!r}: {why}; allowed: a number of "
+                                 "seconds from 1 to 3600 (ASCII digits)")
+
+
+def test_the_launcher_gets_the_term_grace_from_the_setting() -> None:
+    from launcher.node import Settings
+    assert Settings.from_env({"MNP_TERM_GRACE": "80"}, None).term_grace == 80.0
+    assert Settings.from_env({}, None).term_grace == settings.TERM_GRACE == 30.0
 
 
 def test_a_heartbeat_timeout_not_above_the_interval_is_refused() -> None:

@@ -22,6 +22,9 @@ SETTINGS_ENV = ("AWS_REGION", "CLUSTER_NAME", "INSTANCE_TYPES", "EFS_THROUGHPUT_
                 "EFS_PROVISIONED_THROUGHPUT", "MAX_VCPUS", "ENABLE_EFA", "ENABLE_FSX")
 EFA_ENV = {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,hpc7a.96xlarge"}
 FSX_ENV = {"ENABLE_FSX": "1"}
+# Logical-id fragments of the two node launch templates (the Spot one only with its queue).
+MNP_TEMPLATE = "compute_launch_template"
+SPOT_TEMPLATE = "compute_spot_launch_template"
 
 
 def synth_stack(environ: dict[str, str]) -> dict:

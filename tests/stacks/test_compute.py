@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stacks.compute import ECS_CONFIG, user_data
-from tests.stacks.conftest import only
+from tests.stacks.conftest import MNP_TEMPLATE, only
 
 TOOLS = ("unshare", "ip", "iptables", "setpriv")
 
@@ -26,7 +26,7 @@ def _parts(encoded: str) -> list[email.message.Message]:
 
 
 def test_user_data_is_base64_mime_multipart_blocking_imds(synthesized: dict) -> None:
-    encoded = only(synthesized, "aws_launch_template")["user_data"]
+    encoded = only(synthesized, "aws_launch_template", MNP_TEMPLATE)["user_data"]
     (part,) = _parts(encoded)
     assert part.get_content_type() == "text/x-shellscript"
     script = part.get_payload(decode=True).decode()
@@ -69,7 +69,7 @@ setpriv --reuid {uid} --regid {uid} --clear-groups python3 -c "$probe" 2>/dev/nu
 def test_job_uid_is_refused_the_metadata_address_and_root_is_not(synthesized: dict,
                                                                  tmp_path: Path) -> None:
     # issue 20: hop limit 1 and ECS_AWSVPC_BLOCK_IMDS leave host-network jobs on IMDS.
-    (part,) = _parts(only(synthesized, "aws_launch_template")["user_data"])
+    (part,) = _parts(only(synthesized, "aws_launch_template", MNP_TEMPLATE)["user_data"])
     script = part.get_payload(decode=True).decode()
     rules = "\n".join(line for line in script.splitlines() if line.startswith("iptables"))
     proc = subprocess.run(["unshare", "--net", "sh", "-c",
@@ -87,6 +87,6 @@ def test_plain_script_would_fail_the_checks() -> None:
 
 
 def test_launch_template_keeps_imdsv2_and_hop_limit(synthesized: dict) -> None:
-    options = only(synthesized, "aws_launch_template")["metadata_options"]
+    options = only(synthesized, "aws_launch_template", MNP_TEMPLATE)["metadata_options"]
     assert options == {"http_endpoint": "enabled", "http_tokens": "required",
                        "http_put_response_hop_limit": 1}

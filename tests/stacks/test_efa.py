@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stacks.config import ConfigError, StackSettings
-from tests.stacks.conftest import only, resources
+from tests.stacks.conftest import MNP_TEMPLATE, only, resources
 
 GROUP = "${aws_security_group.network_compute_sg_62EBFF7D.id}"
 DEFAULT_GROUP = "${aws_default_security_group.network_default_sg_929C0F94.id}"
@@ -53,7 +53,7 @@ def _ec2_environments(stack: dict) -> list[dict]:
 
 def test_efa_off_leaves_nothing_efa_and_sets_tcp(synthesized: dict) -> None:
     assert not set(EFA_LOCALS) & set(synthesized["locals"])
-    template = only(synthesized, "aws_launch_template")
+    template = only(synthesized, "aws_launch_template", MNP_TEMPLATE)
     assert "dynamic" not in template and "network_interfaces" not in template
     assert "lifecycle" not in template
     for ce in _ec2_environments(synthesized):
@@ -110,7 +110,7 @@ def test_efa_locals_follow_the_switch(synthesized_efa: dict) -> None:
 
 
 def test_launch_template_gets_efa_interfaces_with_the_group(synthesized_efa: dict) -> None:
-    template = only(synthesized_efa, "aws_launch_template")
+    template = only(synthesized_efa, "aws_launch_template", MNP_TEMPLATE)
     block = template["dynamic"]["network_interfaces"]
     assert block["for_each"] == "${local.efa_network_interfaces}"
     assert block["content"] == {

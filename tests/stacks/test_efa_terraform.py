@@ -17,7 +17,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from tests.stacks.catalog import CATALOG, lookups_local
-from tests.stacks.conftest import REPO, TERRAFORM, only, run_terraform
+from tests.stacks.conftest import MNP_TEMPLATE, REPO, TERRAFORM, only, run_terraform
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     TERRAFORM is None, reason="no terraform CLI installed: install Terraform >= 1.11 to run these")]
@@ -33,7 +33,7 @@ def _config(stack: dict) -> dict:
     address, lookups = lookups_local(stack)
     locals_ = {name: value.replace(address, "local.lookups")
                for name, value in stack["locals"].items() if name.startswith("efa_")}
-    template = only(stack, "aws_launch_template")
+    template = only(stack, "aws_launch_template", MNP_TEMPLATE)
     definition = only(stack, "aws_batch_job_definition", "scheduling_job_definition")
     return {
         "variable": {name: stack["variable"][name] for name in ("enable_efa", "instance_types")},

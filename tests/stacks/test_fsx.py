@@ -9,7 +9,7 @@ import re
 import pytest
 
 from stacks.config import ConfigError, StackSettings
-from tests.stacks.conftest import only, resources
+from tests.stacks.conftest import MNP_TEMPLATE, only, resources
 
 ON = "${var.enable_fsx ? 1 : 0}"
 COMPUTE_GROUP = "${aws_security_group.network_compute_sg_62EBFF7D.id}"
@@ -26,7 +26,7 @@ def _fsx_group_ref(stack: dict) -> str:
 
 def _user_data_parts(stack: dict) -> list[email.message.Message]:
     """The FSx user data (the Terraform local the launch template base64-encodes) as MIME."""
-    template = only(stack, "aws_launch_template")["user_data"]
+    template = only(stack, "aws_launch_template", MNP_TEMPLATE)["user_data"]
     match = re.fullmatch(
         r'\$\{var\.enable_fsx \? base64encode\(local\.(\w+)\) : "[A-Za-z0-9+/=]+"\}', template)
     assert match, template[:200]
@@ -197,8 +197,8 @@ def test_user_data_parts_install_the_client_and_mount_before_ecs(synthesized_fsx
 
 
 def test_user_data_without_fsx_is_the_plain_one(synthesized: dict, synthesized_fsx: dict) -> None:
-    template = only(synthesized_fsx, "aws_launch_template")["user_data"]
-    plain = only(synthesized, "aws_launch_template")["user_data"]
+    template = only(synthesized_fsx, "aws_launch_template", MNP_TEMPLATE)["user_data"]
+    plain = only(synthesized, "aws_launch_template", MNP_TEMPLATE)["user_data"]
     assert template.endswith(f' : "{plain}"}}')
 
 

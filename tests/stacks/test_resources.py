@@ -9,7 +9,7 @@ from cdktf_cdktf_provider_aws.batch_compute_environment import BatchComputeEnvir
 from cdktf_cdktf_provider_aws.ecr_repository import EcrRepository
 
 from stacks.config import NodeDefaults
-from tests.stacks.conftest import only, resources, synth_stack
+from tests.stacks.conftest import MNP_TEMPLATE, only, resources, synth_stack
 
 VARIABLES = ("cluster_name", "vpc_cidr", "instance_types", "max_vcpus", "efs_throughput_mode",
              "efs_provisioned_throughput")
@@ -94,7 +94,6 @@ def test_spot_queue_is_off_by_default_and_single_node(synthesized: dict) -> None
     spot_ce = only(synthesized, "aws_batch_compute_environment", "spot")
     assert spot_ce["count"] == "${var.enable_spot_queue ? 1 : 0}"
     assert spot_ce["compute_resources"]["type"] == "SPOT"
-    assert "placement_group" not in spot_ce["compute_resources"]
     assert synthesized["variable"]["enable_spot_queue"]["default"] is False
     definition = only(synthesized, "aws_batch_job_definition", "spot")
     assert definition["type"] == "container"
@@ -104,16 +103,20 @@ def test_spot_queue_is_off_by_default_and_single_node(synthesized: dict) -> None
         "MNP_RENDEZVOUS_SECRET"]
 
 
-def test_both_environments_share_one_launch_template(synthesized: dict) -> None:
-    # The EC2 environments; the staging one is Fargate (no instances, no template).
-    template_ids = {ce["compute_resources"]["launch_template"]["launch_template_id"]
+def test_each_ec2_environment_has_its_own_launch_template(synthesized: dict) -> None:
+    # The EC2 environments; the staging one is Fargate (no instances, no template). Spot
+    # instances' user data differs (tests/stacks/test_spot.py), so they cannot share one.
+    template_ids = {ce["compute_resources"]["type"]:
+                    ce["compute_resources"]["launch_template"]["launch_template_id"]
                     for ce in resources(synthesized, "aws_batch_compute_environment")
                     if ce["compute_resources"]["type"] != "FARGATE"}
-    assert template_ids == {"${aws_launch_template.compute_launch_template_49E47A7C.id}"}
+    assert template_ids == {
+        "EC2": "${aws_launch_template.compute_launch_template_49E47A7C.id}",
+        "SPOT": "${aws_launch_template.compute_spot_launch_template_6EEA818E[0].id}"}
 
 
 def test_launch_template_requires_imdsv2_and_encrypts_root(synthesized: dict) -> None:
-    template = only(synthesized, "aws_launch_template")
+    template = only(synthesized, "aws_launch_template", MNP_TEMPLATE)
     assert template["metadata_options"]["http_tokens"] == "required"
     ebs = template["block_device_mappings"][0]["ebs"]
     assert ebs["encrypted"] == "true" and ebs["volume_type"] == "gp3"
