@@ -74,7 +74,7 @@ def user_data(job_uid: int, ecs_config: tuple[str, ...] = ECS_CONFIG) -> str:
         "ascii")
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """`text` as a Terraform string template that renders to itself."""
     # Template sequences (developer.hashicorp.com/terraform/language/expressions/strings).
     return text.replace("${", "$${").replace("%{", "%%{")
@@ -179,7 +179,7 @@ class Compute(Construct):
         # Terraform renders this text (the Lustre part names the file system's DNS and mount
         # names), so the other parts' own ${ and %{ are escaped for it.
         local = TerraformLocal(self, fsx_local, user_data_text(
-            _literal(first), self._lustre.node_script(), *map(_literal, more)))
+            literal(first), self._lustre.node_script(), *map(literal, more)))
         local.override_logical_id(fsx_local)
         return f'${{{FSX_ENABLED} ? base64encode(local.{fsx_local}) : "{plain}"}}'
 

@@ -35,6 +35,7 @@ class Variant:
     env: dict[str, str]
     state_bucket: str = ""
     destroy_timeout: float = STEP_TIMEOUT
+    tfvars: dict[str, object] = field(default_factory=dict)  # Terraform variables a user sets
 
 
 @dataclass
@@ -126,6 +127,10 @@ class RoundTrip:
         # add to the stack's provider block without editing it: S3 by path on one host.
         (self.workdir / "emulator_override.tf.json").write_text(json.dumps(
             {"provider": {"aws": {"s3_use_path_style": True}}}))
+        if self.variant.tfvars:
+            # Loaded by every plan and apply in the directory, as a user's own would be
+            # (developer.hashicorp.com/terraform/language/values/variables, .tfvars files).
+            (self.workdir / "terraform.tfvars.json").write_text(json.dumps(self.variant.tfvars))
         return step
 
     def init(self) -> Step:

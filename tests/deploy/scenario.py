@@ -29,9 +29,12 @@ VARIANTS = (
     # max vCPUs hold two nodes of the larger.
     Variant("efa", {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,c6in.32xlarge",
                     "MAX_VCPUS": "256"}),
-    # State in S3, with the audit and compliance switch on (CloudTrail, AWS Config).
+    # State in S3, with the audit and compliance switch on (CloudTrail, AWS Config), and the
+    # Spot queue for gangs (its placement group, launch template, environment, queue and job
+    # definition), a Terraform variable rather than a synth setting.
     Variant("s3-state", {"STATE_BUCKET": "mnp-roundtrip-tfstate", "CLUSTER_NAME": "s3state",
-                         "ENABLE_COMPLIANCE": "1"}, state_bucket="mnp-roundtrip-tfstate"),
+                         "ENABLE_COMPLIANCE": "1"}, state_bucket="mnp-roundtrip-tfstate",
+            tfvars={"enable_spot_queue": True}),
     # FSx for Lustre linked to the data bucket, mounted through the node user data. Provider
     # 5.100.0 waits a fixed 10 minutes after DeleteFileSystem before it first asks whether a
     # Lustre file system is gone (waitFileSystemDeleted: Delay 10 min, PollInterval 10 s, read

@@ -88,6 +88,24 @@ def test_state_in_s3_is_stored_and_locked(outcomes: dict[str, Outcome]) -> None:
     assert "Error acquiring the state lock" in outcome.lock_refused.out
 
 
+SPOT_RESOURCES = ("aws_placement_group.compute_spot_placement_group",
+                  "aws_launch_template.compute_spot_launch_template",
+                  "aws_batch_compute_environment.compute_spot_compute_environment",
+                  "aws_batch_job_queue.scheduling_spot_job_queue",
+                  "aws_batch_job_definition.scheduling_spot_job_definition")
+
+
+@pytest.mark.parametrize("name", [v.name for v in VARIANTS if v.tfvars.get("enable_spot_queue")])
+def test_the_spot_queue_for_gangs_is_applied(outcomes: dict[str, Outcome], name: str) -> None:
+    outcome = _variant(outcomes, name)
+    _ok(outcome, "apply")
+    # Each counted Spot resource once (instance [0]), and the outputs the CLI reads name them.
+    for resource in SPOT_RESOURCES:
+        assert any(r.startswith(resource) and r.endswith("[0]") for r in outcome.in_state), \
+            resource
+    assert outcome.outputs["spot_job_queue_name"] and outcome.outputs["spot_job_definition_name"]
+
+
 def test_provider_mapping_is_only_what_the_pin_needs(outcomes: dict[str, Outcome]) -> None:
     """Against the 6.x the stack pins nothing is mapped; against a 5.x mirror only the renames."""
     mapped = next(iter(outcomes.values())).mapped

@@ -7,10 +7,14 @@ import base64
 import email
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from stacks import spot_interruption
+from stacks.compute import literal
 from stacks.spot_interruption import ECS_CONFIG, STOP_TIMEOUT_S, TERM_GRACE_S, WATCHER
-from tests.stacks.conftest import MNP_TEMPLATE, SPOT_TEMPLATE, only
+from tests.stacks.conftest import MNP_TEMPLATE, SPOT_TEMPLATE, TERRAFORM, only, run_terraform
 
 SPOT_COUNT = "${var.enable_spot_queue ? 1 : 0}"
 
@@ -83,8 +87,21 @@ def test_spot_fsx_user_data_escapes_the_watcher_for_terraform(synthesized_fsx: d
     # (developer.hashicorp.com/terraform/language/expressions/strings, "Escape sequences").
     watcher = WATCHER.read_text()
     assert "${" in watcher and "%{" in watcher
-    escaped = watcher.replace("${", "$${").replace("%{", "%%{")
-    assert escaped in text
+    assert literal(watcher) in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TERRAFORM is None, reason="needs the terraform CLI")
+def test_terraform_renders_the_escaped_watcher_part_to_itself(tmp_path: Path) -> None:
+    # The real renderer: a local holding the escaped part, read back through an output.
+    part = spot_interruption.watcher_script()
+    (tmp_path / "main.tf.json").write_text(json.dumps(
+        {"locals": {"part": literal(part)}, "output": {"part": {"value": "${local.part}"}}}))
+    for args in (("init", "-input=false"), ("apply", "-auto-approve", "-input=false")):
+        step = run_terraform(tmp_path, *args)
+        assert step.returncode == 0, step.stderr
+    shown = run_terraform(tmp_path, "output", "-raw", "part")
+    assert shown.stdout == part
 
 
 def test_spot_job_definition_grace_fits_inside_the_stop_timeout(synthesized: dict) -> None:
