@@ -308,7 +308,7 @@ def withdrawn(node: BatchNode, settings: Settings) -> bool:
 
 
 def _say_withdrawn(node: BatchNode, why: str) -> None:
-    log.error("gang member %d of %d: %s; exiting at once instead of waiting", node.index,
+    log.error("gang member %d of %d exits at once, without waiting: %s", node.index,
               node.num_nodes, why)
 
 
