@@ -14,7 +14,7 @@ from jobs import validate
 from jobs.context import Context
 from jobs.errors import AwsError, InvalidInput
 from jobs.request import JobSpec, submit_request
-from launcher.gang import GANG_ENV
+from launcher.contract import GANG_ENV
 
 # The launcher's knobs (launcher/settings.py); validate.check_env checks names and values.
 GANG_TIMEOUT_ENV = "MNP_GANG_TIMEOUT"

@@ -28,7 +28,6 @@ from launcher.rendezvous import RendezvousError, log, mac
 if TYPE_CHECKING:
     from launcher.node import BatchNode, Settings
 
-GANG_ENV = "MNP_GANG"
 # docs.aws.amazon.com/batch/latest/userguide/job_env_vars.html: set in array children only.
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
 ARRAY_SIZE_ENV = "AWS_BATCH_JOB_ARRAY_SIZE"

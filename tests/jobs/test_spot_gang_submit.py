@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jobs.spotgang import GANG_COST_CAP_ENV, GANG_PRICE_ENV, GANG_TIMEOUT_ENV
-from launcher.gang import GANG_ENV
+from launcher.contract import GANG_ENV
 from tests.jobs.moto_env import INSTANCE_TYPE, SPOT_DEFINITION, SPOT_QUEUE
 
 GANG = ["submit", "--job-name", "gang-heat", "--nodes", "4", "--spot-gang", "--no-preflight"]
