@@ -31,6 +31,8 @@ def test_gang_is_one_array_job_of_whole_spot_instances_without_retries(aws):
     assert (submit["jobQueue"], submit["jobDefinition"]) == (SPOT_QUEUE, SPOT_DEFINITION)
     # "Submit a gang without Batch retries" (launcher/README.md "Spot gangs", Retries).
     assert submit["retryStrategy"] == {"attempts": 1}
+    # The controller's role may cancel only arrays with this tag (stacks/continuation.py).
+    assert submit["tags"]["mnp:gang"] == "4"
     container = submit["containerOverrides"]
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env[GANG_ENV] == "1"
