@@ -38,6 +38,9 @@ FILE_NAME = "main.json"
 WITHDRAWN_NAME = "withdrawn.json"
 POLL = 0.2  # seconds between looks at the file: NFS attribute caching delays it more anyway
 MAX_FILE = 4096  # an address file is ~200 bytes; more is not ours
+# A withdrawal's reason is cut to this many characters, so its file stays under MAX_FILE
+# (a gang of 1,000 missing most members would name them all).
+MAX_WHY = 1024
 
 
 class GangError(Exception):
@@ -113,6 +116,8 @@ def leave_withdrawn(root: Path, job: str, attempt: int, index: int, why: str,
                     secret: str | None) -> Path:
     """Seal and write that member `index` gave up on this attempt, and why; the main node's
     address, if any, goes after it (a late member must never find the address alone)."""
+    if len(why) > MAX_WHY:
+        why = why[:MAX_WHY - 3] + "..."
     body = {"job": job, "attempt": attempt, "index": index, "why": why,
             "mac": mac(withdrawn_key(job, attempt, secret), job, attempt, index, why)}
     path = _write_sealed(withdrawn_path(root, job, attempt), body)

@@ -113,6 +113,15 @@ def test_a_withdrawn_attempt_ends_a_late_member_at_once(tmp_path: Path) -> None:
     assert gang.find_main(tmp_path, JOB, 2, SECRET, time.monotonic() + 1) == ("10.0.0.2", 2)
 
 
+def test_a_withdrawal_naming_a_thousand_members_still_fits_and_verifies(tmp_path: Path) -> None:
+    why = gang.missing_line(list(range(1, 1000)), gang.Bound(600, "MNP_GANG_TIMEOUT=600s"), 1000)
+    assert len(why) > gang.MAX_FILE  # uncut, the reader's limit would refuse it
+    path = gang.leave_withdrawn(tmp_path, JOB, 1, 0, why, SECRET)
+    assert path.stat().st_size <= gang.MAX_FILE
+    found = gang.withdrawal(tmp_path, JOB, 1, SECRET)
+    assert found is not None and found.endswith("...") and "index(es) 1, 2, 3" in found
+
+
 @pytest.mark.parametrize("edit", [
     lambda body: body.update(why="forged"),  # an edited reason
     lambda body: body.update(attempt=2),  # attempt 1's marker passed off as attempt 2's
