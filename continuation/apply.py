@@ -25,6 +25,9 @@ RESERVED_ENV_PREFIX = "AWS_BATCH"
 # CancelJob moves SUBMITTED, PENDING and RUNNABLE jobs to FAILED; one that reached STARTING
 # is not cancelled, "However, the API operation still succeeds" (Batch API reference).
 CANCELLED_OR_GONE = ("FAILED",)
+# An array parent is SUBMITTED, PENDING, FAILED or SUCCEEDED (Batch user guide, array_jobs.html):
+# only before it ends is there anything queued to cancel.
+CANCELLABLE_PARENT = ("SUBMITTED", "PENDING")
 
 
 def continuation_command(family: Family, command: Sequence[str], restart: bool) -> list[str]:
@@ -107,6 +110,20 @@ def apply(decision: Decision, family: Family, queues: Sequence[QueueSpec],
         if status not in CANCELLED_OR_GONE:
             return None  # it started after all, or is still being cancelled: its event decides
     return batch.submit_job(**request)["jobId"]
+
+
+def cancel_gang(decision: Decision, batch: Any) -> str | None:
+    """CancelJob on the array parent of a CANCEL_GANG decision, so Batch cancels its children
+    still queued; the parent's id, None when it has ended already (a second member's event, a
+    redelivery), since then nothing is left to cancel."""
+    if decision.action is not Action.CANCEL_GANG or decision.cancel is None:
+        return None
+    found = batch.describe_jobs(jobs=[decision.cancel])["jobs"]
+    if not found or found[0]["status"] not in CANCELLABLE_PARENT:
+        return None
+    # CancelJob's reason: "This parameter has as limit of 1024 characters" (API reference).
+    batch.cancel_job(jobId=decision.cancel, reason=decision.reason[:1024])
+    return decision.cancel
 
 
 def find_member(batch: Any, family_id: str, name: str, queues: Sequence[str]) -> str | None:

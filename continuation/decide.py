@@ -13,10 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from continuation.family import Family, Member
 from launcher.contract import (
     EXIT_MEANINGS,
+    GANG_ENV,
     HOST_FAILURE_REASON,
     NODE_LOST,
     RENDEZVOUS_TIMEOUT,
@@ -44,6 +46,12 @@ TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 # follows it, so a replacement lost between cancel and submit can be redone from it.
 CONTROLLER_MARK = "mnp-continuation replaced this job: "
 HOST_LOST = HOST_FAILURE_REASON.rstrip("*")
+# The reason given CancelJob on a gang's array parent (its children's statusReason then says
+# who cancelled them and why).
+GANG_MARK = "mnp-continuation cancelled the gang: "
+# "the array index for the child job is appended to the end of the parent ID, such as
+# example_job_ID:0" (Batch user guide, array_jobs.html).
+ARRAY_CHILD_SEPARATOR = ":"
 
 
 class Action(StrEnum):
@@ -52,6 +60,7 @@ class Action(StrEnum):
     CONTINUE = "continue"  # a new job from the family's checkpoints, on `nodes` nodes
     MOVE = "move"  # the same work on the next fallback queue (same total ranks)
     GIVE_UP = "give-up"  # the run ends; `reason` says why
+    CANCEL_GANG = "cancel-gang"  # CancelJob on `cancel`, a Spot gang's array parent
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,34 @@ def decide(family: Family, queues: Sequence[QueueSpec], now_ms: int,
     if status != "FAILED":
         return Decision(Action.NONE, f"{job.job_id} has an unknown status {status!r}")
     return _failed(family, job, queues, available or {})
+
+
+def gang_decision(job: Mapping[str, Any]) -> Decision | None:
+    """For an array child of a Spot gang (`MNP_GANG=1` in its container's environment): cancel
+    the array's parent when the member FAILED with exit 3, the gang not having assembled, so
+    that its members still queued never start; None for any job that is not a gang member.
+
+    CancelJob on an array parent "attempts to cancel all child jobs" (Batch API reference,
+    CancelJob); members that started already end on their own (launcher/README.md, "A gang
+    that gives up cancels itself").
+    """
+    if "index" not in (job.get("arrayProperties") or {}):  # only a child has an index
+        return None
+    container = job.get("container") or {}
+    env = {e.get("name"): e.get("value") for e in container.get("environment") or []}
+    if env.get(GANG_ENV) != "1":
+        return None
+    job_id = str(job.get("jobId", ""))
+    parent = job_id.partition(ARRAY_CHILD_SEPARATOR)[0]
+    # ContainerDetail.exitCode, else the last attempt's (AttemptContainerDetail.exitCode).
+    last = (job.get("attempts") or [{}])[-1]
+    code = container.get("exitCode", (last.get("container") or {}).get("exitCode"))
+    if job.get("status") != "FAILED" or code != RENDEZVOUS_TIMEOUT:
+        return Decision(Action.NONE, f"gang member {job_id} is {job.get('status')} "
+                        f"(exit {code}): nothing to cancel")
+    return Decision(Action.CANCEL_GANG, f"{GANG_MARK}member {job_id} exited {code}, the gang "
+                    "did not assemble within its bound; members still queued must not start",
+                    cancel=parent)
 
 
 def _runnable(family: Family, job: Member, queues: Sequence[QueueSpec], now_ms: int,

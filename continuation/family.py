@@ -21,6 +21,7 @@ TAG_GENERATION = "mnp:generation"  # 1 for the first job (absent there), then 2,
 TAG_PREVIOUS = "mnp:previous"  # the job this one continues or replaces
 TAG_MIN_NODES = "mnp:min-nodes"  # never continue on fewer nodes than this
 TAG_MAX_GENERATIONS = "mnp:max-generations"  # jobs a run may use in all
+TAG_GANG = "mnp:gang"  # on a Spot gang's array job (its size): the controller may cancel it
 TAG_RUNNABLE_DEADLINE = "mnp:runnable-deadline"  # seconds a capacity-stuck job may wait
 TAG_CHECKPOINT = "mnp:checkpoint"  # OUTPUT_PATH/<first job id>/checkpoints, shared by all
 FAMILY_TAGS = (TAG_FAMILY, TAG_GENERATION, TAG_PREVIOUS, TAG_MIN_NODES, TAG_MAX_GENERATIONS,

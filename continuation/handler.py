@@ -16,8 +16,8 @@ from typing import Any
 
 import boto3
 
-from continuation.apply import apply
-from continuation.decide import QueueSpec, decide
+from continuation.apply import apply, cancel_gang
+from continuation.decide import QueueSpec, decide, gang_decision
 from continuation.family import family_of, is_managed
 from continuation.lookup import describe, family_descriptions
 
@@ -35,6 +35,10 @@ def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
            now_ms: int) -> dict[str, Any]:
     """Decide for the run of `job_id` and carry it out; what was done, as a record."""
     found = describe(batch, [job_id.partition("#")[0]])
+    gang = gang_decision(found[0]) if found else None
+    if gang is not None:  # a Spot gang's member: not a run's job, but its array may need ending
+        return {"jobId": job_id, **asdict(gang), "action": str(gang.action),
+                "cancelled": cancel_gang(gang, batch)}
     if not found or not is_managed(found[0]):
         return {"jobId": job_id, "action": "ignored",
                 "reason": "not a job of a run the controller continues"}

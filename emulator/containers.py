@@ -117,6 +117,9 @@ class ContainerJob(BatchNodeGroup):
         self._closed = False
 
     # -- setup and teardown ------------------------------------------------------------------
+    # An awsvpc task's second interface (FACTS.md); a host-network job has none.
+    awsvpc = True
+
     def labels(self) -> list[str]:
         """Labels that tie a container to this run (removed with it, or by cleanup_stale)."""
         return ["--label", f"{LABEL_RUN}={self.tag}", "--label", f"{LABEL_OWNER}={os.getpid()}"]
@@ -149,7 +152,7 @@ class ContainerJob(BatchNodeGroup):
                        "--ip", ip, "--hostname", node.hostname, *self.labels(),
                        "--entrypoint", "sleep", self.image, "infinity")
                 self.nodes.append(node)
-                for args in ecs_eth0_commands():
+                for args in ecs_eth0_commands() if self.awsvpc else ():
                     self._in_netns(node, "ip", *args)
             self._prepare_efs()
             names = sorted({s["name"] for c in self.job.containers for s in c.get("secrets", [])
@@ -194,6 +197,10 @@ class ContainerJob(BatchNodeGroup):
     # -- running -----------------------------------------------------------------------------
     def node_env(self, index: int) -> dict[str, str]:
         """The job definition's environment and secrets, then the variables Batch sets."""
+        return {**self.definition_env(index), **self.batch_env(index)}
+
+    def definition_env(self, index: int) -> dict[str, str]:
+        """Node `index`'s environment and secrets from the job definition and the request."""
         container = self.job.containers[index]
         env = {e["name"]: e["value"] for e in container.get("environment", [])}
         for s in container.get("secrets", []):
@@ -206,7 +213,11 @@ class ContainerJob(BatchNodeGroup):
             self._note(f"the job definition has no {RENDEZVOUS_SECRET_ENV} secret: each run "
                        "gives every node one random value, as a `secrets` entry would")
         env.update(self.extra_env)
-        env.update({
+        return env
+
+    def batch_env(self, index: int) -> dict[str, str]:
+        """What Batch sets in a multi-node job's node `index` (job_env_vars.html)."""
+        env = {
             "AWS_BATCH_JOB_ID": f"{self.job_id}#{index}",
             "AWS_BATCH_JOB_ATTEMPT": str(self.attempt),
             "AWS_BATCH_JOB_NODE_INDEX": str(index),
@@ -214,7 +225,7 @@ class ContainerJob(BatchNodeGroup):
             "AWS_BATCH_JOB_MAIN_NODE_INDEX": str(self.job.main_node),
             "AWS_BATCH_CE_NAME": "local", "AWS_BATCH_JQ_NAME": "local",
             "AWS_EXECUTION_ENV": "AWS_ECS_EC2",
-        })
+        }
         if index != self.job.main_node:  # Batch gives the main address to children only
             env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = self.nodes[
                 self.job.main_node].ip

@@ -59,6 +59,26 @@ def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
             "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
 
 
+def spot_definition(config: dict[str, Any]) -> dict[str, Any]:
+    """The stack's single-node EC2 job definition (the Spot queue's: synthesized with a count
+    that enable_spot_queue sets) in Batch API shape (containerProperties parsed)."""
+    found = [r for r in config.get("resource", {}).get("aws_batch_job_definition", {}).values()
+             if r.get("type") == "container" and "EC2" in r.get("platform_capabilities", [])]
+    if len(found) != 1:
+        raise JobDefinitionError(f"the synthesized stack has {len(found)} single-node EC2 job "
+                                 "definitions; expected one, the Spot queue's (run `make synth`)")
+    resource = found[0]
+    try:
+        props = json.loads(render_plan_time(resource["container_properties"], config))
+    except ValueError:
+        raise JobDefinitionError("the Spot job definition holds a Terraform template the "
+                                 "emulator cannot render (run `make synth` again)") from None
+    timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
+    return {"jobDefinitionName": resource.get("name", ""), "type": "container",
+            "containerProperties": props,
+            "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
+
+
 def render_plan_time(text: str, config: dict[str, Any]) -> str:
     """An ENABLE_EFA=1 stack's node properties as plan renders them with the variables'
     defaults, except the EFA devices, which this machine does not have (NO_DEVICES)."""
@@ -124,6 +144,25 @@ def apply_request(definition: dict[str, Any], request: dict[str, Any],
     return LocalJob(request.get("jobName", definition["jobDefinitionName"]),
                     int(props.get("mainNode", 0)), tuple(per_node), owner,  # type: ignore[arg-type]
                     timeout)
+
+
+def apply_array_request(definition: dict[str, Any], request: dict[str, Any],
+                        owner: tuple[int, int] = (1000, 1000)) -> LocalJob:
+    """The array children Batch would start for SubmitJob `request` (with arrayProperties) on
+    a single-node `definition`: one container each, all alike; index 0 is a gang's main node
+    (launcher/gang.py)."""
+    if "nodeOverrides" in request:
+        raise JobDefinitionError("a multi-node request: arrays run a single-node definition")
+    size = request.get("arrayProperties", {}).get("size")
+    # SubmitJob arrayProperties.size: between 2 and 10,000 (Batch API reference).
+    if not isinstance(size, int) or not 2 <= size <= 10_000:
+        raise JobDefinitionError(f"arrayProperties.size {size!r} is not an array size: "
+                                 "2..10000")
+    container = copy.deepcopy(definition["containerProperties"])
+    _override(container, request.get("containerOverrides", {}))
+    timeout = request.get("timeout", definition.get("timeout", {})).get("attemptDurationSeconds")
+    return LocalJob(request.get("jobName", definition["jobDefinitionName"]), 0,
+                    tuple(copy.deepcopy(container) for _ in range(size)), owner, timeout)
 
 
 def resource(container: dict[str, Any], kind: str) -> int | None:

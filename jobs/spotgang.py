@@ -10,11 +10,12 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from continuation.family import TAG_GANG
 from jobs import validate
 from jobs.context import Context
 from jobs.errors import AwsError, InvalidInput
 from jobs.request import JobSpec, submit_request
-from launcher.gang import GANG_ENV
+from launcher.contract import GANG_ENV
 
 # The launcher's knobs (launcher/settings.py); validate.check_env checks names and values.
 GANG_TIMEOUT_ENV = "MNP_GANG_TIMEOUT"
@@ -128,6 +129,8 @@ def gang_request(spec: JobSpec, size: int) -> dict[str, Any]:
     """SubmitJob for the gang: the member's container job as an array of `size`."""
     request = submit_request(spec)
     request["arrayProperties"] = {"size": size}
+    # The controller's role may cancel only arrays carrying it (stacks/continuation.py).
+    request["tags"] = {**request["tags"], TAG_GANG: str(size)}
     # A gang member that exits is the world's outcome: no evaluateOnExit rule may retry it.
     request["retryStrategy"] = {"attempts": 1}
     return request

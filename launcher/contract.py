@@ -57,6 +57,7 @@ NETWORK_ENV = "MNP_NETWORK"  # job definition (tcp, or efa on an EFA stack) -> l
 PRECHECK_ENV = "MNP_PRECHECK"  # job definition (1 on an EFA stack, else 0) -> launcher's gate
 TERM_GRACE_ENV = "MNP_TERM_GRACE"  # Spot job definition (below its stop timeout) -> launcher
 INPUT_PATH_ENV = "INPUT_PATH"  # CLI -> solver (default of --input-path)
+GANG_ENV = "MNP_GANG"  # CLI (submit --spot-gang) -> launcher; the controller reads it too
 OUTPUT_PATH_ENV = "OUTPUT_PATH"  # job definition, CLI -> solver (default of --output-path)
 
 # No node offers more: the largest EC2 instance, u7in-32tb.224xlarge, has 896 vCPUs

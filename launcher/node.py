@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from launcher import account, fabric, gang, settings
+from launcher import account, contract, fabric, gang, settings
 from launcher.inputs import whole_number
 from launcher.rendezvous import INSECURE_ENV, SECRET_ENV
 
@@ -54,7 +54,7 @@ class BatchNode:
                 raise ValueError(f"{name}={value} must be at least {low}")
             return value
 
-        if settings.value(env, gang.GANG_ENV):
+        if settings.value(env, contract.GANG_ENV):
             return cls._gang_member(env, num)
         nodes = num("AWS_BATCH_JOB_NUM_NODES", 1, 1)
         multi = nodes > 1
@@ -80,11 +80,11 @@ class BatchNode:
         """An array child of a gang: its array index is its node index, index 0 the main node
         (whose address comes from the shared file system, launcher.gang)."""
         if env.get("AWS_BATCH_JOB_NUM_NODES", "").strip():
-            raise ValueError(f"{gang.GANG_ENV}=1 but AWS_BATCH_JOB_NUM_NODES is set: a gang is "
+            raise ValueError(f"{contract.GANG_ENV}=1 but AWS_BATCH_JOB_NUM_NODES is set: a gang is "
                              "an array job of single-node jobs, not a multi-node parallel job")
         for name in (gang.ARRAY_SIZE_ENV, gang.ARRAY_INDEX_ENV, "AWS_BATCH_JOB_ID"):
             if not env.get(name, "").strip():
-                raise ValueError(f"{gang.GANG_ENV}=1 but {name} is not set: submit the gang as "
+                raise ValueError(f"{contract.GANG_ENV}=1 but {name} is not set: submit the gang as "
                                  "an array job (arrayProperties.size = the node count)")
         size = num(gang.ARRAY_SIZE_ENV, None, 2)
         index = num(gang.ARRAY_INDEX_ENV, None, 0)

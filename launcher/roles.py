@@ -240,9 +240,13 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
     except gate.GateError as e:
         log.error("%s", e)
         return contract.USAGE
+    if node.gang and gang.withdrawn(node, settings):
+        return contract.RENDEZVOUS_TIMEOUT  # a member gave up on this attempt before we came
     state = state_dir(node, settings.state_dir)
     server: Server | None = None
     published: Path | None = None
+    # Why the world never assembled (then members that start later must not wait for it).
+    unassembled: str | None = None
     try:
         key = state / "id_ed25519"
         try:
@@ -254,6 +258,8 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
             return contract.USAGE
         peers = _admit(server, settings, flavour, term, node)
         if isinstance(peers, tuple):
+            unassembled = peers[1] or (f"the main node ended with exit {peers[0]} before the "
+                                       "gang assembled")
             server.finish(peers[0], why=peers[1])
             return peers[0]
         hosts = [(server.local_ip, settings.slots)]
@@ -273,7 +279,9 @@ def run_main(node: BatchNode, settings: Settings, cmd: list[str], term: TermSign
     finally:
         if server is not None:
             server.close()
-        if published is not None:
+        if published is not None and unassembled is not None:
+            gang.give_up(node, settings, unassembled)
+        elif published is not None:
             gang.withdraw(published)
         shutil.rmtree(state, ignore_errors=True)
 

@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from launcher import account, contract, gang
+from launcher import account, contract
 from launcher.fabric import NETWORKS
 from launcher.flavours import FLAVOURS
 from launcher.inputs import DECIMAL, whole_number
@@ -202,7 +202,7 @@ KNOBS: tuple[Knob, ...] = (
          "after which the agent kills the container"),
     Knob("MNP_DEBUG_USR1", "debug_usr1", FLAG, False, "0",
          "1: forward SIGTERM to ranks as SIGUSR1 (for debugging the stop path)"),
-    Knob(gang.GANG_ENV, "gang", FLAG, False, "0",
+    Knob(contract.GANG_ENV, "gang", FLAG, False, "0",
          "1: this Batch array job's children form one MPI world (a Spot gang: index 0 is the "
          "main node; launcher/README.md, Spot gangs)"),
     Knob("MNP_GANG_DIR", "gang_dir", Kind(_absolute, "an absolute path on the shared file "

@@ -32,7 +32,7 @@ from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from constructs import Construct
 
-from continuation.family import TAG_MIN_NODES
+from continuation.family import TAG_GANG, TAG_MIN_NODES
 from continuation.handler import QUEUES_ENV
 from stacks.bundle import build_zip, closure
 from stacks.config import PlatformConfig, name, tags
@@ -71,7 +71,8 @@ class Continuation(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  encryption: Encryption, queue_name: str, queue_arn: str,
-                 job_definition_name: str, alarm_topic_arn: str) -> None:
+                 job_definition_name: str, alarm_topic_arn: str,
+                 spot_queue_arn: str | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
@@ -89,7 +90,11 @@ class Continuation(Construct):
             "state_rule", "state", "Batch job state changes the continuation controller decides on",
             event_pattern=json.dumps({
                 "source": ["aws.batch"], "detail-type": ["Batch Job State Change"],
-                "detail": {"status": list(DECIDED_STATUSES), "jobQueue": [queue_arn]}}))
+                # The Spot queue too: a gang member's exit 3 cancels its array
+                # (continuation/README.md, "Spot gangs").
+                "detail": {"status": list(DECIDED_STATUSES),
+                           "jobQueue": [queue_arn, *([spot_queue_arn] if spot_queue_arn
+                                                     else [])]}}))
         self.sweep_rule = self._add_rule(
             "sweep_rule", "sweep", "The continuation controller's sweep: RUNNABLE deadlines and "
             "events that never arrived", schedule_expression=config.controller.sweep_schedule)
@@ -162,6 +167,10 @@ class Continuation(Construct):
             {"Sid": "CancelManagedJobs", "Effect": "Allow", "Action": "batch:CancelJob",
              "Resource": f"{batch}:job/*",
              "Condition": {"Null": {f"aws:ResourceTag/{TAG_MIN_NODES}": "false"}}},
+            # Only a Spot gang's array job (`submit --spot-gang` tags it).
+            {"Sid": "CancelGangs", "Effect": "Allow", "Action": "batch:CancelJob",
+             "Resource": f"{batch}:job/*",
+             "Condition": {"Null": {f"aws:ResourceTag/{TAG_GANG}": "false"}}},
             {"Sid": "Logs", "Effect": "Allow",
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": f"{_ref(self.log_group, 'arn')}:*"},

@@ -230,6 +230,12 @@ class Scheduling(Construct):
             container_properties=dumps(container_properties(
                 node, wiring, multinode=False, fsx_on=config.settings.enable_fsx,
                 term_grace_s=spot_interruption.TERM_GRACE_S)))
+        main = self.job_queue
+        # For JSON text (an event pattern): no quotes inside, so when the Spot queue is off
+        # this names the multi-node queue again, which a pattern's list may hold twice.
+        self.spot_queue_arn_or_main = (
+            f"${{{SPOT_ENABLED} ? {counted_ref(self.spot_job_queue, 'arn')} : "
+            f"{main.terraform_resource_type}.{main.friendly_unique_id}.arn}}")
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
 

@@ -13,7 +13,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from continuation.decide import Action, QueueSpec, decide
+from continuation.decide import Action, QueueSpec, decide, gang_decision
 from continuation.family import TAG_MAX_GENERATIONS, TAG_MIN_NODES, FamilyError, family_of
 from launcher.contract import NODE_LOST, STOPPED, USAGE
 
@@ -201,3 +201,33 @@ def test_descriptions_of_two_runs_are_refused() -> None:
     other = {**recorded("exit_1")[0], "jobId": "another-run"}
     with pytest.raises(FamilyError, match="several runs"):
         family_of([*recorded("exit_2"), other])
+
+
+# --- Spot gangs: array children with MNP_GANG=1 (tests/continuation/descriptions/gang_members.json)
+
+def test_a_gang_member_that_exited_3_cancels_the_array_parent() -> None:
+    """Exit 3 from a gang member: the gang did not assemble in its bound (launcher/README.md,
+    Spot gangs). CancelJob goes to the parent, the child's id without `:<index>` (Batch user
+    guide, array_jobs.html: "example_job_ID:0"), which cancels the children still queued
+    (Batch API reference, CancelJob)."""
+    failed = recorded("gang_members")[0]
+    decision = gang_decision(failed)
+    assert decision is not None and decision.action is Action.CANCEL_GANG
+    assert decision.cancel == "5c2d9e41-8a7b-4c3d-9e1f-2a3b4c5d6e7f"
+    assert failed["jobId"] in decision.reason and "did not assemble" in decision.reason
+
+
+@pytest.mark.parametrize("index", [1, 2])  # a member still queued, one that succeeded
+def test_other_gang_members_cancel_nothing(index: int) -> None:
+    decision = gang_decision(recorded("gang_members")[index])
+    assert decision is not None and decision.action is Action.NONE and decision.cancel is None
+
+
+def test_jobs_that_are_not_gang_members_are_not_the_gang_rule_s() -> None:
+    """A run's multi-node job (no array index), and an array child without the opt-in (a
+    parameter sweep's child, which exits 3 for reasons of its own)."""
+    assert gang_decision(recorded("exit_1")[0]) is None
+    sweep_child = recorded("gang_members")[0]
+    sweep_child = {**sweep_child, "container": {**sweep_child["container"], "environment": [
+        e for e in sweep_child["container"]["environment"] if e["name"] != "MNP_GANG"]}}
+    assert gang_decision(sweep_child) is None

@@ -13,10 +13,13 @@ import pytest
 from emulator.jobdef import (
     JobDefinitionError,
     access_point_owner,
+    apply_array_request,
     apply_request,
     multinode_definition,
     resource,
+    spot_definition,
 )
+from jobs import spotgang
 from jobs.request import JobSpec, submit_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +65,37 @@ def test_env_overrides_the_definitions_variables_and_the_vcpu_rank_count(
         env = _env(container)
         assert env["MNP_NETWORK"] == "ofi-tcp" and env["MNP_RANKS_PER_NODE"] == "1"
         assert env["MNP_PRECHECK"] == default["MNP_PRECHECK"]  # untouched names stay
+
+
+def test_a_spot_gang_request_makes_alike_children_of_the_spot_definition(
+        synthesized_config: dict) -> None:
+    definition = spot_definition(synthesized_config)
+    # The Spot one, not the multi-node or the Fargate staging definition (stacks/scheduling.py).
+    assert definition["jobDefinitionName"].endswith("-spot")
+    default = definition["containerProperties"]
+    spec = spotgang.gang_spec(_spec(nodes=1, single_node=True), {"MNP_GANG": "1",
+                                                                  "MNP_GANG_TIMEOUT": "20"})
+    job = apply_array_request(definition, spotgang.gang_request(spec, 4))
+    assert job.num_nodes == 4 and job.main_node == 0
+    assert job.containers[0] == job.containers[3]
+    container = job.containers[0]
+    assert container["command"] == ["python", "-m", "solver", "commcheck"]
+    assert (resource(container, "VCPU"), resource(container, "MEMORY")) == (2, 3000)
+    env = _env(container)
+    assert (env["MNP_GANG"], env["MNP_GANG_TIMEOUT"], env["MNP_RANKS_PER_NODE"]) == ("1", "20", "2")
+    assert env["MNP_RUN_AS"] == _env(default)["MNP_RUN_AS"]  # kept from the definition
+    assert container["user"] == default["user"] and container["secrets"] == default["secrets"]
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({"containerOverrides": {}}, "arrayProperties.size None is not an array size"),
+    ({"arrayProperties": {"size": 1}}, "size 1 is not an array size: 2..10000"),
+    ({"arrayProperties": {"size": 2}, "nodeOverrides": {}}, "a multi-node request"),
+])
+def test_an_array_request_that_batch_refuses_is_refused_by_name(
+        synthesized_config: dict, request_: dict, message: str) -> None:
+    with pytest.raises(JobDefinitionError, match=message):
+        apply_array_request(spot_definition(synthesized_config), request_)
 
 
 def test_without_overrides_the_definition_runs_as_written(synthesized_config: dict) -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jobs.spotgang import GANG_COST_CAP_ENV, GANG_PRICE_ENV, GANG_TIMEOUT_ENV
-from launcher.gang import GANG_ENV
+from launcher.contract import GANG_ENV
 from tests.jobs.moto_env import INSTANCE_TYPE, SPOT_DEFINITION, SPOT_QUEUE
 
 GANG = ["submit", "--job-name", "gang-heat", "--nodes", "4", "--spot-gang", "--no-preflight"]
@@ -31,6 +31,8 @@ def test_gang_is_one_array_job_of_whole_spot_instances_without_retries(aws):
     assert (submit["jobQueue"], submit["jobDefinition"]) == (SPOT_QUEUE, SPOT_DEFINITION)
     # "Submit a gang without Batch retries" (launcher/README.md "Spot gangs", Retries).
     assert submit["retryStrategy"] == {"attempts": 1}
+    # The controller's role may cancel only arrays with this tag (stacks/continuation.py).
+    assert submit["tags"]["mnp:gang"] == "4"
     container = submit["containerOverrides"]
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env[GANG_ENV] == "1"

@@ -98,6 +98,59 @@ def test_withdrawing_removes_the_attempt_and_an_empty_job_directory(tmp_path: Pa
     assert not (tmp_path / JOB).exists()
 
 
+def test_a_withdrawn_attempt_ends_a_late_member_at_once(tmp_path: Path) -> None:
+    address = gang.publish(tmp_path, JOB, 1, "10.0.0.1", 1, SECRET)
+    gang.leave_withdrawn(tmp_path, JOB, 1, 0, "index(es) 3 never arrived", SECRET)
+    # The address goes with the withdrawal: a late member must not join a main node that left.
+    assert not address.exists()
+    began = time.monotonic()
+    with pytest.raises(gang.GangWithdrawn,
+                       match="member 0 withdrew this attempt of the gang: index.es. 3 never"):
+        gang.find_main(tmp_path, JOB, 1, SECRET, began + 30)
+    assert time.monotonic() - began < 1  # not its 30 s bound
+    # Attempt 2 (a new array) is not withdrawn by attempt 1's marker.
+    gang.publish(tmp_path, JOB, 2, "10.0.0.2", 2, SECRET)
+    assert gang.find_main(tmp_path, JOB, 2, SECRET, time.monotonic() + 1) == ("10.0.0.2", 2)
+
+
+def test_a_withdrawal_naming_a_thousand_members_still_fits_and_verifies(tmp_path: Path) -> None:
+    why = gang.missing_line(list(range(1, 1000)), gang.Bound(600, "MNP_GANG_TIMEOUT=600s"), 1000)
+    assert len(why) > gang.MAX_FILE  # uncut, the reader's limit would refuse it
+    path = gang.leave_withdrawn(tmp_path, JOB, 1, 0, why, SECRET)
+    assert path.stat().st_size <= gang.MAX_FILE
+    found = gang.withdrawal(tmp_path, JOB, 1, SECRET)
+    assert found is not None and found.endswith("...") and "index(es) 1, 2, 3" in found
+
+
+@pytest.mark.parametrize("edit", [
+    lambda body: body.update(why="forged"),  # an edited reason
+    lambda body: body.update(attempt=2),  # attempt 1's marker passed off as attempt 2's
+])
+def test_a_withdrawal_that_does_not_verify_is_ignored(tmp_path: Path, caplog, edit) -> None:
+    path = gang.leave_withdrawn(tmp_path, JOB, 1, 0, "gave up", SECRET)
+    body = json.loads(path.read_text())
+    edit(body)
+    target = gang.withdrawn_path(tmp_path, JOB, body["attempt"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(body))
+    gang.publish(tmp_path, JOB, body["attempt"], "10.0.0.1", 1, SECRET)
+    # Anyone who can write EFS could write the marker: without the secret it ends nothing.
+    found = gang.find_main(tmp_path, JOB, body["attempt"], SECRET, time.monotonic() + 1)
+    assert found == ("10.0.0.1", 1)
+    assert sum("ignoring" in r.message for r in caplog.records) == 1
+
+
+def test_a_marker_sealed_by_another_stack_is_refused(tmp_path: Path) -> None:
+    path = gang.leave_withdrawn(tmp_path, JOB, 1, 2, "gave up", "another stack's secret!!")
+    with pytest.raises(gang.GangError, match="HMAC does not verify"):
+        gang.verify_withdrawn(path.read_text(), JOB, 1, SECRET)
+    # An address's seal is not a withdrawal's: the keys are labelled apart.
+    sealed = json.loads(gang.publish(tmp_path, JOB, 1, "10.0.0.1", 1, SECRET).read_text())
+    forged = {"job": JOB, "attempt": 1, "index": 0, "why": "x", "mac": sealed["mac"]}
+    with pytest.raises(gang.GangError, match="HMAC does not verify"):
+        gang.verify_withdrawn(json.dumps(forged), JOB, 1, SECRET)
+
+
 @pytest.mark.parametrize(("timeout", "cap", "price", "seconds", "reason"), [
     (600, None, None, 600, "MNP_GANG_TIMEOUT=600s"),
     (600, None, 3.6, 600, "MNP_GANG_TIMEOUT=600s"),  # a price alone caps nothing

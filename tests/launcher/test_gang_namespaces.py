@@ -103,4 +103,6 @@ def test_members_whose_main_node_never_starts_give_up_within_their_bound(
     for err in logs:
         assert ("gang of 3 did not assemble within 3.0s (MNP_GANG_TIMEOUT=3s): index(es) 0 "
                 "never arrived" in err), err
-        assert "published no valid address" in err
+    # The first to give up withdraws the attempt; the other may read that before its own
+    # bound passes (then it quotes the first one's line, as checked above).
+    assert any("published no valid address" in err for err in logs), logs

@@ -128,6 +128,10 @@ def test_policy_grants_exactly_the_controllers_calls(synthesized: dict) -> None:
     assert statements["CancelManagedJobs"]["Resource"] == f"{account}:job/*"
     assert statements["CancelManagedJobs"]["Condition"] == {
         "Null": {"aws:ResourceTag/mnp:min-nodes": "false"}}
+    # A Spot gang's array only (jobs/spotgang.py tags it): continuation/README.md, "Spot gangs".
+    assert statements["CancelGangs"]["Resource"] == f"{account}:job/*"
+    assert statements["CancelGangs"]["Condition"] == {
+        "Null": {"aws:ResourceTag/mnp:gang": "false"}}
     assert statements["Logs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert statements["Logs"]["Resource"].endswith(".arn}:*")
     assert statements["DeadLetters"] == {
@@ -135,7 +139,8 @@ def test_policy_grants_exactly_the_controllers_calls(synthesized: dict) -> None:
         "Resource": "${aws_sqs_queue.continuation_dead_letter_queue_B3572D24[0].arn}"}
     assert statements["StackKey"]["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
     assert set(statements) == {"ReadJobs", "SubmitContinuations", "TagContinuations",
-                               "CancelManagedJobs", "Logs", "DeadLetters", "StackKey"}
+                               "CancelManagedJobs", "CancelGangs", "Logs", "DeadLetters",
+                               "StackKey"}
 
 
 def _batch_event(status: str, queue_arn: str, reason: str = "") -> dict:
@@ -150,19 +155,28 @@ def _batch_event(status: str, queue_arn: str, reason: str = "") -> dict:
                        "tags": {"mnp:min-nodes": "2"}}}
 
 
+SPOT_OR_MAIN = ("${var.enable_spot_queue ? "
+                "aws_batch_job_queue.scheduling_spot_job_queue_3D9454E5[0].arn : "
+                f"{QUEUE}_CEA41084.arn}}")
+
+
 @pytest.mark.parametrize(("status", "queue", "matched"), [
-    ("FAILED", "ours", True),
-    ("RUNNABLE", "ours", True),
-    ("SUCCEEDED", "ours", False),
-    ("RUNNING", "ours", False),
-    ("FAILED", "another", False),
+    ("FAILED", "mpi", True),
+    ("RUNNABLE", "mpi", True),
+    ("SUCCEEDED", "mpi", False),
+    ("RUNNING", "mpi", False),
+    ("FAILED", "spot", True),  # a gang member's exit 3 (continuation/README.md, Spot gangs)
+    ("FAILED", "other", False),
 ])
-def test_state_rule_matches_failed_and_runnable_jobs_of_the_queue(
+def test_state_rule_matches_failed_and_runnable_jobs_of_the_queues(
         synthesized: dict, status: str, queue: str, matched: bool) -> None:
     rule = only(synthesized, "aws_cloudwatch_event_rule", "continuation_state_rule")
     ours = "arn:aws:batch:us-east-1:123456789012:job-queue/mnp-hpc-mpi"
-    pattern = rule["event_pattern"].replace(f"${{{QUEUE}_CEA41084.arn}}", ours)
-    arn = ours if queue == "ours" else ours.replace("mpi", "other")
+    # The Spot queue's ARN when enable_spot_queue, as Terraform renders it at plan.
+    assert SPOT_OR_MAIN in rule["event_pattern"]
+    pattern = rule["event_pattern"].replace(SPOT_OR_MAIN, ours.replace("mpi", "spot")).replace(
+        f"${{{QUEUE}_CEA41084.arn}}", ours)
+    arn = ours.replace("mpi", queue)
     event = _batch_event(status, arn, STUCK_RUNNABLE_REASONS[0])
     assert EventPattern.load(pattern).matches_event(event) is matched
 
