@@ -142,6 +142,14 @@ class Compute(Construct):
             placement_group=f"${{{counted_ref(self.spot_placement_group, 'name')}}}")
         self.spot_environment_arn = f"${{{counted_ref(self.spot_environment, 'arn')}}}"
 
+    def add_mnp_environment(self, id_: str, label: str, subnet_ids: list[str],
+                            placement_group: str,
+                            checks: list[Precondition] | None = None) -> BatchComputeEnvironment:
+        """Another on-demand multi-node environment on the same launch template (fallbacks)."""
+        return self._add_environment(id_, label, "node", "EC2", "BEST_FIT_PROGRESSIVE",
+                                     subnet_ids, self.launch_template,
+                                     placement_group=placement_group, checks=checks)
+
     def _add_placement_group(self, id_: str, label: str, *,
                              count: float | None = None) -> PlacementGroup:
         return PlacementGroup(self, id_, name=name(self._cluster, label), strategy="cluster",

@@ -86,6 +86,8 @@ class StackSettings:
     cluster_name: str = "mnp-hpc"  # prefix of every resource name (CLUSTER_NAME)
     vpc_cidr: str = "10.42.0.0/16"  # VPC address range, /16-/20
     instance_types: tuple[str, ...] = ("c6i.2xlarge",)  # one type per job: MNP nodes match
+    # Failover types, in order: each its own environment and queue (stacks/fallback.py)
+    fallback_instance_types: tuple[str, ...] = ()
     max_vcpus: int = 64  # compute environment ceiling: 8 nodes of 8 vCPUs
     efs_throughput_mode: str = "elastic"  # bursting | provisioned | elastic
     efs_provisioned_throughput: int = 64  # MiB/s, used only in provisioned mode
@@ -105,9 +107,14 @@ class StackSettings:
         if not self.instance_types:
             raise ConfigError("INSTANCE_TYPES is empty: give one or more instance types, "
                               "comma separated, e.g. c6i.2xlarge")
-        for itype in self.instance_types:
-            _check_pattern("INSTANCE_TYPES", itype, INSTANCE_TYPE_PATTERN,
-                           "EC2 instance types like c6i.2xlarge, comma separated")
+        for var, types in (("INSTANCE_TYPES", self.instance_types),
+                           ("FALLBACK_INSTANCE_TYPES", self.fallback_instance_types)):
+            for itype in types:
+                _check_pattern(var, itype, INSTANCE_TYPE_PATTERN,
+                               "EC2 instance types like c6i.2xlarge, comma separated")
+        if len(set(self.fallback_instance_types)) != len(self.fallback_instance_types):
+            raise ConfigError(f"FALLBACK_INSTANCE_TYPES={','.join(self.fallback_instance_types)!r}"
+                              " is not allowed: each type at most once")
         if not 1 <= self.max_vcpus <= MAX_VCPUS_LIMIT:
             raise ConfigError(f"MAX_VCPUS={self.max_vcpus!r} is not allowed: "
                               f"a whole number from 1 to {MAX_VCPUS_LIMIT}")
@@ -133,9 +140,9 @@ class StackSettings:
         kwargs: dict[str, object] = {}
         if "CLUSTER_NAME" in env:
             kwargs["cluster_name"] = env["CLUSTER_NAME"]
-        if "INSTANCE_TYPES" in env:
-            kwargs["instance_types"] = tuple(
-                t.strip() for t in env["INSTANCE_TYPES"].split(",") if t.strip())
+        for var in ("INSTANCE_TYPES", "FALLBACK_INSTANCE_TYPES"):
+            if var in env:
+                kwargs[var.lower()] = tuple(t.strip() for t in env[var].split(",") if t.strip())
         if "MAX_VCPUS" in env:
             kwargs["max_vcpus"] = _whole_number("MAX_VCPUS", env["MAX_VCPUS"],
                                                 f"a whole number from 1 to {MAX_VCPUS_LIMIT}")

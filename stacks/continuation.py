@@ -37,6 +37,7 @@ from continuation.handler import QUEUES_ENV
 from stacks.bundle import build_zip, closure
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
+from stacks.fallback import queue_arn_filter, queue_arn_resources, queue_specs_json
 from stacks.policy import trust_policy
 from stacks.variables import CONTINUATION_ENABLED, counted_ref
 
@@ -91,10 +92,10 @@ class Continuation(Construct):
             event_pattern=json.dumps({
                 "source": ["aws.batch"], "detail-type": ["Batch Job State Change"],
                 # The Spot queue too: a gang member's exit 3 cancels its array
-                # (continuation/README.md, "Spot gangs").
+                # (continuation/README.md, "Spot gangs"); and the fallback queues.
                 "detail": {"status": list(DECIDED_STATUSES),
-                           "jobQueue": [queue_arn, *([spot_queue_arn] if spot_queue_arn
-                                                     else [])]}}))
+                           "jobQueue": [*queue_arn_filter(queue_arn),
+                                        *([spot_queue_arn] if spot_queue_arn else [])]}}))
         self.sweep_rule = self._add_rule(
             "sweep_rule", "sweep", "The continuation controller's sweep: RUNNABLE deadlines and "
             "events that never arrived", schedule_expression=config.controller.sweep_schedule)
@@ -158,7 +159,8 @@ class Continuation(Construct):
             {"Sid": "ReadJobs", "Effect": "Allow", "Action": READ_ACTIONS, "Resource": "*"},
             # Any revision: a continuation reuses its predecessor's job definition ARN.
             {"Sid": "SubmitContinuations", "Effect": "Allow", "Action": "batch:SubmitJob",
-             "Resource": [queue_arn, f"{batch}:job-definition/{job_definition_name}:*"]},
+             "Resource": [*queue_arn_resources(queue_arn),
+                          f"{batch}:job-definition/{job_definition_name}:*"]},
             # Tags on SubmitJob are authorized as TagResource on the new job, at creation only.
             {"Sid": "TagContinuations", "Effect": "Allow", "Action": "batch:TagResource",
              "Resource": f"{batch}:job/*",
@@ -186,10 +188,9 @@ class Continuation(Construct):
     def _add_function(self, queue_name: str) -> LambdaFunction:
         controller = self._config.controller
         node = self._config.node
-        # The stack's multi-node queue, then fallback queues in failover order (none yet):
-        # each with the ranks, vCPUs and memory of a whole node (continuation.decide.QueueSpec).
-        queues = [{"name": queue_name, "slots": node.vcpus, "vcpus": node.vcpus,
-                   "memory_mib": node.memory_mib}]
+        # The stack's multi-node queue, then fallback queues in failover order: each with the
+        # ranks, vCPUs and memory of a whole node (continuation.decide.QueueSpec).
+        queues = queue_specs_json(queue_name, node.vcpus, node.vcpus, node.memory_mib)
         path = f"${{path.module}}/{self.package.path}"
         return LambdaFunction(
             self, "function", count=continuation_count(), function_name=self._function_name,
@@ -201,7 +202,7 @@ class Continuation(Construct):
             reserved_concurrent_executions=1,
             dead_letter_config=LambdaFunctionDeadLetterConfig(
                 target_arn=_ref(self.dead_letter_queue, "arn")),
-            environment=LambdaFunctionEnvironment(variables={QUEUES_ENV: json.dumps(queues)}),
+            environment=LambdaFunctionEnvironment(variables={QUEUES_ENV: queues}),
             kms_key_arn=self._encryption.key.arn,
             # Lambda's default, written out: a trace only when a caller sampled one, so no
             # X-Ray cost and no X-Ray permissions.

@@ -13,6 +13,7 @@ from stacks.continuation import Continuation
 from stacks.data import DataBucket
 from stacks.efa import Efa
 from stacks.encryption import Encryption
+from stacks.fallback import Fallback
 from stacks.iam import Roles
 from stacks.instance_types import InstanceTypes
 from stacks.lustre import Lustre
@@ -93,6 +94,11 @@ class PlatformStack(TerraformStack):
             rendezvous_secret_arn=secret.secret.arn)
         scheduling = Scheduling(self, "scheduling", config=config, cluster=cluster,
                                 compute=compute, wiring=wiring, spot_count=spot_count())
+        fallback = Fallback(
+            self, "fallback", config=config, cluster=cluster,
+            fallback_types=variables.fallback_instance_types, max_vcpus=variables.max_vcpus,
+            compute=compute, zones=(zones.pinned_zone_id, zones.second_zone_id),
+            subnet_ids=(network.pinned_subnet.id, network.private_subnets[1].id))
         # --- Data in and out: staging jobs, and stage-out when a multi-node job ends
         staging = StagingJobs(self, "staging", config=config, cluster=cluster, data=data,
                               network=network, storage=storage, wiring=wiring,
@@ -117,6 +123,8 @@ class PlatformStack(TerraformStack):
                         description="The continuation controller's function ('' when off)")
         TerraformOutput(self, "continuation_log_group_name", value=continuation.log_group_name,
                         description="Log group of its decisions, one JSON line each ('' when off)")
+        TerraformOutput(self, "fallback_job_queue_names", value=fallback.queue_names,
+                        description="Fallback multi-node queues, in failover order")
         self._add_data_outputs(data, staging)
         self._add_fsx_outputs(lustre)
 

@@ -20,6 +20,7 @@ from launcher.contract import (
     STATUS_PARAMETER,
 )
 from stacks.config import name, tags
+from stacks.fallback import queue_arn_filter
 from stacks.policy import Statement, service_role
 from stacks.staging import StagingJobs
 
@@ -34,10 +35,11 @@ EVENT_PATHS = {JOB_ID_PARAMETER: "$.detail.jobId", STATUS_PARAMETER: "$.detail.s
 
 
 def event_pattern(queue_arn: str) -> dict:
-    """Terminal state changes of the queue's jobs that carry a stage-out location."""
+    """Terminal state changes, carrying a stage-out location, of the queue's and its
+    fallbacks' jobs."""
     return {"source": ["aws.batch"], "detail-type": ["Batch Job State Change"],
             "detail": {
-                "jobQueue": [queue_arn], "status": list(TERMINAL_STATES),
+                "jobQueue": queue_arn_filter(queue_arn), "status": list(TERMINAL_STATES),
                 # The nodes of a multi-node job ('<id>#<n>') change state too; their parent's
                 # event is the one that stages (EventBridge: "Anything-but using a wildcard",
                 # eventbridge/latest/userguide/eb-create-pattern-operators.html).

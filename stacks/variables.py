@@ -95,6 +95,21 @@ class Variables(Construct):
             f"can(regex({_hcl(INSTANCE_TYPE_PATTERN)}, t))])",
             "instance_types must be a non-empty list of EC2 instance types such as "
             "[\"c6i.2xlarge\"].")
+        bad = (f"[for t in var.fallback_instance_types : t "
+               f"if !can(regex({_hcl(INSTANCE_TYPE_PATTERN)}, t))]")
+        self.fallback_instance_types = self._add(
+            "fallback_instance_types", "list(string)", list(settings.fallback_instance_types),
+            "Failover instance types, in order: each gets its own multi-node compute "
+            "environment, cluster placement group and job queue (empty ones cost nothing), and "
+            "the continuation controller moves a run stuck RUNNABLE for capacity to the next "
+            "one with the same total ranks (stacks/README.md, \"Fallback capacity\").",
+            f"length({bad}) == 0 && length(distinct(var.fallback_instance_types)) == "
+            "length(var.fallback_instance_types)",
+            f"fallback_instance_types must list distinct EC2 instance types such as "
+            f"[\"c6i.4xlarge\"] (pattern {INSTANCE_TYPE_PATTERN}); not allowed: "
+            f"[${{join(\", \", length({bad}) > 0 ? {bad} : "
+            "[for i, t in var.fallback_instance_types : t "
+            "if index(var.fallback_instance_types, t) != i])}].")
         self.placement_zone_id = self._add(
             "placement_zone_id", "string", "",
             "Zone id (such as use1-az4) of the cluster placement group and its subnet; \"\" "

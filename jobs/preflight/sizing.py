@@ -52,6 +52,12 @@ def registered_memory(installed_mib: int) -> int:
     return int(installed_mib * (1 - KERNEL_SHARE)) - AGENT_RESERVED_MIB
 
 
+def registered_memory_hcl(installed_mib: str) -> str:
+    """The same rule as a Terraform expression of `installed_mib` (the stack sizes fallback
+    queues' whole nodes with it)."""
+    return f"floor({installed_mib} * {1 - KERNEL_SHARE!r}) - {AGENT_RESERVED_MIB}"
+
+
 def vcpus_of(info: dict[str, Any]) -> int:
     """Default vCPUs of a DescribeInstanceTypes entry."""
     return int(info.get("VCpuInfo", {}).get("DefaultVCpus", 0))
