@@ -28,9 +28,11 @@ CATALOG = {
 }
 
 
-def lookups_local(stack: dict) -> tuple[str, str]:
-    """(the stack's lookup address, a local expression giving the catalog's entries instead)."""
-    (lookup_id,) = stack["data"]["aws_ec2_instance_type"]
-    keys = stack["data"]["aws_ec2_instance_type"][lookup_id]["for_each"][2:-1]
+def lookups_local(stack: dict, variable: str = "instance_types") -> tuple[str, str]:
+    """(the stack's lookup address for the types of `variable`, a local expression giving the
+    catalog's entries instead)."""
+    found = stack["data"]["aws_ec2_instance_type"]
+    (lookup_id,) = [i for i, d in found.items() if d["for_each"] == f"${{toset(var.{variable})}}"]
+    keys = found[lookup_id]["for_each"][2:-1]
     return (f"data.aws_ec2_instance_type.{lookup_id}",
             f"${{{{for t in {keys} : t => local.catalog[t]}}}}")

@@ -57,6 +57,11 @@ def test_efa_example_on_a_tcp_stack_says_to_synthesize_for_efa(workdir: Path) ->
     assert EFA_NOT_SYNTHESIZED.split(":")[0] in " ".join(proc.stderr.split())
 
 
+def test_good_fallback_list_passes(workdir: Path) -> None:
+    proc = _plan(workdir, '-var=fallback_instance_types=["c6i.4xlarge","c5.2xlarge"]')
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("assignment", [
     "data_bucket_name=my-team-data", "data_bucket_name=data.example.org",
     "data_input_prefix=projects/cfd/in/", "data_output_prefix=results_2026/(v1)/"])
@@ -78,6 +83,12 @@ def test_good_data_values_pass(workdir: Path, assignment: str) -> None:
     ('vpc_cidr=not-a-cidr', "vpc_cidr must be an IPv4 network address"),
     ('instance_types=[]', "instance_types must be a non-empty list"),
     ('instance_types=["bogus"]', "instance_types must be a non-empty list"),
+    ('fallback_instance_types=["c6i.4xlarge","C5.Large"]',
+     'fallback_instance_types must list distinct EC2 instance types such as ["c6i.4xlarge"] '
+     "(pattern ^[a-z][a-z0-9-]*\\.[a-z0-9-]+$); not allowed: [C5.Large]."),
+    ('fallback_instance_types=["c6i.4xlarge","c5.2xlarge","c6i.4xlarge"]',
+     "fallback_instance_types must list distinct EC2 instance types such as "
+     '["c6i.4xlarge"] (pattern ^[a-z][a-z0-9-]*\\.[a-z0-9-]+$); not allowed: [c6i.4xlarge].'),
     ('max_vcpus=0', "max_vcpus must be a whole number from 1 to 896000"),
     ('max_vcpus=2.5', "max_vcpus must be a whole number from 1 to 896000"),
     ('max_vcpus=1e26', "max_vcpus must be a whole number from 1 to 896000"),
