@@ -33,9 +33,12 @@ SUBNETS_LOCAL = "fallback_subnet_ids"
 SPECS_LOCAL = "fallback_queue_specs"
 NAMES_LOCAL = "fallback_queue_names"
 PRIMARY_LABEL = "mpi"  # the stack's multi-node queue is "<cluster>-mpi" (stacks/scheduling.py)
-# "<cluster>-mpi-c6i-4xlarge": the primary queue's name, "-", the type with its dot made a hyphen
-# (queue and placement group names take letters, digits, hyphens and underscores).
-LABEL = PRIMARY_LABEL + '-${replace(each.key, ".", "-")}'
+# "<cluster>-mpi_c6i-4xlarge": the primary queue's name, "_", the type with its dot made a hyphen
+# (queue, environment and placement group names take letters, digits, hyphens and underscores).
+# Cluster names have no "_", so "<primary>_" starts only this stack's fallback queues, never
+# another stack's queue (whose cluster name might start with ours and a hyphen).
+SEPARATOR = "_"
+LABEL = PRIMARY_LABEL + SEPARATOR + '${replace(each.key, ".", "-")}'
 
 
 def offered_pairs(offerings: str) -> str:
@@ -61,15 +64,15 @@ def zone_message(pinned_zone: str, second_zone: str) -> str:
 
 def queue_arn_filter(queue_arn: str) -> list[object]:
     """An event pattern's `jobQueue`: the primary queue and every fallback queue."""
-    # Fallback queues are named "<primary queue>-<type>", so one prefix matches them all
+    # Fallback queues are named "<primary queue>_<type>", so one prefix matches them all
     # (EventBridge "Prefix matching", eventbridge/latest/userguide/eb-create-pattern-operators.html)
     # and the pattern stays plain JSON, the same for any list of fallbacks.
-    return [queue_arn, {"prefix": f"{queue_arn}-"}]
+    return [queue_arn, {"prefix": f"{queue_arn}{SEPARATOR}"}]
 
 
 def queue_arn_resources(queue_arn: str) -> list[str]:
     """IAM resources: the primary queue and every fallback queue (the same naming rule)."""
-    return [queue_arn, f"{queue_arn}-*"]
+    return [queue_arn, f"{queue_arn}{SEPARATOR}*"]
 
 
 def queue_specs_json(queue_name: str, slots: int, vcpus: int, memory_mib: int) -> str:

@@ -14,6 +14,7 @@ from subprocess import Popen
 import pytest
 from moto.events.models import EventPattern
 
+from continuation.handler import QUEUES_ENV
 from launcher.contract import STUCK_RUNNABLE_REASONS
 from stacks.bundle import REPO, base64_sha256, build_zip, closure
 from stacks.config import ControllerDefaults, NodeDefaults, PlatformLimits
@@ -81,18 +82,6 @@ def test_function_runs_the_handler_once_at_a_time(synthesized: dict) -> None:
         f"aws_cloudwatch_log_group.{next(iter(_mine(synthesized, 'aws_cloudwatch_log_group')))}"]
 
 
-def test_environment_is_what_the_handler_parses(synthesized: dict) -> None:
-    from continuation.decide import QueueSpec
-    from continuation.handler import QUEUES_ENV, queues_from_env
-
-    function = only(synthesized, "aws_lambda_function", "continuation_function")
-    raw = function["environment"]["variables"][QUEUES_ENV]
-    assert f"${{{QUEUE}_CEA41084.name}}" in raw
-    node = NodeDefaults()
-    parsed = queues_from_env({QUEUES_ENV: raw.replace(f"${{{QUEUE}_CEA41084.name}}", "q")})
-    assert parsed == [QueueSpec("q", node.vcpus, node.vcpus, node.memory_mib)]
-
-
 def _batch_calls() -> set[str]:
     """The Batch API operations continuation/ calls, as IAM actions."""
     text = "\n".join(p.read_text() for p in (REPO / "continuation").glob("*.py"))
@@ -117,9 +106,10 @@ def test_policy_grants_exactly_the_controllers_calls(synthesized: dict) -> None:
     account = ("arn:${data.aws_partition.encryption_partition_10E92BF8.partition}:batch:"
                "${data.aws_region.encryption_region_B5523878.region}:"
                "${data.aws_caller_identity.encryption_caller_4EBFD3EB.account_id}")
-    # SubmitJob: the job queue and the job definition (any revision), the stack's own.
+    # SubmitJob: the job queue, its fallbacks (named after it: stacks/fallback.py) and the job
+    # definition (any revision), the stack's own.
     assert statements["SubmitContinuations"]["Resource"] == [
-        f"${{{QUEUE}_CEA41084.arn}}",
+        f"${{{QUEUE}_CEA41084.arn}}", f"${{{QUEUE}_CEA41084.arn}}_*",
         f"{account}:job-definition/"
         "${aws_batch_job_definition.scheduling_job_definition_4926FD22.name}:*"]
     assert statements["TagContinuations"]["Resource"] == f"{account}:job/*"
@@ -167,6 +157,9 @@ SPOT_OR_MAIN = ("${var.enable_spot_queue ? "
     ("RUNNING", "mpi", False),
     ("FAILED", "spot", True),  # a gang member's exit 3 (continuation/README.md, Spot gangs)
     ("FAILED", "other", False),
+    ("RUNNABLE", "fallback", True),  # a run moved to a fallback queue (stacks/fallback.py)
+    ("FAILED", "longer", False),  # a queue whose name merely starts with ours
+    ("FAILED", "cluster", False),  # the queue of a stack named "<ours>-x"
 ])
 def test_state_rule_matches_failed_and_runnable_jobs_of_the_queues(
         synthesized: dict, status: str, queue: str, matched: bool) -> None:
@@ -176,7 +169,8 @@ def test_state_rule_matches_failed_and_runnable_jobs_of_the_queues(
     assert SPOT_OR_MAIN in rule["event_pattern"]
     pattern = rule["event_pattern"].replace(SPOT_OR_MAIN, ours.replace("mpi", "spot")).replace(
         f"${{{QUEUE}_CEA41084.arn}}", ours)
-    arn = ours.replace("mpi", queue)
+    arn = {"fallback": f"{ours}_c6i-4xlarge", "longer": f"{ours}2",
+           "cluster": f"{ours}-x-mpi"}.get(queue, ours.replace("mpi", queue))
     event = _batch_event(status, arn, STUCK_RUNNABLE_REASONS[0])
     assert EventPattern.load(pattern).matches_event(event) is matched
 
@@ -275,8 +269,11 @@ def test_handler_imports_and_sweeps_from_the_zip_alone(synthesized: dict,
     package = tmp_path / "continuation.zip"
     package.write_bytes(build_zip(closure("continuation")))
     function = only(synthesized, "aws_lambda_function", "continuation_function")
-    env = {k: v.replace(f"${{{QUEUE}_CEA41084.name}}", "mnp-hpc-mpi")
-           for k, v in function["environment"]["variables"].items()}
+    assert set(function["environment"]["variables"]) == {QUEUES_ENV}
+    # What Terraform renders with no fallbacks (test_fallback_terraform.py renders it).
+    node = NodeDefaults()
+    env = {QUEUES_ENV: json.dumps([{"name": "mnp-hpc-mpi", "slots": node.vcpus,
+                                    "vcpus": node.vcpus, "memory_mib": node.memory_mib}])}
     proc = subprocess.run([RUNTIME_PYTHON, "-I", "-S", "-c", IMPORT_FROM_ZIP, str(package)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
