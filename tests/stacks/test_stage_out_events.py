@@ -72,6 +72,13 @@ def delivered(synthesized: dict, monkeypatch: pytest.MonkeyPatch):
         yield send
 
 
+def test_a_job_of_a_fallback_queue_stages_out_too(delivered) -> None:
+    # A run the controller moved to a fallback queue ("<queue>_<type>", stacks/fallback.py).
+    assert delivered(_event(status="SUCCEEDED", parameters=STAGE,
+                            jobQueue=f"{QUEUE_ARN}_c6i-4xlarge")) == {"Parameters": {
+        "jobId": JOB_ID, "status": "SUCCEEDED", **STAGE}}
+
+
 @pytest.mark.parametrize("status", ["FAILED", "SUCCEEDED"])
 def test_a_job_that_ends_with_stage_out_submits_staging(delivered, status: str) -> None:
     # The Batch target takes {"Parameters": {...}} (batch user guide, batch-cwe-target.html).
