@@ -194,7 +194,7 @@ def _stuck(family: Family, job: Member, reason: str, queues: Sequence[QueueSpec]
     if reason in (*SHRINKABLE, REQUIREMENT_REASON) and here + 1 < len(queues):
         target = queues[here + 1]
         total = job.num_nodes * job.ranks_per_node
-        nodes = _nodes_for(total, target.slots)
+        nodes = nodes_for(total, target.slots)
         return Decision(Action.MOVE, f"{job.job_id} stuck ({reason}): moving to {target.name}",
                         nodes=nodes, queue=target.name, ranks_per_node=total // nodes,
                         generation=family.newest.generation + 1, cancel=cancel,
@@ -240,7 +240,7 @@ def _ever_started(family: Family) -> bool:
     return any(m.attempts for m in family.members)
 
 
-def _nodes_for(total: int, slots: int) -> int:
+def nodes_for(total: int, slots: int) -> int:
     """Fewest nodes of `slots` ranks each that hold exactly `total` ranks, evenly."""
     nodes = math.ceil(total / slots)
     while total % nodes:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from rich.text import Text
+
 from jobs import spotgang, wholenode
 from jobs.commands import submit
 from jobs.commands.common import SENDING_FLAGS, ignored_note, job_specs, spot_names, staged
 from jobs.context import Context
-from jobs.preflight import gate
+from jobs.preflight import fallback, gate
+from jobs.preflight.facts import Reader
 from jobs.preflight.gate import Report
 
 NAME = "preflight"
@@ -49,16 +52,29 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     reports = gate.run(ctx.api, specs, args.image_tag,
                        ctx.settings.optional(None, "fsx_file_system_id"))
     gang = compare(args, ctx, reports[0]) if args.spot_gang else None
+    fallbacks = fallback_queues(ctx, reports[0])
     if args.json:  # the whole report even when nothing was decided
         print(json.dumps({**reports[0].as_dict(),
-                          **({"spotGang": gang.as_dict()} if gang else {})}, indent=2))
+                          **({"spotGang": gang.as_dict()} if gang else {}),
+                          **({"fallbacks": [f.as_dict() for f in fallbacks]}
+                             if fallbacks else {})}, indent=2))
     gate.refuse_undecided(reports)  # its error line names the reasons: no table of them
     if not args.json:
         gate.show(ctx.out, reports, full=True)
         for line in gang.lines() if gang else []:
             ctx.out.print(line)
+        for queue in fallbacks:
+            ctx.out.print(Text(queue.line()))
     gate.refuse(reports)
     return 0
+
+
+def fallback_queues(ctx: Context, report: Report) -> list[fallback.Fallback]:
+    """The stack's fallback queues for this multi-node job (none: nothing is read)."""
+    names = fallback.queue_names(ctx.settings.outputs.get(fallback.OUTPUT))
+    if not names or report.spec.single_node:
+        return []
+    return fallback.read(Reader(ctx.api.preflight_view()), names, report.spec)
 
 
 def compare(args: argparse.Namespace, ctx: Context, report: Report) -> spotgang.Comparison:

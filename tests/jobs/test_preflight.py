@@ -11,7 +11,7 @@ import pytest
 from jobs.preflight.pricing import Estimate
 from jobs.preflight.sizing import registered_memory
 from tests.jobs import moto_env
-from tests.jobs.moto_env import INSTANCE_TYPE, REPOSITORY_URL, STANDARD_QUOTA
+from tests.jobs.moto_env import INSTANCE_TYPE, REPOSITORY_URL, STANDARD_QUOTA, ZONE
 
 JOB = ["--job-name", "heat-4n", "--nodes", "4", "--vcpus", "8", "--memory", "15000"]
 READS = ["batch:describejobqueues", "batch:describecomputeenvironments",
@@ -395,3 +395,67 @@ def test_fsx_denied_is_named(aws, deny):
     assert result.returncode == 0, result.stderr
     assert (f"FSx for Lustre {fs_id}: monthly cost unknown (fsx:DescribeFileSystems was denied "
             "to the caller)") in result.stdout
+
+
+def fallback_queues(aws) -> list[str]:
+    """Two fallback queues as stacks/fallback.py makes them (one type each), in the outputs."""
+    names = []
+    for instance_type in ("c6i.4xlarge", "m5.large"):
+        env = aws.create_environment(f"fallback-{instance_type.replace('.', '-')}", ZONE,
+                                     (instance_type,))
+        name = f"{moto_env.QUEUE}_{instance_type.replace('.', '-')}"
+        aws.batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
+                                   computeEnvironmentOrder=[{
+                                       "order": 1,
+                                       "computeEnvironment": env["computeEnvironmentArn"]}])
+        names.append(name)
+    aws.write_outputs(fallback_job_queue_names=names)
+    moto_env.SEEDED_PRICES[("c6i.4xlarge", moto_env.REGION)] = 0.68
+    aws.start_recording()
+    return names
+
+
+def test_fallback_queues_show_nodes_quota_headroom_and_price(aws):
+    first, second = fallback_queues(aws)
+    code, _, out = report(aws, "--timeout", "3600")
+    assert code == 0
+    # The job's 32 ranks (4 x 8) on each type, one rank per vCPU as the controller moves a run:
+    # 2 x 16 vCPUs, 16 x 2 vCPUs. Nothing runs, so the headroom is the seeded quota of 256.
+    assert out["fallbacks"] == [
+        {"queue": first, "instanceType": "c6i.4xlarge", "nodes": 2, "vcpusPerNode": 16,
+         "vcpus": 32, "quotaCode": STANDARD_QUOTA, "quotaVcpus": 256, "runningVcpus": 0,
+         "headroomVcpus": 256, "hourlyUsd": 0.68, "notes": []},
+        {"queue": second, "instanceType": "m5.large", "nodes": 16, "vcpusPerNode": 2,
+         "vcpus": 32, "quotaCode": STANDARD_QUOTA, "quotaVcpus": 256, "runningVcpus": 0,
+         "headroomVcpus": 256, "hourlyUsd": None,
+         "notes": ["price unknown: the Price List API has no Linux on-demand price for "
+                   "m5.large in us-east-1"]}]
+    result = aws.cli("preflight", *JOB, "--timeout", "3600")
+    assert result.returncode == 0, result.stderr
+    assert (f"fallback {first}: 2 x c6i.4xlarge (32 vCPUs); quota {STANDARD_QUOTA} headroom 256 "
+            "vCPUs (256 - 0 running): fits; $0.6800/h per node, $1.36/h in all"
+            ) in result.stdout
+
+
+def test_fallback_headroom_counts_running_instances(aws):
+    first, _ = fallback_queues(aws)
+    moto_env.SEEDED_QUOTAS[STANDARD_QUOTA] = 40.0
+    aws.ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2,
+                          InstanceType="c6i.2xlarge")
+    _, _, out = report(aws)
+    # 40 - 2 x 8 running = 24 < the 32 vCPUs two c6i.4xlarge take.
+    assert out["fallbacks"][0]["headroomVcpus"] == 24
+    result = aws.cli("preflight", *JOB)
+    assert (f"fallback {first}: 2 x c6i.4xlarge (32 vCPUs); quota {STANDARD_QUOTA} headroom 24 "
+            "vCPUs (40 - 16 running): EXCEEDS") in result.stdout
+
+
+def test_a_missing_fallback_queue_is_named_not_fatal(aws):
+    aws.write_outputs(fallback_job_queue_names=["gone"])
+    code, _, out = report(aws)
+    assert code == 0
+    assert out["fallbacks"] == [{
+        "queue": "gone", "instanceType": None, "nodes": None, "vcpusPerNode": None,
+        "vcpus": None, "quotaCode": None, "quotaVcpus": None, "runningVcpus": None,
+        "headroomVcpus": None, "hourlyUsd": None,
+        "notes": ["--whole-node: job queue gone does not exist"]}]
