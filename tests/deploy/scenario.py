@@ -23,8 +23,11 @@ from tests.deploy.roundtrip import REGION, STEP_TIMEOUT, RoundTrip, Step, Varian
 # developer.hashicorp.com/terraform/language/backend/s3#state-locking): "<key>.tflock".
 LOCK_SUFFIX = ".tflock"
 FSX_DELETE_DELAY = 600
+FALLBACK_TYPES = "c6i.4xlarge,m5.large"
 VARIANTS = (
-    Variant("default", {}),
+    # Two fallback types (stacks/fallback.py), in failover order: their environments, placement
+    # groups and queues apply, re-plan empty and destroy with the rest.
+    Variant("default", {"FALLBACK_INSTANCE_TYPES": FALLBACK_TYPES}),
     # Two EFA-capable types offered together in us-east-1 (one network card, and two);
     # max vCPUs hold two nodes of the larger.
     Variant("efa", {"ENABLE_EFA": "1", "INSTANCE_TYPES": "c5n.18xlarge,c6in.32xlarge",

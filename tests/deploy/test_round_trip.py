@@ -14,7 +14,7 @@ import os
 import pytest
 
 from tests.deploy.roundtrip import STEP_TIMEOUT
-from tests.deploy.scenario import VARIANTS, Outcome
+from tests.deploy.scenario import FALLBACK_TYPES, VARIANTS, Outcome
 
 NAMES = [v.name for v in VARIANTS]
 # The session's round trips run inside the first test's setup, under its timeout: the longest
@@ -69,6 +69,21 @@ def test_jobs_cli_works_on_what_terraform_made(outcomes: dict[str, Outcome], nam
     # (batch/latest/APIReference/API_CancelJob.html).
     ended = json.loads(jobs["after cancel"].out)["job"]
     assert (ended["status"], ended["statusReason"]) == ("FAILED", "round trip")
+
+
+def test_fallback_queues_are_made_in_order_and_preflight_shows_them(
+        outcomes: dict[str, Outcome]) -> None:
+    outcome = _variant(outcomes, "default")
+    _ok(outcome, "apply")
+    main = outcome.outputs["job_queue_name"]
+    names = [f"{main}_{t.replace('.', '-')}" for t in FALLBACK_TYPES.split(",")]
+    assert outcome.outputs["fallback_job_queue_names"] == names
+    for kind in ("aws_placement_group", "aws_batch_compute_environment", "aws_batch_job_queue"):
+        made = {a for a in outcome.in_state if a.startswith(f"{kind}.fallback_")
+                or a.startswith(f"{kind}.compute_fallback_")}
+        assert len(made) == len(names), (kind, sorted(outcome.in_state))
+    preflight = outcome.jobs["preflight"].out
+    assert all(f"fallback {name}: " in preflight for name in names), preflight
 
 
 @pytest.mark.parametrize("name", NAMES)

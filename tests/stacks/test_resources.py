@@ -149,7 +149,7 @@ def test_retry_rules_follow_the_exit_code_contract(synthesized: dict) -> None:
 
 def test_queues_cancel_jobs_stuck_runnable(synthesized: dict) -> None:
     queues = resources(synthesized, "aws_batch_job_queue")
-    assert len(queues) == 3  # multi-node, Spot, staging
+    assert len(queues) == 4  # multi-node, Spot, staging, fallback (one per fallback type)
     for queue in queues:
         actions = queue["job_state_time_limit_action"]
         assert {a["reason"] for a in actions} == {
