@@ -93,7 +93,7 @@ def test_every_instance_type_is_looked_up(stack_fixture: str,
                                           request: pytest.FixtureRequest) -> None:
     # Both stacks: the max_vcpus check needs each type's vCPUs.
     stack = request.getfixturevalue(stack_fixture)
-    lookup = only(stack, "aws_ec2_instance_type", block="data")
+    lookup = only(stack, "aws_ec2_instance_type", "instance_types_", block="data")
     assert lookup["for_each"] == "${toset(var.instance_types)}"
     assert lookup["instance_type"] == "${each.key}"
     assert "default_vcpus" in stack["locals"]["instance_vcpus"]

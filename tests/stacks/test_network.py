@@ -55,7 +55,7 @@ def test_rule_set_is_self_only_plus_efs_and_https(synthesized: dict) -> None:
 
 
 def test_pinned_subnet_zone_comes_from_instance_type_offerings(synthesized: dict) -> None:
-    offerings = only(synthesized, "aws_ec2_instance_type_offerings", block="data")
+    offerings = only(synthesized, "aws_ec2_instance_type_offerings", "zones_", block="data")
     assert offerings["location_type"] == "availability-zone-id"
     assert offerings["filter"] == [{"name": "instance-type", "values": "${var.instance_types}"}]
     pinned = only(synthesized, "aws_subnet", "private_subnet_0")
