@@ -25,7 +25,7 @@ from constructs import Construct
 
 from jobs.preflight.sizing import registered_memory_hcl
 from stacks.compute import Compute
-from stacks.config import PlatformConfig, tags
+from stacks.config import PlatformConfig, name, tags
 from stacks.instance_types import capacity_condition, capacity_message
 from stacks.scheduling import add_job_queue
 
@@ -108,7 +108,7 @@ class Fallback(Construct):
         pinned_subnet, second_subnet = subnet_ids
         self._local(SUBNETS_LOCAL, subnet_choice(
             wanted, pairs, (second_zone, second_subnet), pinned_subnet))
-        group = PlacementGroup(self, "placement_group", name=f"{cluster}-{LABEL}",
+        group = PlacementGroup(self, "placement_group", name=name(cluster, LABEL),
                                strategy="cluster", tags=tags(cluster))
         group.add_override("for_each", each)
         vcpus = f"{{for t in {wanted} : t => {types}[t].default_vcpus}}"
@@ -126,7 +126,7 @@ class Fallback(Construct):
         environment.add_override("for_each", each)
         environment.add_override("compute_resources.instance_type", "${[each.key]}")
         queue = add_job_queue(
-            self, "job_queue", queue_name=f"{cluster}-{LABEL}",
+            self, "job_queue", queue_name=name(cluster, LABEL),
             environment_arn=(f"${{{environment.terraform_resource_type}."
                              f"{environment.friendly_unique_id}[each.key].arn}}"),
             cancel_after_s=config.limits.runnable_cancel_after_s, cluster=cluster)
