@@ -62,7 +62,8 @@ while [ ! -e ready ]; do sleep 0.05; done
 probe='import socket; socket.create_connection(("169.254.169.254", 80), 5); print("reached")'
 python3 -c "$probe" 2>/dev/null || echo refused
 setpriv --reuid {uid} --regid {uid} --clear-groups python3 -c "$probe" 2>/dev/null || echo refused
-kill $listener 2>/dev/null || true  # it holds our stdout open: run() would wait out its 10 s accept timeout
+# the listener holds our stdout open: run() would wait out its 10 s accept timeout
+kill $listener 2>/dev/null || true
 """
 
 
