@@ -22,6 +22,30 @@ if str(REPO) not in sys.path:
 _CACHE: list[str] = []
 
 
+# The Terraform round trip: `make test` runs it in a second pytest beside the rest
+# (tests/run_all.sh).
+ROUND_TRIP = REPO / "tests" / "deploy" / "test_round_trip.py"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--round-trip", choices=("only", "skip"), default=None,
+                     help="run only the Terraform round trip (tests/deploy/test_round_trip.py), "
+                          "or everything else (make test runs the two side by side)")
+
+
+def _wanted(path: Path, config: pytest.Config) -> bool:
+    """Whether --round-trip keeps PATH (a file, or a folder that may hold the round trip)."""
+    choice = config.getoption("round_trip")
+    if choice == "only":
+        return path == ROUND_TRIP or path in ROUND_TRIP.parents
+    return choice != "skip" or path != ROUND_TRIP
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """--round-trip: leave the other side's files unimported (none of their start-up cost)."""
+    return None if _wanted(collection_path, config) else True
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One throw-away numba cache for this session, set before any test module imports numba."""
     if "NUMBA_CACHE_DIR" not in os.environ:
@@ -38,8 +62,13 @@ SLOW_FIXTURES = frozenset({"entry_point"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark `containers` every test that needs the built image and `slow` every one that needs a
-    subprocess synth (`make test-fast` skips both)."""
+    """Keep --round-trip's side; mark `containers` every test that needs the built image and
+    `slow` every one that needs a subprocess synth (`make test-fast` skips both)."""
+    if config.getoption("round_trip"):
+        # files named on the command line are collected whatever pytest_ignore_collect says
+        kept = [item for item in items if _wanted(item.path, config)]
+        config.hook.pytest_deselected(items=[i for i in items if not _wanted(i.path, config)])
+        items[:] = kept
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if CONTAINER_FIXTURES & used:
