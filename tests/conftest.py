@@ -59,11 +59,14 @@ CONTAINER_FIXTURES = frozenset({"image"})
 # bindings, then synth): a test using one is slow, marked or not. (Other projects are
 # synthesized in this process: synth_project.)
 SLOW_FIXTURES = frozenset({"entry_point"})
+# Fixtures that start ranks under mpiexec (run_solver runs through run_python): an MPI test.
+MPI_FIXTURES = frozenset({"run_python"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep --round-trip's side; mark `containers` every test that needs the built image and
-    `slow` every one that needs a subprocess synth (`make test-fast` skips both)."""
+    """Keep --round-trip's side; mark `containers` every test that needs the built image, `slow`
+    every one that needs a subprocess synth and `mpi` every one that starts mpiexec (`make
+    test-fast` skips them)."""
     if config.getoption("round_trip"):
         # files named on the command line are collected whatever pytest_ignore_collect says
         kept = [item for item in items if _wanted(item.path, config)]
@@ -75,6 +78,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.containers)
         if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
+        if MPI_FIXTURES & used:
+            item.add_marker(pytest.mark.mpi)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
