@@ -26,6 +26,7 @@ trip_code=$?
 trap - INT TERM HUP
 cat "$log"
 rm -f "$log"
+echo "=== make test: the rest exited $rest, the round trip $trip_code (pytest's codes) ==="
 # pytest's 5: no test selected on that side (PYTEST_ARGS=tests/stacks selects no round trip);
 # an error only when neither side has one.
 if [ "$rest" -eq 5 ] && [ "$trip_code" -eq 5 ]; then exit 5; fi
