@@ -47,10 +47,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One throw-away numba cache for this session, set before any test module imports numba."""
+    """One throw-away numba cache for this session, set before any test module imports numba.
+    The round-trip side of `make test` leaves snapshots to the other side: both get PYTEST_ARGS,
+    --snapshot-update included, and only one process may write or prune a snapshot file."""
     if "NUMBA_CACHE_DIR" not in os.environ:
         _CACHE.append(tempfile.mkdtemp(prefix="solver-tests-numba-"))
         os.environ["NUMBA_CACHE_DIR"] = _CACHE[0]
+    if config.getoption("round_trip") == "only" and hasattr(config.option, "update_snapshots"):
+        config.option.update_snapshots = False
 
 
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
