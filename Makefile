@@ -32,7 +32,7 @@ synth: $(STAMP)
 	$(BIN)/python main.py
 	@echo "wrote cdktf.out/stacks/mnp-batch/cdk.tf.json"
 
-# Everything. The Terraform round trip (~12 min, mostly waiting on the provider's pollers) runs
+# Everything. The Terraform round trip (over 10 min, mostly waiting on the provider's pollers) runs
 # in a second pytest beside the rest, its output printed after; PYTEST_ARGS go to both.
 test: $(STAMP)
 	bash tests/run_all.sh $(BIN)/python $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: the Terraform round trip (tests/deploy/test_round_trip.py, ~12 minutes, mostly
+# `make test`: the Terraform round trip (tests/deploy/test_round_trip.py, over 10 minutes, mostly
 # waiting on the provider's pollers) in a second pytest beside the rest of the suite. Its output
 # goes to a file, printed when the rest is done; the exit status is the rest's, else the round
 # trip's. Usage: tests/run_all.sh PYTHON [PYTEST ARGS...] (both runs get the arguments).
