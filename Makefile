@@ -65,11 +65,8 @@ terraform-version:
 
 # The edit-test loop: everything but containers, network namespaces, MPI runs, the `slow`
 # tools (terraform, checkov, pip installs, synth in a subprocess) and the Terraform round trip.
-# With pytest-xdist in the environment (a dev package of the lock), on every core: the fast
-# tier's tests are independent (each worker has its own moto server and synthesis).
-XDIST := $(if $(wildcard $(VENV)/lib/python*/site-packages/xdist),-n auto)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) -m "not containers and not netns and not mpi and not slow" \
+	$(BIN)/python -m pytest -m "not containers and not netns and not mpi and not slow" \
 		--ignore=tests/deploy/test_round_trip.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
