@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,31 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["NUMBA_CACHE_DIR"] = _CACHE[0]
     if config.getoption("round_trip") == "only" and hasattr(config.option, "update_snapshots"):
         config.option.update_snapshots = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of this process shares one model loader.
+
+    The CLI under test makes a new boto3 session per run, and each new loader parses the
+    service models again (~16 ms a file, a quarter of the jobs tests' time in this process).
+    The models are read-only data that one session's clients already share.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        # (each boto3.Session appends its data folder to the paths again: a path found once
+        # is cached, so the repeats are only looked through on a miss)
+        if search_path_string not in loaders:
+            loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
 
 
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
