@@ -32,8 +32,10 @@ synth: $(STAMP)
 	$(BIN)/python main.py
 	@echo "wrote cdktf.out/stacks/mnp-batch/cdk.tf.json"
 
+# Everything. The Terraform round trip (over 10 min, mostly waiting on the provider's pollers) runs
+# in a second pytest beside the rest, its output printed after; PYTEST_ARGS go to both.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	bash tests/run_all.sh $(BIN)/python $(PYTEST_ARGS)
 
 # The apply round trip alone: real terraform and provider against an AWS emulator on loopback
 # (tests/deploy), Terraform's output printed as it comes. Part of `make test` too.

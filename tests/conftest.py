@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,64 @@ if str(REPO) not in sys.path:
 _CACHE: list[str] = []
 
 
+# The Terraform round trip: `make test` runs it in a second pytest beside the rest
+# (tests/run_all.sh).
+ROUND_TRIP = REPO / "tests" / "deploy" / "test_round_trip.py"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--round-trip", choices=("only", "skip"), default=None,
+                     help="run only the Terraform round trip (tests/deploy/test_round_trip.py), "
+                          "or everything else (make test runs the two side by side)")
+
+
+def _wanted(path: Path, config: pytest.Config) -> bool:
+    """Whether --round-trip keeps PATH (a file, or a folder that may hold the round trip)."""
+    choice = config.getoption("round_trip")
+    if choice == "only":
+        return path == ROUND_TRIP or path in ROUND_TRIP.parents
+    return choice != "skip" or path != ROUND_TRIP
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """--round-trip: leave the other side's files unimported (none of their start-up cost)."""
+    return None if _wanted(collection_path, config) else True
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """One throw-away numba cache for this session, set before any test module imports numba."""
+    """One throw-away numba cache for this session, set before any test module imports numba.
+    The round-trip side of `make test` leaves snapshots to the other side: both get PYTEST_ARGS,
+    --snapshot-update included, and only one process may write or prune a snapshot file."""
     if "NUMBA_CACHE_DIR" not in os.environ:
         _CACHE.append(tempfile.mkdtemp(prefix="solver-tests-numba-"))
         os.environ["NUMBA_CACHE_DIR"] = _CACHE[0]
+    if config.getoption("round_trip") == "only" and hasattr(config.option, "update_snapshots"):
+        config.option.update_snapshots = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of this process shares one model loader.
+
+    The CLI under test makes a new boto3 session per run, and each new loader parses the
+    service models again (~16 ms a file, a quarter of the jobs tests' time in this process).
+    The models are read-only data that one session's clients already share.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+
+    def shared(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        # (each boto3.Session appends its data folder to the paths again: a path found once
+        # is cached, so the repeats are only looked through on a miss)
+        if search_path_string not in loaders:
+            loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
 
 
 # Fixtures that build or run the real image: a test using one is a container test, marked or not.
@@ -35,17 +88,27 @@ CONTAINER_FIXTURES = frozenset({"image"})
 # bindings, then synth): a test using one is slow, marked or not. (Other projects are
 # synthesized in this process: synth_project.)
 SLOW_FIXTURES = frozenset({"entry_point"})
+# Fixtures that start ranks under mpiexec (run_solver runs through run_python): an MPI test.
+MPI_FIXTURES = frozenset({"run_python"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark `containers` every test that needs the built image and `slow` every one that needs a
-    subprocess synth (`make test-fast` skips both)."""
+    """Keep --round-trip's side; mark `containers` every test that needs the built image, `slow`
+    every one that needs a subprocess synth and `mpi` every one that starts mpiexec (`make
+    test-fast` skips them)."""
+    if config.getoption("round_trip"):
+        # files named on the command line are collected whatever pytest_ignore_collect says
+        kept = [item for item in items if _wanted(item.path, config)]
+        config.hook.pytest_deselected(items=[i for i in items if not _wanted(i.path, config)])
+        items[:] = kept
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if CONTAINER_FIXTURES & used:
             item.add_marker(pytest.mark.containers)
         if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
+        if MPI_FIXTURES & used:
+            item.add_marker(pytest.mark.mpi)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from tests.deploy import missing_apis
+from tests.jobs.in_process import run_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -298,9 +299,14 @@ class Aws:
                 "JOBS_OUTPUTS_FILE": str(self.outputs_file),
                 "PYTHONPATH": str(REPO), **extra}
 
-    def cli(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run `python -m jobs ARGS` as a user would."""
+    def cli(self, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`python -m jobs ARGS` with ENV (default: env()) in tmp_path, in this process."""
+        return run_jobs(args, env or self.env(), self.tmp_path)
+
+    def process(self, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run `python -m jobs ARGS` in a new process, as a user would."""
         return subprocess.run([sys.executable, "-m", "jobs", *args], cwd=self.tmp_path,
                               env=env or self.env(), capture_output=True, text=True,
                               timeout=timeout)

@@ -175,7 +175,7 @@ def test_other_commands_reject_bad_input(aws, run_main, argv, message):
 
 
 def test_bad_input_exit_code_from_a_real_process(aws):
-    result = aws.cli(*_replace(SUBMIT, "--nodes", "1001"))
+    result = aws.process(*_replace(SUBMIT, "--nodes", "1001"))
     assert result.returncode == 2
     assert "node count 1001 is out of range" in result.stderr
     assert "Traceback" not in result.stderr
