@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from continuation.decide import CONTROLLER_MARK, Action, Decision, QueueSpec
-from continuation.family import TAG_FAMILY, Family
+from continuation.family import TAG_FAMILY, TAG_GANG, Family
 from launcher.contract import RANKS_PER_NODE_ENV
 
 CHECKPOINT_FLAG = "--checkpoint-dir"  # the solver's options (solver/config.py)
@@ -77,11 +77,16 @@ def continuation_request(family: Family, decision: Decision,
         "jobName": family.continuation_name(decision.generation),
         "jobQueue": decision.queue,
         "jobDefinition": job.description["jobDefinition"],
-        "nodeOverrides": {"numNodes": decision.nodes, "nodePropertyOverrides": [
-            {"targetNodes": "0:", "containerOverrides": container}]},
         "propagateTags": True,
         "tags": family.tags_for(decision.generation, job),
     }
+    if job.is_gang:  # a new gang: one array child per member (jobs/spotgang.gang_request)
+        request["containerOverrides"] = container
+        request["arrayProperties"] = {"size": decision.nodes}
+        request["tags"][TAG_GANG] = str(decision.nodes)
+    else:
+        request["nodeOverrides"] = {"numNodes": decision.nodes, "nodePropertyOverrides": [
+            {"targetNodes": "0:", "containerOverrides": container}]}
     # `parameters` carry --stage-out's location: each member's terminal-state event then
     # stages out its own OUTPUT_PATH/<job id>/ (stacks/stage_out.py), the last one the result.
     for key in ("retryStrategy", "timeout", "parameters"):

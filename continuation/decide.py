@@ -9,6 +9,7 @@ where they are matched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ GANG_MARK = "mnp-continuation cancelled the gang: "
 # "the array index for the child job is appended to the end of the parent ID, such as
 # example_job_ID:0" (Batch user guide, array_jobs.html).
 ARRAY_CHILD_SEPARATOR = ":"
+# SubmitJob arrayProperties.size: "between 2 and 10,000" (Batch API reference, ArrayProperties).
+MIN_GANG_SIZE = 2
 
 
 class Action(StrEnum):
@@ -132,6 +135,67 @@ def gang_decision(job: Mapping[str, Any]) -> Decision | None:
     return Decision(Action.CANCEL_GANG, f"{GANG_MARK}member {job_id} exited {code}, the gang "
                     "did not assemble within its bound; members still queued must not start",
                     cancel=parent)
+
+
+def gang_run_decision(family: Family, children: Sequence[Mapping[str, Any]],
+                      available: Mapping[str, int] | None = None) -> Decision:
+    """The next step for a run whose newest member is a Spot gang (an array parent), from its
+    children's descriptions (`<parent>:<index>`); pure, like `decide`.
+
+    Only once every child has ended: the last child's event decides, and an earlier one's
+    decides nothing, so one attempt of a gang leads to one decision (apply's look-before-submit
+    by the continuation's name covers two children ending at once). Who was lost:
+    1. children whose (last attempt's) statusReason is "Host EC2 ..." (the instance went before
+       the container ended), else
+    2. children that exited 143 (STOPPED: the Spot watcher's SIGTERM, launcher/README.md "A
+       Spot interruption on ECS") while another exited 4 (NODE_LOST: it saw them go), else
+    3. one, when children exited 4 and none is identified, as for a multi-node job; and
+       none when every child exited 143 (a stop that reached every member: a timeout, or an
+       agreed checkpoint whose exit the whole world shares), which continues on the same size.
+    Which of these a real reclaim produces is for a real account to show (continuation/README.md).
+    """
+    job = family.newest
+    kids = [Member(dict(c)) for c in children]
+    if waiting := [k.job_id for k in kids if k.status not in ("SUCCEEDED", "FAILED")]:
+        return Decision(Action.NONE, f"gang {job.job_id}: {len(waiting)} member(s) not ended "
+                        f"yet ({waiting[0]}, ...); the last one's event decides")
+    failed = [k for k in kids if k.status == "FAILED"]
+    if not failed:
+        return Decision(Action.NONE, f"gang {job.job_id}: no member failed")
+    if any(k.exit_code == RENDEZVOUS_TIMEOUT or k.status_reason.startswith(GANG_MARK)
+           for k in failed):
+        return Decision(Action.GIVE_UP, f"gang {job.job_id} did not assemble (exit "
+                        f"{RENDEZVOUS_TIMEOUT}) and was cancelled; a new gang would wait alike")
+    if stopped := [k for k in failed if k.description.get("isCancelled")
+                   or k.description.get("isTerminated")]:
+        return Decision(Action.GIVE_UP, f"{stopped[0].job_id} was stopped by CancelJob/"
+                        f"TerminateJob: {stopped[0].status_reason or 'no reason given'} (a "
+                        "user's stop ends the run)")
+    host = [k for k in failed if k.attempt_reason.startswith(HOST_LOST)]
+    codes = [k.exit_code for k in failed if k not in host]
+    if odd := [k for k in failed if k not in host and k.exit_code not in (NODE_LOST, STOPPED)
+               and not k.attempt_reason.startswith(TIMEOUT_REASON)]:
+        return Decision(Action.GIVE_UP, f"{odd[0].job_id} exit {odd[0].exit_code}: "
+                        f"{odd[0].status_reason or 'no reason given'} (not a lost or stopped "
+                        "member: a new gang would fail the same way)")
+    if host:
+        lost, why = len(host), f"{len(host)} member instance(s) went away"
+    elif STOPPED in codes and NODE_LOST in codes:
+        lost = codes.count(STOPPED)
+        why = f"{lost} member(s) stopped (exit {STOPPED}), the others lost them (exit {NODE_LOST})"
+    elif NODE_LOST in codes:
+        lost, why = 1, f"members exited {NODE_LOST}: {EXIT_MEANINGS[NODE_LOST]}"
+    else:
+        lost, why = 0, f"every failed member stopped (exit {STOPPED} or a timeout)"
+    decision = _continue(family, job, job.num_nodes - lost, available or {}, why)
+    if decision.action is not Action.CONTINUE:
+        return decision
+    if decision.nodes is not None and decision.nodes < MIN_GANG_SIZE:
+        return Decision(Action.GIVE_UP, f"{job.job_id}: {why}; a gang needs at least "
+                        f"{MIN_GANG_SIZE} members (ArrayProperties.size)")
+    # An array parent has no attempts of its own: its children's say whether it ran.
+    return dataclasses.replace(
+        decision, restart=decision.restart or any(k.attempts for k in kids))
 
 
 def _runnable(family: Family, job: Member, queues: Sequence[QueueSpec], now_ms: int,

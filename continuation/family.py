@@ -72,12 +72,23 @@ class Member:
         return str(self.description.get("jobQueue", "")).rpartition("/")[2]
 
     @property
+    def is_gang(self) -> bool:
+        """A Spot gang's array parent (`submit --spot-gang`): one member per array child."""
+        return "size" in (self.description.get("arrayProperties") or {})
+
+    @property
     def num_nodes(self) -> int:
+        """numNodes of a multi-node job; a gang's array size ("The size of the array job.
+        This parameter is returned for parent array jobs", ArrayPropertiesDetail.size)."""
+        if self.is_gang:
+            return int(self.description["arrayProperties"]["size"])
         return int((self.description.get("nodeProperties") or {}).get("numNodes") or 1)
 
     @property
     def container(self) -> dict[str, Any]:
-        """The container of node range 0 (the stack's one range, "0:")."""
+        """The container of node range 0 (the stack's one range, "0:"); a gang's own."""
+        if self.is_gang:
+            return self.description.get("container") or {}
         ranges = (self.description.get("nodeProperties") or {}).get("nodeRangeProperties")
         return (ranges[0].get("container") or {}) if ranges else {}
 
@@ -107,6 +118,12 @@ class Member:
     def _last_attempt(self) -> dict[str, Any]:
         attempts = self.description.get("attempts") or []
         return attempts[-1] if attempts else {}
+
+    @property
+    def attempt_reason(self) -> str:
+        """The last attempt's statusReason (where Batch says an instance went), else the
+        job's own."""
+        return self._last_attempt().get("statusReason") or self.status_reason
 
     @property
     def attempts(self) -> int:

@@ -17,9 +17,16 @@ from typing import Any
 import boto3
 
 from continuation.apply import apply, cancel_gang
-from continuation.decide import QueueSpec, decide, gang_decision
+from continuation.decide import (
+    ARRAY_CHILD_SEPARATOR,
+    Action,
+    QueueSpec,
+    decide,
+    gang_decision,
+    gang_run_decision,
+)
 from continuation.family import family_of, is_managed
-from continuation.lookup import describe, family_descriptions
+from continuation.lookup import describe, family_descriptions, gang_children
 
 QUEUES_ENV = "MNP_CONTINUATION_QUEUES"  # JSON list of QueueSpec fields, failover order
 QUEUE_FIELDS = ("name", "slots", "vcpus", "memory_mib")
@@ -36,6 +43,11 @@ def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
     """Decide for the run of `job_id` and carry it out; what was done, as a record."""
     found = describe(batch, [job_id.partition("#")[0]])
     gang = gang_decision(found[0]) if found else None
+    if gang is not None and gang.action is Action.NONE:
+        # A member of a gang that is a run's: its array parent is the run's member.
+        parent = describe(batch, [job_id.partition(ARRAY_CHILD_SEPARATOR)[0]])
+        if parent and is_managed(parent[0]):
+            return {**_handle(parent[0], batch, queues, now_ms), "jobId": job_id}
     if gang is not None:  # a Spot gang's member: not a run's job, but its array may need ending
         return {"jobId": job_id, **asdict(gang), "action": str(gang.action),
                 "cancelled": cancel_gang(gang, batch)}
@@ -65,7 +77,10 @@ def sweep(batch: Any, queues: Sequence[QueueSpec], now_ms: int,
 def _handle(job: dict[str, Any], batch: Any, queues: Sequence[QueueSpec],
             now_ms: int) -> dict[str, Any]:
     family = family_of(family_descriptions(batch, job))
-    decision = decide(family, queues, now_ms)
+    if family.newest.is_gang:
+        decision = gang_run_decision(family, gang_children(batch, family.newest))
+    else:
+        decision = decide(family, queues, now_ms)
     submitted = apply(decision, family, queues, batch)
     record = {"jobId": job["jobId"], "family": family.id, **asdict(decision),
               "submitted": submitted}

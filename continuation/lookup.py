@@ -43,3 +43,10 @@ def family_descriptions(batch: Any, job: dict[str, Any]) -> list[dict[str, Any]]
         # multi-node parallel jobs): <id>#0 ... <id>#N-1.
         jobs += describe(batch, [f"{job['jobId']}#{n}" for n in range(member.num_nodes)])
     return jobs
+
+
+def gang_children(batch: Any, parent: Member) -> list[dict[str, Any]]:
+    """The children of a Spot gang's array parent: "the array index for the child job is
+    appended to the end of the parent ID, such as example_job_ID:0" (user guide,
+    array_jobs.html)."""
+    return describe(batch, [f"{parent.job_id}:{i}" for i in range(parent.num_nodes)])

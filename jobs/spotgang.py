@@ -10,6 +10,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from continuation.decide import MIN_GANG_SIZE
 from continuation.family import TAG_GANG
 from jobs import validate
 from jobs.context import Context
@@ -22,9 +23,8 @@ GANG_TIMEOUT_ENV = "MNP_GANG_TIMEOUT"
 GANG_COST_CAP_ENV = "MNP_GANG_COST_CAP"
 GANG_PRICE_ENV = "MNP_GANG_PRICE_PER_NODE_HOUR"
 
-# SubmitJob arrayProperties.size: "between 2 and 10,000" (Batch API reference,
-# ArrayProperties); the gang's nodes are also bounded by the CLI's --nodes limit.
-MIN_GANG = 2
+# SubmitJob arrayProperties.size (continuation.decide); also bounded by the CLI's --nodes limit.
+MIN_GANG = MIN_GANG_SIZE
 # launcher/README.md environment table: MNP_GANG_TIMEOUT 1..86400, MNP_GANG_COST_CAP 0..1e6.
 MAX_GANG_TIMEOUT_S = 86400
 MAX_COST_CAP = 1e6
@@ -78,13 +78,15 @@ def check(args: argparse.Namespace) -> None:
         ("--spot", args.spot, "--spot is one single-node job"),
         ("--vcpus", args.vcpus, "a member is one whole Spot instance"),
         ("--memory", args.memory, "a member is one whole Spot instance"),
-        ("--min-nodes", args.min_nodes, "the controller does not continue gangs yet"),
         ("--image-tag", args.image_tag, "not built for gangs yet"),
         ("--stage-in", args.stage_in, "not built for gangs yet"),
         ("--stage-out", args.stage_out, "not built for gangs yet"),
     ):
         if value:
             raise InvalidInput(f"--spot-gang: drop {flag} ({why})")
+    if args.min_nodes is not None and args.min_nodes < MIN_GANG:
+        raise InvalidInput(f"--spot-gang --min-nodes {args.min_nodes} is out of range: a "
+                           f"continued gang is an array job of {MIN_GANG}..--nodes members")
     if args.attempts not in (None, 1):
         raise InvalidInput(f"--spot-gang --attempts {args.attempts}: a gang runs without "
                            "Batch retries (a retried member would not join the others' "

@@ -53,7 +53,7 @@ def execute(args: argparse.Namespace, ctx: Context) -> int:
     run_tags = runfamily.tags(args)
     spotgang.check(args)
     if args.spot_gang:
-        return submit_gang(args, ctx)
+        return submit_gang(args, ctx, run_tags)
     (spec,), staging = staged(
         args, ctx, job_specs(args, ctx, [(args.job_name, args.nodes)], run_tags), args.job_name)
     preflight(ctx, args, [spec])

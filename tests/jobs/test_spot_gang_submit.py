@@ -49,6 +49,26 @@ def test_gang_is_one_array_job_of_whole_spot_instances_without_retries(aws):
     assert described["arrayProperties"]["size"] == 4
 
 
+def test_gang_with_min_nodes_is_the_first_member_of_a_run(aws):
+    aws.write_outputs()
+    result = aws.cli(*GANG, "--min-nodes", "2", "--max-generations", "3",
+                     "--output-path", "/mnt/efs/runs", "--json",
+                     "--", "python", "-m", "solver", "heat")
+    assert result.returncode == 0, result.stderr
+    (submit,) = [r.body for r in aws.requests() if r.operation == "submitjob"]
+    # The run's settings, as for a multi-node run (continuation/README.md, "How members are
+    # linked"), beside the gang's own tag.
+    assert {k: submit["tags"][k] for k in ("mnp:min-nodes", "mnp:max-generations", "mnp:gang")} \
+        == {"mnp:min-nodes": "2", "mnp:max-generations": "3", "mnp:gang": "4"}
+    out = json.loads(result.stdout)
+    # The launcher writes under the parent's id (launcher/README.md "Spot gangs"), so that is
+    # the run's checkpoint directory, tagged once Batch gave the id.
+    checkpoints = f"/mnt/efs/runs/{out['jobId']}/checkpoints"
+    assert out["family"]["checkpointDir"] == checkpoints
+    tags = aws.batch.describe_jobs(jobs=[out["jobId"]])["jobs"][0]["tags"]
+    assert tags["mnp:checkpoint"] == checkpoints
+
+
 def test_gang_refused_when_the_stack_has_no_spot_queue(aws):
     aws.write_outputs(spot_job_queue_name="", spot_job_definition_name="")
     result = aws.cli(*GANG)
@@ -62,7 +82,8 @@ def test_gang_refused_when_the_stack_has_no_spot_queue(aws):
      "2..1000 members"),
     (["--vcpus", "4"], "--spot-gang: drop --vcpus (a member is one whole Spot instance)"),
     (["--attempts", "2"], "--spot-gang --attempts 2: a gang runs without Batch retries"),
-    (["--min-nodes", "2", "--output-path", "/mnt/efs/runs"], "--spot-gang: drop --min-nodes"),
+    (["--min-nodes", "1", "--output-path", "/mnt/efs/runs"], "--spot-gang --min-nodes 1 is out "
+     "of range: a continued gang is an array job of 2..--nodes members"),
     (["--gang-timeout", "0"], "--gang-timeout (seconds) 0 is out of range: must be between "
      "1 and 86400"),
     (["--gang-cost-cap", "-1"], "--gang-cost-cap -1 is out of range"),
