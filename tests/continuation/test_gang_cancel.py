@@ -14,9 +14,12 @@ from tests.continuation.test_decide import LATER
 from tests.jobs.moto_env import QUEUE, Aws
 
 
-def _gang(aws: Aws, size: int) -> str:
-    """An array job of `size` members with MNP_GANG=1 (as `submit --spot-gang` sends it),
-    once moto's non-Docker Batch has run every child (it runs them at once)."""
+def gang(aws: Aws, size: int, tags: dict[str, str] | None = None,
+         env: dict[str, str] | None = None) -> str:
+    """An array job of `size` members with MNP_GANG=1 and `env` (as `submit --spot-gang` sends
+    it), tagged `tags`, once moto's non-Docker Batch has run every child (it runs them at
+    once)."""
+    variables = [{"name": k, "value": v} for k, v in {GANG_ENV: "1", **(env or {})}.items()]
     definition = aws.batch.register_job_definition(
         jobDefinitionName="mnp-batch-spot", type="container", platformCapabilities=["EC2"],
         containerProperties={"image": "mnp:latest", "command": ["python", "-m", "solver", "heat"],
@@ -25,7 +28,7 @@ def _gang(aws: Aws, size: int) -> str:
     parent = aws.batch.submit_job(
         jobName="heat-gang", jobQueue=QUEUE, jobDefinition=definition["jobDefinitionArn"],
         arrayProperties={"size": size}, retryStrategy={"attempts": 1},
-        containerOverrides={"environment": [{"name": GANG_ENV, "value": "1"}]})["jobId"]
+        containerOverrides={"environment": variables}, tags=tags or {})["jobId"]
     children = [f"{parent}:{i}" for i in range(size)]
     deadline = time.monotonic() + 30
     while {j["status"] for j in aws.batch.describe_jobs(jobs=children)["jobs"]} != {"SUCCEEDED"}:
@@ -34,7 +37,7 @@ def _gang(aws: Aws, size: int) -> str:
     return parent
 
 
-def _as_batch(aws: Aws, job_id: str, code: int | None = None) -> None:
+def as_batch(aws: Aws, job_id: str, code: int | None = None) -> None:
     """Member `job_id` described as Batch describes an array child, FAILED with `code` when
     given. moto 5.2.5 gives a child no `arrayProperties` and keeps no exit code; Batch gives
     the child's index ("returned for array job children", ArrayPropertiesDetail.index, Batch
@@ -44,21 +47,21 @@ def _as_batch(aws: Aws, job_id: str, code: int | None = None) -> None:
     job = aws.backend()._jobs[job_id]
     describe = job.describe
 
-    def as_batch() -> dict[str, Any]:
+    def described() -> dict[str, Any]:
         found = {**describe(), "arrayProperties": {"index": int(job_id.rpartition(":")[2])}}
         if code is not None:
             found["container"] = {**found.get("container", {}), "exitCode": code}
         return found
 
-    job.describe = as_batch
+    job.describe = described
 
 
 def test_a_member_that_exited_3_cancels_its_array_once(aws: Aws) -> None:
-    parent = _gang(aws, 4)
+    parent = gang(aws, 4)
     # Batch: the parent is PENDING while a child is RUNNABLE (user guide, array_jobs.html).
     aws.set_status(parent, "PENDING")
     aws.set_status(f"{parent}:3", "RUNNABLE")
-    _as_batch(aws, f"{parent}:1", RENDEZVOUS_TIMEOUT)
+    as_batch(aws, f"{parent}:1", RENDEZVOUS_TIMEOUT)
     aws.start_recording()
 
     first = handle(f"{parent}:1", aws.batch, QUEUES, LATER)
@@ -72,15 +75,15 @@ def test_a_member_that_exited_3_cancels_its_array_once(aws: Aws) -> None:
     aws.set_status(parent, "FAILED", cancels[0]["reason"])
 
     # Member 2's own exit 3 (its event), and member 1's event delivered again: nothing left.
-    _as_batch(aws, f"{parent}:2", RENDEZVOUS_TIMEOUT)
+    as_batch(aws, f"{parent}:2", RENDEZVOUS_TIMEOUT)
     again = [handle(f"{parent}:{i}", aws.batch, QUEUES, LATER) for i in (2, 1)]
     assert [r["cancelled"] for r in again] == [None, None]
     assert len([r for r in aws.requests() if r.operation == "canceljob"]) == 1
 
 
 def test_a_member_that_succeeded_cancels_nothing(aws: Aws) -> None:
-    parent = _gang(aws, 2)
-    _as_batch(aws, f"{parent}:0")
+    parent = gang(aws, 2)
+    as_batch(aws, f"{parent}:0")
     aws.start_recording()
     record = handle(f"{parent}:0", aws.batch, QUEUES, LATER)
     assert (record["action"], record["cancelled"]) == ("none", None)
