@@ -73,7 +73,8 @@ class Continuation(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, cluster: str,
                  encryption: Encryption, queue_name: str, queue_arn: str,
                  job_definition_name: str, alarm_topic_arn: str,
-                 spot_queue_arn: str | None = None) -> None:
+                 spot_queue_arn: str | None = None,
+                 spot_job_definition_name: str | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
@@ -84,7 +85,9 @@ class Continuation(Construct):
         self.dead_letter_queue = self._add_dead_letter_queue()
         self.log_group = self._add_log_group()
         # --- The function
-        self.role = self._add_role(queue_arn, job_definition_name)
+        # A run of Spot gangs is continued on the Spot queue and its job definition.
+        self.role = self._add_role(queue_arn, job_definition_name, spot_queue_arn,
+                                   spot_job_definition_name)
         self.function = self._add_function(queue_name)
         # --- What runs it
         self.state_rule = self._add_rule(
@@ -141,26 +144,35 @@ class Continuation(Construct):
             retention_in_days=self._config.limits.log_retention_days,
             kms_key_id=self._encryption.key.arn, tags=tags(self._cluster))
 
-    def _add_role(self, queue_arn: str, job_definition_name: str) -> IamRole:
+    def _add_role(self, queue_arn: str, job_definition_name: str,
+                  spot_queue_arn: str | None = None,
+                  spot_job_definition_name: str | None = None) -> IamRole:
         count = continuation_count()
         role = IamRole(self, "role", count=count, name=name(self._cluster, "continuation"),
                        assume_role_policy=trust_policy("lambda.amazonaws.com"),
                        tags=tags(self._cluster))
         IamRolePolicy(self, "role_policy", count=count, role=_ref(role, "id"),
                       name=name(self._cluster, "continuation"),
-                      policy=json.dumps(self.policy(queue_arn, job_definition_name)))
+                      policy=json.dumps(self.policy(queue_arn, job_definition_name,
+                                                    spot_queue_arn, spot_job_definition_name)))
         return role
 
-    def policy(self, queue_arn: str, job_definition_name: str) -> dict:
-        """The function's permissions: the Batch calls of continuation/, its logs, its DLQ."""
+    def policy(self, queue_arn: str, job_definition_name: str,
+               spot_queue_arn: str | None = None,
+               spot_job_definition_name: str | None = None) -> dict:
+        """The function's permissions: the Batch calls of continuation/, its logs, its DLQ;
+        with the Spot pair, SubmitJob of a run's next Spot gang there too."""
         enc = self._encryption
         batch = f"arn:{enc.partition}:batch:{enc.region}:{enc.account_id}"
+        spot = [spot_queue_arn] if spot_queue_arn else []
+        if spot_job_definition_name:
+            spot.append(f"{batch}:job-definition/{spot_job_definition_name}:*")
         return {"Version": "2012-10-17", "Statement": [
             {"Sid": "ReadJobs", "Effect": "Allow", "Action": READ_ACTIONS, "Resource": "*"},
             # Any revision: a continuation reuses its predecessor's job definition ARN.
             {"Sid": "SubmitContinuations", "Effect": "Allow", "Action": "batch:SubmitJob",
              "Resource": [*queue_arn_resources(queue_arn),
-                          f"{batch}:job-definition/{job_definition_name}:*"]},
+                          f"{batch}:job-definition/{job_definition_name}:*", *spot]},
             # Tags on SubmitJob are authorized as TagResource on the new job, at creation only.
             {"Sid": "TagContinuations", "Effect": "Allow", "Action": "batch:TagResource",
              "Resource": f"{batch}:job/*",

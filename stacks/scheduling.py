@@ -16,6 +16,7 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
     BatchJobQueueComputeEnvironmentOrder,
     BatchJobQueueJobStateTimeLimitAction,
 )
+from cdktf import TerraformResource
 from constructs import Construct
 
 from launcher.contract import (
@@ -204,6 +205,12 @@ def _when_spot(reference: str) -> str:
     return f'${{{SPOT_ENABLED} ? {reference} : ""}}'
 
 
+def _spot_or_main(spot: TerraformResource, main: TerraformResource, attribute: str) -> str:
+    """`${...}` text without quotes: the Spot resource's attribute, else the main one's."""
+    return (f"${{{SPOT_ENABLED} ? {counted_ref(spot, attribute)} : "
+            f"{main.terraform_resource_type}.{main.friendly_unique_id}.{attribute}}}")
+
+
 class Scheduling(Construct):
     """The multi-node queue and job definition; the Spot pair exists when enable_spot_queue."""
 
@@ -233,9 +240,10 @@ class Scheduling(Construct):
         main = self.job_queue
         # For JSON text (an event pattern): no quotes inside, so when the Spot queue is off
         # this names the multi-node queue again, which a pattern's list may hold twice.
-        self.spot_queue_arn_or_main = (
-            f"${{{SPOT_ENABLED} ? {counted_ref(self.spot_job_queue, 'arn')} : "
-            f"{main.terraform_resource_type}.{main.friendly_unique_id}.arn}}")
+        self.spot_queue_arn_or_main = _spot_or_main(self.spot_job_queue, main, "arn")
+        # The same for a policy's resource: a run of Spot gangs is continued on this pair.
+        self.spot_job_definition_name_or_main = _spot_or_main(
+            self.spot_job_definition, self.job_definition, "name")
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
 

@@ -107,11 +107,15 @@ def test_policy_grants_exactly_the_controllers_calls(synthesized: dict) -> None:
                "${data.aws_region.encryption_region_B5523878.region}:"
                "${data.aws_caller_identity.encryption_caller_4EBFD3EB.account_id}")
     # SubmitJob: the job queue, its fallbacks (named after it: stacks/fallback.py) and the job
-    # definition (any revision), the stack's own.
+    # definition (any revision), the stack's own; and the Spot pair, where a run of Spot
+    # gangs continues (continuation/README.md, "Spot gangs"), the main pair again when off.
+    main_definition = "aws_batch_job_definition.scheduling_job_definition_4926FD22.name"
     assert statements["SubmitContinuations"]["Resource"] == [
         f"${{{QUEUE}_CEA41084.arn}}", f"${{{QUEUE}_CEA41084.arn}}_*",
-        f"{account}:job-definition/"
-        "${aws_batch_job_definition.scheduling_job_definition_4926FD22.name}:*"]
+        f"{account}:job-definition/${{{main_definition}}}:*",
+        SPOT_OR_MAIN,
+        f"{account}:job-definition/${{var.enable_spot_queue ? aws_batch_job_definition."
+        f"scheduling_spot_job_definition_28B121DA[0].name : {main_definition}}}:*"]
     assert statements["TagContinuations"]["Resource"] == f"{account}:job/*"
     assert statements["TagContinuations"]["Condition"] == {
         "StringEquals": {"batch:CreateAction": "SubmitJob"}}
