@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cdktf import TerraformResource
 from cdktf_cdktf_provider_aws.batch_job_definition import (
     BatchJobDefinition,
     BatchJobDefinitionRetryStrategy,
@@ -16,7 +17,6 @@ from cdktf_cdktf_provider_aws.batch_job_queue import (
     BatchJobQueueComputeEnvironmentOrder,
     BatchJobQueueJobStateTimeLimitAction,
 )
-from cdktf import TerraformResource
 from constructs import Construct
 
 from launcher.contract import (
