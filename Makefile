@@ -9,6 +9,9 @@ export CHECKPOINT_DISABLE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
+# Python's byte-code caches (and pytest's rewritten test modules) in the gitignored __pycache__:
+# a machine that turns them off recompiles everything each session, ~20 s of `make test-fast`.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install synth test test-fast lint bench cdktf-cli clean e2e deploy destroy terraform-version
 
@@ -65,8 +68,10 @@ terraform-version:
 
 # The edit-test loop: everything but containers, network namespaces, MPI runs, the `slow`
 # tools (terraform, checkov, pip installs, synth in a subprocess) and the Terraform round trip.
+# One worker per core (pytest-xdist), each taking the next test when it is free.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not containers and not netns and not mpi and not slow" \
+	$(BIN)/python -m pytest -n auto --dist worksteal \
+		-m "not containers and not netns and not mpi and not slow" \
 		--ignore=tests/deploy/test_round_trip.py $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,7 +1,8 @@
 """``python -m bench.synth_phases OUTDIR``: where `make synth`'s time goes, as one JSON line.
 
-Times the phases of main.py's work in one fresh process: the provider binding alone, the
-rest of the imports (cdktf, stacks), building the constructs, and writing the JSON.
+Times the phases of main.py's work in one fresh process: the provider binding alone (as
+stacks/bindings.py loads it), the rest of the imports (cdktf, stacks' constructs), building the
+constructs, and writing the JSON.
 Ends with ``os._exit`` like main.py, so the jsii teardown is not counted (it is skipped there).
 """
 
@@ -17,6 +18,9 @@ def main(argv: list[str]) -> int:
     """Run the phases, writing the synthesized stack under ``argv[0]``."""
     outdir = argv[0] if argv else "cdktf.out"
     t0 = time.perf_counter()
+    from stacks import bindings
+
+    bindings.install()  # what main.py's first import of stacks does
     import cdktf_cdktf_provider_aws.batch_job_definition  # noqa: F401 - the phase being timed
 
     t1 = time.perf_counter()

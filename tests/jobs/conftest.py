@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,13 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # --image-tag copies nodeProperties, which moto 5.2.5 leaves out of DescribeJobDefinitions.
     moto_fixes.job_definition_node_properties(patch.setattr)
     _seed_what_moto_does_not_model(patch)
+    # Every reset builds a new EC2 backend, which parses moto's catalogue of public AMIs: a
+    # quarter of these tests' time. No test here resolves an AMI (moto validates none by
+    # default), so this server starts without them (moto's MOTO_EC2_LOAD_DEFAULT_AMIS=false,
+    # set in this process only: the Terraform round trip's emulator keeps its AMIs).
+    from moto import settings
+
+    patch.setattr(settings, "ec2_load_default_amis", lambda: False)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -78,7 +87,7 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
     dispatch = DomainDispatcherApplication.__call__
 
     def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
-        if not environ.get("PATH_INFO", "").startswith("/moto-api/"):
+        if not _reads_only(environ):
             moto_env.SERVED[0] += 1  # a request that may change state: the next test reseeds
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("AWSPriceListService."):
             return dispatch(self, environ, start_response)
@@ -101,6 +110,30 @@ def _seed_what_moto_does_not_model(patch: pytest.MonkeyPatch) -> None:
         return [json.dumps({"FormatVersion": "aws_v1", "PriceList": products}).encode()]
 
     patch.setattr(DomainDispatcherApplication, "__call__", call)
+
+
+# Operations that change nothing, by the prefixes AWS names its read-only APIs with.
+READ_ONLY = ("describe", "list", "get")
+
+
+def _reads_only(environ: dict[str, Any]) -> bool:
+    """Whether a request cannot change moto's state, from its operation name as each protocol
+    carries it (botocore's service models): JSON's X-Amz-Target, query's Action, Batch's
+    REST path (`/v1/describejobs`), S3's method. Anything else counts as a change."""
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/moto-api/"):
+        return True
+    operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+    if not operation and environ.get("CONTENT_TYPE", "").startswith(
+            "application/x-www-form-urlencoded"):
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        operation = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+    if not operation and path.startswith("/v1/"):
+        operation = path[len("/v1/"):]
+    if not operation:
+        return environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+    return operation.lower().startswith(READ_ONLY)
 
 
 @pytest.fixture

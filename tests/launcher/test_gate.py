@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -166,11 +167,15 @@ def test_a_custom_check_command_is_split_into_words() -> None:
 def _launcher(tmp_path: Path, nodes: int = 2, **env: str) -> subprocess.CompletedProcess[str]:
     """The main node of a `nodes`-node job with only the launcher importable (no solver)."""
     (tmp_path / "launcher").symlink_to(REPO / "launcher")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # not the default port: another test may hold it meanwhile
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_BATCH_", "MNP_"))}
     base.update(PYTHONPATH=str(tmp_path), AWS_BATCH_JOB_ID="gate-test", MNP_MPI="openmpi5",
                 AWS_BATCH_JOB_NUM_NODES=str(nodes), AWS_BATCH_JOB_NODE_INDEX="0",
                 AWS_BATCH_JOB_MAIN_NODE_INDEX="0", MNP_RENDEZVOUS_SECRET="s" * 32,
                 MNP_STATE_DIR=str(tmp_path), MNP_RENDEZVOUS_TIMEOUT="30",
+                MNP_RENDEZVOUS_PORT=str(port),
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     base.update(env)
     return subprocess.run([sys.executable, "-m", "launcher", "true"], env=base, cwd=tmp_path,

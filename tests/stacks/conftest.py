@@ -1,4 +1,4 @@
-"""One synthesis per test session: importing the provider bindings costs ~13 s and ~600 MB."""
+"""One synthesis per test session: loading the provider bindings costs ~4 s and ~600 MB."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ _ENTRY: list[tuple[Path, Popen[str]]] = []
 def pytest_configure(config: pytest.Config) -> None:
     """Start `python main.py` (make synth's recipe) with ENTRY_POINT_ENV set, in a scratch dir.
 
-    Called as soon as pytest reaches this folder, so that process's ~13 s load of the provider
+    Called as soon as pytest reaches this folder, so that process's ~4 s load of the provider
     bindings overlaps this one's (collecting the stack tests imports them): two cores, one
     load's time instead of two. Not when the run leaves out `slow` tests (make test-fast), which
     would kill it unused; the fixture starts it then if asked.
