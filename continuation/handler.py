@@ -29,6 +29,9 @@ from continuation.family import family_of, is_managed
 from continuation.lookup import describe, family_descriptions, gang_children
 
 QUEUES_ENV = "MNP_CONTINUATION_QUEUES"  # JSON list of QueueSpec fields, failover order
+# The queue Spot gangs run on (the multi-node queue's name when the stack has no Spot queue):
+# not a failover choice, only where the sweep also looks for gangs whose events were lost.
+SPOT_QUEUE_ENV = "MNP_SPOT_QUEUE"
 QUEUE_FIELDS = ("name", "slots", "vcpus", "memory_mib")
 SCHEDULED = "Scheduled Event"  # detail-type of an EventBridge schedule rule's events
 
@@ -58,18 +61,20 @@ def handle(job_id: str, batch: Any, queues: Sequence[QueueSpec],
 
 
 def sweep(batch: Any, queues: Sequence[QueueSpec], now_ms: int,
-          window_s: int = SWEEP_WINDOW_S) -> list[dict[str, Any]]:
+          window_s: int = SWEEP_WINDOW_S, gang_queues: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Decide for every managed job RUNNABLE now or FAILED within `window_s`: the clock for
-    RUNNABLE deadlines and the net for events that never arrived."""
+    RUNNABLE deadlines and the net for events that never arrived. On `gang_queues`, FAILED
+    ones only: an array parent is FAILED once its children have ended and one of them failed
+    (Batch user guide, "Array jobs"), which is when a run of Spot gangs is decided."""
+    listed = [(queue.name, status) for queue in queues for status in ("RUNNABLE", "FAILED")]
+    listed += [(queue, "FAILED") for queue in gang_queues]
     ids: dict[str, None] = {}
-    for queue in queues:
-        for status in ("RUNNABLE", "FAILED"):
-            pages = batch.get_paginator("list_jobs").paginate(jobQueue=queue.name,
-                                                              jobStatus=status)
-            for summary in (s for page in pages for s in page["jobSummaryList"]):
-                ended = summary.get("stoppedAt") or summary.get("createdAt") or 0
-                if status == "RUNNABLE" or ended >= now_ms - window_s * 1000:
-                    ids[summary["jobId"]] = None
+    for queue_name, status in dict.fromkeys(listed):
+        pages = batch.get_paginator("list_jobs").paginate(jobQueue=queue_name, jobStatus=status)
+        for summary in (s for page in pages for s in page["jobSummaryList"]):
+            ended = summary.get("stoppedAt") or summary.get("createdAt") or 0
+            if status == "RUNNABLE" or ended >= now_ms - window_s * 1000:
+                ids[summary["jobId"]] = None
     jobs = [j for j in describe(batch, list(ids)) if is_managed(j)]
     return [_handle(job, batch, queues, now_ms) for job in jobs]
 
@@ -108,7 +113,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     batch, queues, now = boto3.client("batch"), queues_from_env(os.environ), \
         int(time.time() * 1000)
     if event.get("detail-type") == SCHEDULED:
-        records = sweep(batch, queues, now)
+        spot = os.environ.get(SPOT_QUEUE_ENV, "")
+        records = sweep(batch, queues, now, gang_queues=[spot] if spot else [])
     else:
         records = [handle(event["detail"]["jobId"], batch, queues, now)]
     for record in records:

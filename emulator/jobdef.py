@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,42 +41,43 @@ class LocalJob:
 
 def multinode_definition(config: dict[str, Any]) -> dict[str, Any]:
     """The stack's multi-node job definition in Batch API shape (nodeProperties parsed)."""
-    found = [r for r in config.get("resource", {}).get("aws_batch_job_definition", {}).values()
-             if r.get("type") == "multinode"]
-    if len(found) != 1:
-        raise JobDefinitionError(f"the synthesized stack has {len(found)} multi-node job "
-                                 "definitions; expected one (run `make synth`)")
-    resource = found[0]
-    timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
-    try:
-        props = json.loads(render_plan_time(resource["node_properties"], config))
-    except ValueError:
-        raise JobDefinitionError("the job definition holds a Terraform template run-local "
-                                 "cannot render (run `make synth` again)") from None
+    resource, props = _one_definition(
+        config, lambda r: r.get("type") == "multinode", "node_properties",
+        "multi-node job definitions; expected one")
     attempts = resource.get("retry_strategy", {}).get("attempts")
-    return {"jobDefinitionName": resource.get("name", ""), "type": "multinode",
-            "nodeProperties": props,
-            "retryStrategy": {"attempts": int(attempts)} if attempts else {},
-            "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
+    return {**_api_shape(resource, "multinode"), "nodeProperties": props,
+            "retryStrategy": {"attempts": int(attempts)} if attempts else {}}
 
 
 def spot_definition(config: dict[str, Any]) -> dict[str, Any]:
     """The stack's single-node EC2 job definition (the Spot queue's: synthesized with a count
     that enable_spot_queue sets) in Batch API shape (containerProperties parsed)."""
+    resource, props = _one_definition(
+        config, lambda r: r.get("type") == "container"
+        and "EC2" in r.get("platform_capabilities", []), "container_properties",
+        "single-node EC2 job definitions; expected one, the Spot queue's")
+    return {**_api_shape(resource, "container"), "containerProperties": props}
+
+
+def _one_definition(config: dict[str, Any], kind: Callable[[dict[str, Any]], bool],
+                    properties: str, expected: str) -> tuple[dict[str, Any], Any]:
+    """The one aws_batch_job_definition of a kind, and its properties rendered and parsed."""
     found = [r for r in config.get("resource", {}).get("aws_batch_job_definition", {}).values()
-             if r.get("type") == "container" and "EC2" in r.get("platform_capabilities", [])]
+             if kind(r)]
     if len(found) != 1:
-        raise JobDefinitionError(f"the synthesized stack has {len(found)} single-node EC2 job "
-                                 "definitions; expected one, the Spot queue's (run `make synth`)")
-    resource = found[0]
+        raise JobDefinitionError(f"the synthesized stack has {len(found)} {expected} "
+                                 "(run `make synth`)")
     try:
-        props = json.loads(render_plan_time(resource["container_properties"], config))
+        return found[0], json.loads(render_plan_time(found[0][properties], config))
     except ValueError:
-        raise JobDefinitionError("the Spot job definition holds a Terraform template the "
-                                 "emulator cannot render (run `make synth` again)") from None
+        raise JobDefinitionError("the job definition holds a Terraform template run-local "
+                                 "cannot render (run `make synth` again)") from None
+
+
+def _api_shape(resource: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Name, type and timeout of a job definition resource as RegisterJobDefinition takes them."""
     timeout = resource.get("timeout", {}).get("attempt_duration_seconds")
-    return {"jobDefinitionName": resource.get("name", ""), "type": "container",
-            "containerProperties": props,
+    return {"jobDefinitionName": resource.get("name", ""), "type": kind,
             "timeout": {"attemptDurationSeconds": timeout} if timeout else {}}
 
 

@@ -33,7 +33,7 @@ from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from constructs import Construct
 
 from continuation.family import TAG_GANG, TAG_MIN_NODES
-from continuation.handler import QUEUES_ENV
+from continuation.handler import QUEUES_ENV, SPOT_QUEUE_ENV
 from stacks.bundle import build_zip, closure
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
@@ -74,7 +74,8 @@ class Continuation(Construct):
                  encryption: Encryption, queue_name: str, queue_arn: str,
                  job_definition_name: str, alarm_topic_arn: str,
                  spot_queue_arn: str | None = None,
-                 spot_job_definition_name: str | None = None) -> None:
+                 spot_job_definition_name: str | None = None,
+                 spot_queue_name: str | None = None) -> None:
         super().__init__(scope, id_)
         self._cluster = cluster
         self._config = config
@@ -88,7 +89,7 @@ class Continuation(Construct):
         # A run of Spot gangs is continued on the Spot queue and its job definition.
         self.role = self._add_role(queue_arn, job_definition_name, spot_queue_arn,
                                    spot_job_definition_name)
-        self.function = self._add_function(queue_name)
+        self.function = self._add_function(queue_name, spot_queue_name)
         # --- What runs it
         self.state_rule = self._add_rule(
             "state_rule", "state", "Batch job state changes the continuation controller decides on",
@@ -197,7 +198,7 @@ class Continuation(Construct):
              "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": enc.key.arn},
         ]}
 
-    def _add_function(self, queue_name: str) -> LambdaFunction:
+    def _add_function(self, queue_name: str, spot_queue_name: str | None) -> LambdaFunction:
         controller = self._config.controller
         node = self._config.node
         # The stack's multi-node queue, then fallback queues in failover order: each with the
@@ -214,7 +215,10 @@ class Continuation(Construct):
             reserved_concurrent_executions=1,
             dead_letter_config=LambdaFunctionDeadLetterConfig(
                 target_arn=_ref(self.dead_letter_queue, "arn")),
-            environment=LambdaFunctionEnvironment(variables={QUEUES_ENV: queues}),
+            # Where the sweep also looks for Spot gangs whose events were lost.
+            environment=LambdaFunctionEnvironment(variables={
+                QUEUES_ENV: queues, **({SPOT_QUEUE_ENV: spot_queue_name} if spot_queue_name
+                                       else {})}),
             kms_key_arn=self._encryption.key.arn,
             # Lambda's default, written out: a trace only when a caller sampled one, so no
             # X-Ray cost and no X-Ray permissions.

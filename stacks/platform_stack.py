@@ -116,7 +116,8 @@ class PlatformStack(TerraformStack):
             job_definition_name=scheduling.job_definition.name,
             alarm_topic_arn=monitoring.topic.arn,
             spot_queue_arn=scheduling.spot_queue_arn_or_main,
-            spot_job_definition_name=scheduling.spot_job_definition_name_or_main)
+            spot_job_definition_name=scheduling.spot_job_definition_name_or_main,
+            spot_queue_name=scheduling.spot_queue_name_or_main)
         dashboard = monitoring.watch_queue(scheduling.job_queue.name, scheduling.job_queue.arn)
         self._add_outputs(config, variables, registry, storage, monitoring, scheduling,
                           dashboard_name=dashboard.dashboard_name, region=encryption.region)

@@ -15,7 +15,7 @@ from tests.jobs.moto_env import QUEUE, Aws
 
 
 def gang(aws: Aws, size: int, tags: dict[str, str] | None = None,
-         env: dict[str, str] | None = None) -> str:
+         env: dict[str, str] | None = None, queue: str = QUEUE) -> str:
     """An array job of `size` members with MNP_GANG=1 and `env` (as `submit --spot-gang` sends
     it), tagged `tags`, once moto's non-Docker Batch has run every child (it runs them at
     once)."""
@@ -26,7 +26,7 @@ def gang(aws: Aws, size: int, tags: dict[str, str] | None = None,
                              "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                                       {"type": "MEMORY", "value": "1024"}]})
     parent = aws.batch.submit_job(
-        jobName="heat-gang", jobQueue=QUEUE, jobDefinition=definition["jobDefinitionArn"],
+        jobName="heat-gang", jobQueue=queue, jobDefinition=definition["jobDefinitionArn"],
         arrayProperties={"size": size}, retryStrategy={"attempts": 1},
         containerOverrides={"environment": variables}, tags=tags or {})["jobId"]
     children = [f"{parent}:{i}" for i in range(size)]

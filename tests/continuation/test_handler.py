@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from continuation.handler import QUEUES_ENV, handle, lambda_handler, queues_from_env, sweep
+from continuation.handler import (
+    QUEUES_ENV,
+    SPOT_QUEUE_ENV,
+    handle,
+    lambda_handler,
+    queues_from_env,
+    sweep,
+)
 from continuation.lookup import family_descriptions
 from launcher.contract import NODE_LOST
 from tests.continuation.test_apply import (
@@ -18,7 +25,7 @@ from tests.continuation.test_apply import (
     submits,
 )
 from tests.continuation.test_decide import LATER, recorded
-from tests.jobs.moto_env import QUEUE, REGION, Aws
+from tests.jobs.moto_env import QUEUE, REGION, SPOT_QUEUE, Aws
 
 
 def failed_first_job(aws: Aws) -> str:
@@ -121,7 +128,11 @@ def test_the_lambda_entry_point_takes_both_event_kinds(aws: Aws, monkeypatch,
     assert record["action"] == "continue" and record["submitted"]
     scheduled = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
                  "detail": {}}
+    monkeypatch.setenv(SPOT_QUEUE_ENV, SPOT_QUEUE)  # as the stack sets it
     swept = lambda_handler(scheduled, None)
+    listed = {(r.body.get("jobQueue"), r.body.get("jobStatus")) for r in aws.requests()
+              if r.operation == "listjobs"}
+    assert (SPOT_QUEUE, "FAILED") in listed and (SPOT_QUEUE, "RUNNABLE") not in listed
     assert [r["submitted"] for r in swept if r["jobId"] == first] == [record["submitted"]]
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(logged) == 1 + len(swept)

@@ -14,7 +14,7 @@ from subprocess import Popen
 import pytest
 from moto.events.models import EventPattern
 
-from continuation.handler import QUEUES_ENV
+from continuation.handler import QUEUES_ENV, SPOT_QUEUE_ENV
 from launcher.contract import STUCK_RUNNABLE_REASONS
 from stacks.bundle import REPO, base64_sha256, build_zip, closure
 from stacks.config import ControllerDefaults, NodeDefaults, PlatformLimits
@@ -273,7 +273,10 @@ def test_handler_imports_and_sweeps_from_the_zip_alone(synthesized: dict,
     package = tmp_path / "continuation.zip"
     package.write_bytes(build_zip(closure("continuation")))
     function = only(synthesized, "aws_lambda_function", "continuation_function")
-    assert set(function["environment"]["variables"]) == {QUEUES_ENV}
+    variables = function["environment"]["variables"]
+    assert set(variables) == {QUEUES_ENV, SPOT_QUEUE_ENV}
+    # The sweep's queue for gangs: the Spot queue, or the multi-node one (never empty).
+    assert "aws_batch_job_queue.scheduling_spot_job_queue" in variables[SPOT_QUEUE_ENV]
     # What Terraform renders with no fallbacks (test_fallback_terraform.py renders it).
     node = NodeDefaults()
     env = {QUEUES_ENV: json.dumps([{"name": "mnp-hpc-mpi", "slots": node.vcpus,
