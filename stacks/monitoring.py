@@ -17,6 +17,7 @@ from constructs import Construct
 
 from stacks.config import PlatformConfig, name, tags
 from stacks.encryption import Encryption
+from stacks.fallback import queue_arn_filter
 from stacks.policy import Statement, policy_document
 
 NAMESPACE = "AWS/Batch"
@@ -94,10 +95,12 @@ class Monitoring(Construct):
     def _add_failed_job_rule(self, queue_arn: str) -> CloudwatchEventTarget:
         rule = CloudwatchEventRule(
             self, "job_failed_rule", name=name(self._cluster, "job-failed"),
-            description="Notify when a job of this queue fails",
+            description="Notify when a job of the multi-node queue or a fallback queue fails",
+            # A run moved to a fallback queue fails there too (stacks/fallback.py).
             event_pattern=json.dumps({"source": ["aws.batch"],
                                       "detail-type": ["Batch Job State Change"],
-                                      "detail": {"status": ["FAILED"], "jobQueue": [queue_arn]}}),
+                                      "detail": {"status": ["FAILED"],
+                                                 "jobQueue": queue_arn_filter(queue_arn)}}),
             tags=tags(self._cluster))
         return CloudwatchEventTarget(self, "job_failed_target", rule=rule.name,
                                      arn=self.topic.arn)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
+from moto.events.models import EventPattern
 
 from stacks.config import PlatformLimits
 from tests.stacks.conftest import only, resources
@@ -42,3 +46,25 @@ def test_dashboard_widgets_name_their_units(synthesized: dict) -> None:
     assert durations["yAxis"]["left"]["label"] == "milliseconds"
     counts = widgets["Job state transitions (count)"]["properties"]
     assert not any(m[1].endswith("Duration") for m in counts["metrics"])
+
+
+@pytest.mark.parametrize(("status", "suffix", "matched"), [
+    ("FAILED", "", True),
+    ("FAILED", "_c6i-4xlarge", True),  # a fallback queue: "<queue>_<type>" (stacks/fallback.py)
+    ("SUCCEEDED", "_c6i-4xlarge", False),
+    ("FAILED", "2", False),  # a queue whose name merely starts with ours
+])
+def test_failed_job_notifications_cover_the_fallback_queues(
+        synthesized: dict, status: str, suffix: str, matched: bool) -> None:
+    rule = only(synthesized, "aws_cloudwatch_event_rule", "job_failed_rule")
+    ours = "arn:aws:batch:us-east-1:123456789012:job-queue/mnp-hpc-mpi"
+    # The multi-node queue's ARN as Terraform renders it at apply.
+    pattern = re.sub(r"\$\{aws_batch_job_queue\.scheduling_job_queue_\w+\.arn\}", ours,
+                     rule["event_pattern"])
+    assert ours in pattern
+    event = {"version": "0", "id": "1", "detail-type": "Batch Job State Change",
+             "source": "aws.batch", "account": "123456789012", "region": "us-east-1",
+             "time": "2026-12-07T12:00:00Z", "resources": [],
+             "detail": {"status": status, "jobQueue": f"{ours}{suffix}"}}
+    # moto's EventBridge pattern matcher, "prefix" included (as test_continuation.py uses it).
+    assert EventPattern.load(pattern).matches_event(event) is matched
