@@ -64,9 +64,9 @@ def _one_and_three(image: str, config: dict, scratch: Path, command: list[str],
                    name: str) -> tuple[str, str, str]:
     """`command` as a 1-node job, then on 3 nodes: (1-node stdout and stderr, 3-node stdout)."""
     code, ref_out, ref_err = _run(config, image, scratch, 1, command)
-    assert code == 0, ref_err
+    assert code == 0, f"{ref_err}\n--- stdout:\n{ref_out[-3000:]}"
     code, out, err = _run(config, image, scratch, 3, command)
-    assert code == 0, err
+    assert code == 0, f"{err}\n--- stdout:\n{out[-3000:]}"
     assert f"{FLAVOUR[name]} mpiexec with 3 ranks" in err  # detected from the image's MPI
     return ref_out, ref_err, out
 
@@ -255,7 +255,7 @@ def test_each_example_passes_the_efa_definitions_network_check_and_runs(
         code = job.wait(240)
         out, err = job.output(0)
         child = job.output(1)[1]
-    assert code == 0, err[-3000:]
+    assert code == 0, f"{err[-3000:]}\n--- stdout:\n{out[-3000:]}"
     # No solver in these images: the launcher's own check ran, and said so.
     assert "network check: launcher TCP pair check (no solver in this image: " in err
     assert "network check passed: 3 pairs of 3 nodes" in err
