@@ -19,8 +19,6 @@ from staging.manifest import OUTPUT_MANIFEST, Manifest
 from staging.uri import S3Location
 
 STAGE_IN_SUFFIX = "-stage-in"
-# Where staged inputs go without --input-path: a folder of the shared file system's own.
-DEFAULT_INPUT_DIR = "input"
 # Manifests list one line a file; a bigger one is not ours.
 MAX_MANIFEST_BYTES = 256 << 20
 REAPPLY = "re-apply the stack (terraform apply) to add the data bucket and staging jobs"
@@ -120,7 +118,7 @@ def plan(args: argparse.Namespace, ctx: Context, name: str, definition: str) -> 
     stage_in = None
     if source is not None:
         _check_within("--stage-in", source, _allowed(ctx, "data_input_prefix"), "input")
-        root = args.input_path or f"{ctx.settings.efs_mount().rstrip('/')}/{DEFAULT_INPUT_DIR}"
+        root = args.input_path or f"{ctx.settings.efs_mount().rstrip('/')}/{commands.INPUT_DIR}"
         stage_in = StageIn(source, commands.stage_in_dest(root, name),
                            _output(ctx, "staging_job_queue_name"),
                            _output(ctx, "staging_job_definition_name"))

@@ -15,8 +15,10 @@ from launcher.contract import (
     STATUS_PARAMETER,
 )
 
-# Where staged inputs go when the job names no --input-path.
-DEFAULT_INPUT_PARENT = f"{EFS_MOUNT_PATH}/input"
+# Where staged inputs go when the job names no --input-path: a folder of the shared file
+# system's own (jobs submit puts it under the stack's mount path, run-local under the contract's).
+INPUT_DIR = "input"
+DEFAULT_INPUT_PARENT = f"{EFS_MOUNT_PATH}/{INPUT_DIR}"
 # The job parameters of a stage-out job, filled from the job-state event (Ref:: in Batch).
 OUT_PARAMETERS = (JOB_ID_PARAMETER, STATUS_PARAMETER, OUTPUT_DIR_PARAMETER, STAGE_OUT_PARAMETER)
 PROGRAM = ("python", "-m", "staging")
