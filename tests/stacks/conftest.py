@@ -141,3 +141,15 @@ def only(stack: dict, type_: str, name_contains: str = "", block: str = "resourc
              if name_contains in key]
     assert len(found) == 1, f"expected one {type_} matching {name_contains!r}, got {len(found)}"
     return found[0]
+
+
+def batch_event(status: str, queue_arn: str, reason: str = "") -> dict:
+    """A "Batch Job State Change" event as the Batch user guide shows it (batch_cwe_events)."""
+    return {"version": "0", "id": "c8f9c4b5-76e5-d76a-f980-7011e206042b",
+            "detail-type": "Batch Job State Change", "source": "aws.batch",
+            "account": "123456789012", "time": "2026-12-07T12:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:batch:us-east-1:123456789012:job/4c7599ae"],
+            "detail": {"jobName": "heat", "jobId": "4c7599ae", "jobQueue": queue_arn,
+                       "status": status, "statusReason": reason, "attempts": [],
+                       "createdAt": 1, "jobDefinition": "arn:aws:batch:...:job-definition/x:1",
+                       "tags": {"mnp:min-nodes": "2"}}}

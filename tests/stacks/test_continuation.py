@@ -18,7 +18,7 @@ from continuation.handler import QUEUES_ENV, SPOT_QUEUE_ENV
 from launcher.contract import STUCK_RUNNABLE_REASONS
 from stacks.bundle import REPO, base64_sha256, build_zip, closure
 from stacks.config import ControllerDefaults, NodeDefaults, PlatformLimits
-from tests.stacks.conftest import only
+from tests.stacks.conftest import batch_event, only
 
 COUNT = "${var.enable_continuation ? 1 : 0}"
 QUEUE = "aws_batch_job_queue.scheduling_job_queue"
@@ -137,18 +137,6 @@ def test_policy_grants_exactly_the_controllers_calls(synthesized: dict) -> None:
                                "StackKey"}
 
 
-def _batch_event(status: str, queue_arn: str, reason: str = "") -> dict:
-    """A "Batch Job State Change" event as the Batch user guide shows it (batch_cwe_events)."""
-    return {"version": "0", "id": "c8f9c4b5-76e5-d76a-f980-7011e206042b",
-            "detail-type": "Batch Job State Change", "source": "aws.batch",
-            "account": "123456789012", "time": "2026-12-07T12:00:00Z", "region": "us-east-1",
-            "resources": ["arn:aws:batch:us-east-1:123456789012:job/4c7599ae"],
-            "detail": {"jobName": "heat", "jobId": "4c7599ae", "jobQueue": queue_arn,
-                       "status": status, "statusReason": reason, "attempts": [],
-                       "createdAt": 1, "jobDefinition": "arn:aws:batch:...:job-definition/x:1",
-                       "tags": {"mnp:min-nodes": "2"}}}
-
-
 SPOT_OR_MAIN = ("${var.enable_spot_queue ? "
                 "aws_batch_job_queue.scheduling_spot_job_queue_3D9454E5[0].arn : "
                 f"{QUEUE}_CEA41084.arn}}")
@@ -175,7 +163,7 @@ def test_state_rule_matches_failed_and_runnable_jobs_of_the_queues(
         f"${{{QUEUE}_CEA41084.arn}}", ours)
     arn = {"fallback": f"{ours}_c6i-4xlarge", "longer": f"{ours}2",
            "cluster": f"{ours}-x-mpi"}.get(queue, ours.replace("mpi", queue))
-    event = _batch_event(status, arn, STUCK_RUNNABLE_REASONS[0])
+    event = batch_event(status, arn, STUCK_RUNNABLE_REASONS[0])
     assert EventPattern.load(pattern).matches_event(event) is matched
 
 

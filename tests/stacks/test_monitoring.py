@@ -9,7 +9,7 @@ import pytest
 from moto.events.models import EventPattern
 
 from stacks.config import PlatformLimits
-from tests.stacks.conftest import only, resources
+from tests.stacks.conftest import batch_event, only, resources
 
 
 def _alarms(stack: dict) -> dict[str, dict]:
@@ -62,9 +62,6 @@ def test_failed_job_notifications_cover_the_fallback_queues(
     pattern = re.sub(r"\$\{aws_batch_job_queue\.scheduling_job_queue_\w+\.arn\}", ours,
                      rule["event_pattern"])
     assert ours in pattern
-    event = {"version": "0", "id": "1", "detail-type": "Batch Job State Change",
-             "source": "aws.batch", "account": "123456789012", "region": "us-east-1",
-             "time": "2026-12-07T12:00:00Z", "resources": [],
-             "detail": {"status": status, "jobQueue": f"{ours}{suffix}"}}
+    event = batch_event(status, f"{ours}{suffix}")
     # moto's EventBridge pattern matcher, "prefix" included (as test_continuation.py uses it).
     assert EventPattern.load(pattern).matches_event(event) is matched
