@@ -245,7 +245,7 @@ class Scheduling(Construct):
         self.spot_job_definition_name_or_main = _spot_or_main(
             self.spot_job_definition, self.job_definition, "name")
         # The controller's sweep looks there for gangs (never empty: with the Spot queue off
-        # it lists the multi-node queue's failures twice, and counts them once).
+        # it names the multi-node queue, which the sweep then lists once).
         self.spot_queue_name_or_main = _spot_or_main(self.spot_job_queue, main, "name")
         self.spot_queue_name = _when_spot(counted_ref(self.spot_job_queue, "name"))
         self.spot_job_definition_name = _when_spot(counted_ref(self.spot_job_definition, "name"))
